@@ -1,0 +1,50 @@
+# The two commands of the quick start: `make up` and `make test`. Each bootstraps its own virtualenv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: up test test-unit bench lint schemas lock clean help
+
+help:
+	@echo "make up     run the whole pipeline locally (broker, database, three services)"
+	@echo "make test   run the whole test suite against a real broker and database"
+	@echo "make bench  run the benchmarks in bench/ (results in bench/results/)"
+	@echo "make lint   ruff"
+	@echo "make schemas regenerate shared/schemas/*.json from the contracts"
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+up: $(STAMP)
+	$(BIN)/python -m deploy.stack up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.aggregator
+	$(BIN)/python -m bench.queue
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared services deploy tests bench examples
+
+schemas: $(STAMP)
+	$(BIN)/python -m shared.schemas
+
+# Re-pin the whole dependency tree from pyproject.toml's direct pins.
+lock: $(STAMP)
+	$(BIN)/python -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(d["dependencies"] + sum(d["optional-dependencies"].values(), [])))' > .run-reqs.txt
+	$(BIN)/python -m pip install -q -r .run-reqs.txt && rm .run-reqs.txt
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements.lock
+
+clean:
+	rm -rf .run .pytest_cache
