@@ -1,0 +1,1 @@
+"""The three services: ingest, feedback, aggregator. They meet only through shared/ and Kafka."""

@@ -1,0 +1,1 @@
+"""aggregator: what it means. Interactions and votes in; preference pairs, annotation requests, stats out."""

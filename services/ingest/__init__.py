@@ -1,0 +1,1 @@
+"""ingest: what the model said. Validates interactions, stamps them, publishes to `interactions`."""

@@ -1,0 +1,1 @@
+"""Contracts and plumbing every service speaks: events, topics, settings, logging, Kafka, PostgreSQL."""

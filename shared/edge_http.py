@@ -1,0 +1,115 @@
+"""The HTTP half of the edge flow: `POST /v1/<things>` and `POST /v1/<things>/batch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from shared.edge import EdgePublisher
+from shared.errors import ContractError
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(
+            "body is not valid JSON", errors=[{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
+        ) from exc
+
+
+def edge_router(
+    *,
+    path: str,
+    noun: str,
+    item_schema: dict[str, Any],
+    publisher: Callable[[Request], EdgePublisher],
+    max_batch_items: int,
+    tag: str,
+) -> APIRouter:
+    """Single and batch endpoints that validate, dedupe and publish through `publisher(request)`."""
+    router = APIRouter(tags=[tag])
+    single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": item_schema}}}}
+    batch_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": item_schema, "maxItems": max_batch_items}}
+            },
+        }
+    }
+    result_example = {"event_id": "7b0c2a4e-0000-4000-8000-000000000000", "status": "accepted"}
+
+    @router.post(
+        path,
+        status_code=202,
+        summary=f"Submit one {noun}",
+        openapi_extra=single_body,
+        responses={
+            202: {
+                "description": f"Accepted (or already accepted) {noun}",
+                "content": {
+                    "application/json": {"example": {**result_example, "accepted": [result_example["event_id"]]}}
+                },
+            },
+            422: {"description": "Invalid: `detail` names every bad field"},
+        },
+    )
+    async def post_one(request: Request) -> JSONResponse:
+        edge = publisher(request)
+        item = _decode_json(await request.body())
+        if not isinstance(item, dict):
+            raise ContractError(
+                f"body must be one {noun} object",
+                errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
+            )
+        (result,) = await edge.accept_items([item], via="http")
+        if result.status == "rejected":
+            raise ContractError(f"invalid {noun}", errors=[{**e, "loc": ["body", *e["loc"]]} for e in result.errors])
+        return JSONResponse(
+            {"event_id": result.event_id, "status": result.status, "accepted": [result.event_id]}, status_code=202
+        )
+
+    @router.post(
+        f"{path}/batch",
+        status_code=202,
+        summary=f"Submit a list of {noun}s; each is judged on its own",
+        openapi_extra=batch_body,
+        responses={
+            202: {"description": "At least one item accepted; `results` has one entry per item"},
+            413: {"description": f"More than {max_batch_items} items"},
+            422: {"description": "No item accepted; `results` names every bad field per item"},
+        },
+    )
+    async def post_batch(request: Request) -> JSONResponse:
+        edge = publisher(request)
+        items = _decode_json(await request.body())
+        if not isinstance(items, list):
+            raise ContractError(
+                "body must be a JSON list",
+                errors=[{"loc": ["body"], "msg": "Input should be a valid list", "type": "list_type"}],
+            )
+        if len(items) > max_batch_items:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body"],
+                            "type": "too_many_items",
+                            "msg": f"{len(items)} items, more than the limit of {max_batch_items}",
+                        }
+                    ]
+                },
+                status_code=413,
+            )
+        results = await edge.accept_items(items, via="http")
+        accepted = [r.event_id for r in results if r.status != "rejected"]
+        rejected = [r.to_json() for r in results if r.status == "rejected"]
+        body = {"accepted": accepted, "rejected": rejected, "results": [r.to_json() for r in results]}
+        return JSONResponse(body, status_code=202 if accepted or not items else 422)
+
+    return router

@@ -1,0 +1,153 @@
+"""HTTP plumbing every service shares: /healthz, /readyz, /metrics, error mapping, body limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import (
+    AuthError,
+    ConflictError,
+    ContractError,
+    ForbiddenError,
+    NotFoundError,
+    PipelineError,
+    TransientError,
+)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class HttpMetrics:
+    """Request counters and latency histograms, in the app's own registry."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status",
+            ["service", "route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["service", "route", "method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.service = service
+
+
+def ops_router(registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -> APIRouter:
+    """/healthz (the process answers), /readyz (every dependency answers), /metrics (Prometheus)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        results = {name: await check() for name, check in checks.items()}
+        ok = all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": results}, status_code=200 if ok else 503
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+_STATUS: list[tuple[type[PipelineError], int]] = [
+    (ContractError, 422),
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (TransientError, 503),
+]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the pipeline's errors to HTTP in one place."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PipelineError)
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        if isinstance(exc, ContractError):
+            body: dict = {"detail": exc.errors or [{"loc": [], "msg": exc.message, "type": exc.code}]}
+        else:
+            body = {"detail": exc.message, "code": exc.code}
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 503:
+            headers = {"Retry-After": "1"}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    app.add_exception_handler(PipelineError, handle)
+
+
+def install_request_metrics(app: FastAPI, metrics: HttpMetrics) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(metrics.service, path, request.method).observe(time.perf_counter() - started)
+        metrics.requests.labels(metrics.service, path, request.method, str(response.status_code)).inc()
+        return response
+
+
+class BodySizeLimit:
+    """ASGI middleware: a body over `max_bytes` gets 413 before it is read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLargeError:
+            if too_large:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = (
+            b'{"detail":[{"loc":["body"],"msg":"request body larger than %d bytes","type":"too_large"}]}'
+            % self.max_bytes
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLargeError(Exception):
+    pass

@@ -1,0 +1,216 @@
+"""Kafka plumbing: the broker factory, batch subscribers, acknowledged publishing, dead letters, topics.
+
+FastStream carries the subscribers (consumer groups, acks, AsyncAPI docs); publishing goes through
+its producer without awaiting each send (`no_confirm`), and a batch is acknowledged as a whole,
+which is what the measured throughput on Tansu asks for (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+
+from shared import topics
+from shared.errors import PipelineError, TransientError
+from shared.events import DeadLetter, utcnow
+from shared.settings import PipelineSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One message to publish. `value=None` with a key is a tombstone."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def make_broker(settings: PipelineSettings, *, client_id: str) -> KafkaBroker:
+    """A FastStream Kafka broker for this process (idempotence off: Tansu lacks it; acks=all)."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=settings.kafka_linger_ms,
+        max_request_size=settings.kafka_max_request_size,
+        allow_auto_create_topics=False,
+        # FastStream logs a line per message at this level: keep it below INFO.
+        log_level=logging.DEBUG,
+        logger=structlog.get_logger("faststream"),
+    )
+
+
+def batch_subscriber(
+    broker: KafkaBroker,
+    settings: PipelineSettings,
+    topic_name: str,
+    *,
+    group_id: str,
+    **extra: Any,
+) -> Callable[..., Any]:
+    """Decorator: a batch consumer of `topic_name` in `group_id` whose offsets are committed per batch.
+
+    The handler gets the raw `aiokafka` records (`msg.raw_message`). Returning commits the batch;
+    raising rewinds every partition of the batch to its first record, so it is delivered again
+    (at-least-once: handlers must be idempotent).
+    """
+    return broker.subscriber(
+        topics.topic(settings.topic_prefix, topic_name),
+        group_id=group_id,
+        batch=True,
+        max_records=settings.kafka_max_batch_records,
+        batch_timeout_ms=settings.kafka_batch_timeout_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **extra,
+    )
+
+
+async def publish_records(broker: KafkaBroker, records: Sequence[OutRecord], *, timeout_s: float) -> None:
+    """Send every record without waiting for each, then wait until the broker acknowledged all.
+
+    Raises TransientError if any send fails or the deadline passes: the caller must not commit
+    its input, and a retry may publish some records twice (consumers dedupe by id).
+    """
+    if not records:
+        return
+    futures = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            for record in records:
+                futures.append(
+                    await broker.publish(
+                        record.value,
+                        record.topic,
+                        key=record.key,
+                        headers=dict(record.headers) if record.headers else None,
+                        no_confirm=True,
+                    )
+                )
+            await asyncio.gather(*futures)
+    except (TimeoutError, OSError) as exc:
+        raise TransientError("broker did not acknowledge the publish", records=len(records)) from exc
+    except Exception as exc:
+        if isinstance(exc, PipelineError):
+            raise
+        # aiokafka raises KafkaError subclasses for every broker-side failure.
+        raise TransientError(f"publish failed: {type(exc).__name__}", records=len(records)) from exc
+    finally:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+
+
+def dead_letter_record(
+    prefix: str,
+    *,
+    service: str,
+    error: PipelineError,
+    raw_value: bytes | None,
+    source_topic: str,
+    source_partition: int | None = None,
+    source_offset: int | None = None,
+    source_key: bytes | None = None,
+) -> OutRecord:
+    """The dead-letter record for input that cannot be processed, keyed by its origin."""
+    raw, encoding = DeadLetter.encode_raw(raw_value)
+    key_text, _ = DeadLetter.encode_raw(source_key)
+    letter = DeadLetter(
+        event_id=uuid.uuid4(),
+        failed_at=utcnow(),
+        service=service,
+        source_topic=source_topic,
+        source_partition=source_partition,
+        source_offset=source_offset,
+        source_key=key_text,
+        raw_value=raw,
+        raw_encoding=encoding,
+        error_code=error.code,
+        reason=error.message,
+        errors=getattr(error, "errors", []),
+    )
+    origin = f"{source_topic}:{source_partition}:{source_offset}"
+    return OutRecord(
+        topic=topics.topic(prefix, topics.DEAD_LETTER),
+        key=origin.encode(),
+        value=letter.model_dump_json().encode(),
+        headers=(("error_code", error.code), ("service", service)),
+    )
+
+
+def dead_letter_for(prefix: str, service: str, record: ConsumerRecord, error: PipelineError) -> OutRecord:
+    """The dead-letter record of one consumed Kafka record."""
+    return dead_letter_record(
+        prefix,
+        service=service,
+        error=error,
+        raw_value=record.value,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        source_key=record.key,
+    )
+
+
+async def ensure_topics(
+    bootstrap: str,
+    prefix: str = "",
+    *,
+    partitions: int = 6,
+    replication_factor: int = 1,
+    retention_ms: int = 7 * 24 * 3600 * 1000,
+    dead_letter_retention_ms: int = 30 * 24 * 3600 * 1000,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create every topic of the pipeline that does not exist yet; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    async with asyncio.timeout(timeout_s):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = []
+            for spec in topics.ALL_TOPICS:
+                name = topics.topic(prefix, spec.name)
+                if name in existing:
+                    continue
+                if spec.is_compacted:
+                    config = {"cleanup.policy": "compact"}
+                else:
+                    keep = dead_letter_retention_ms if spec.is_dead_letter else retention_ms
+                    config = {"cleanup.policy": "delete", "retention.ms": str(keep)}
+                wanted.append(NewTopic(name, partitions, replication_factor, topic_configs=config))
+            if wanted:
+                await admin.create_topics(wanted)
+                log.info("topics_created", topics=[t.name for t in wanted], partitions=partitions)
+            return [t.name for t in wanted]
+        finally:
+            await admin.close()
+
+
+async def ensure_topics_for(settings: PipelineSettings) -> list[str]:
+    """`ensure_topics` with a service's settings."""
+    return await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.topic_prefix,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        retention_ms=settings.topic_retention_ms,
+        dead_letter_retention_ms=settings.dead_letter_retention_ms,
+    )

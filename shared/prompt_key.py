@@ -1,0 +1,33 @@
+"""The prompt key: which answers are answers to the same prompt (one group, one partition)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+from typing import Protocol
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _MessageLike(Protocol):
+    role: str
+    content: str
+
+
+def normalize_text(text: str) -> str:
+    """NFKC-normalize, collapse every whitespace run to one space, strip the ends.
+
+    Case is kept: "Paris" and "paris" may be different questions; width, composed/decomposed
+    accents and stray spaces or newlines are not.
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def prompt_key(app_id: str, messages: Iterable[_MessageLike]) -> str:
+    """Hash of app_id and the normalized messages: regenerations and identical prompts share it."""
+    canonical = [[m.role, normalize_text(m.content)] for m in messages]
+    payload = json.dumps([app_id, canonical], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]

@@ -1,0 +1,159 @@
+"""One service process: its resources (broker, pool, metrics, background tasks) and its HTTP app.
+
+Each service's `app.py` builds a `Runtime`, registers its subscribers and routes, and hands both to
+`build_app`; the FastAPI lifespan starts and closes the runtime in the order STYLE.md asks for:
+stop consuming -> finish in-flight handlers -> stop background tasks -> close producer -> close pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+
+from shared import db
+from shared.http import (
+    BodySizeLimit,
+    HttpMetrics,
+    install_error_handlers,
+    install_request_metrics,
+    ops_router,
+)
+from shared.kafka import ensure_topics_for, make_broker
+from shared.logging import configure_logging
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Per-process resources of a service, built in the lifespan and closed in `aclose()`."""
+
+    service: str
+    settings: ServiceSettings
+    broker: KafkaBroker
+    registry: CollectorRegistry
+    migration_components: Sequence[str] = ("shared",)
+    pool: asyncpg.Pool | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, service: str, settings: ServiceSettings, migration_components: Sequence[str]) -> Runtime:
+        return cls(
+            service=service,
+            settings=settings,
+            broker=make_broker(settings, client_id=service),
+            registry=CollectorRegistry(),
+            migration_components=tuple(migration_components),
+        )
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the runtime is not started")
+        return self.pool
+
+    def spawn(self, name: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run a named background task owned by this runtime (cancelled and awaited on close)."""
+        task = asyncio.create_task(coro, name=f"{self.service}:{name}")  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
+        """Run `job` every `interval_s` in the background; a failing run is logged and retried next time."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("background_job_failed", job=name)
+
+        return self.spawn(name, loop())
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.pool = await db.create_pool(settings)
+        await db.migrate(settings.database_url, list(self.migration_components))
+        await ensure_topics_for(settings)
+        await self.broker.start()
+        log.info("service_started", service=self.service, http_port=settings.http_port)
+
+    async def aclose(self) -> None:
+        # Stop consuming first: broker.stop() waits for in-flight handlers (graceful_timeout)
+        # and closes the producer after them.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.stop(), timeout=self.settings.shutdown_grace_s)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("service_stopped", service=self.service)
+
+    async def is_broker_ready(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    async def is_database_ready(self) -> bool:
+        return self.pool is not None and await db.ping(self.pool, timeout_s=2.0)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the runtime of the app serving this request."""
+    return request.app.state.runtime
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    on_started: Callable[[Runtime], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """The FastAPI app of a service: its routes, /healthz /readyz /metrics, error mapping, lifespan."""
+    settings = runtime.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_format, settings.log_level)
+        await runtime.start()
+        try:
+            if on_started is not None:
+                await on_started(runtime)
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    install_request_metrics(app, HttpMetrics(runtime.registry, runtime.service))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(
+        ops_router(runtime.registry, {"broker": runtime.is_broker_ready, "database": runtime.is_database_ready})
+    )
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document of the Kafka side")
+    async def asyncapi() -> dict[str, Any]:
+        from faststream.specification import AsyncAPI
+
+        return (
+            AsyncAPI(runtime.broker, title=f"{title} (Kafka)", schema_version="3.0.0").to_specification().to_jsonable()
+        )
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,125 @@
+"""Settings shared by every service (unprefixed env vars) and the base each service extends.
+
+Every number the pipeline uses is a setting here or in a service's `settings.py`; the
+`description` of each field is the operator documentation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _shared(name: str, default, description: str, **kw):
+    """A field read from the unprefixed env var `NAME` whatever the service's prefix is."""
+    return Field(default, description=description, validation_alias=AliasChoices(name, name.upper()), **kw)
+
+
+class Limits(BaseModel):
+    """Size bounds applied when validating incoming events (see shared.events)."""
+
+    max_messages: int = 200
+    max_content_chars: int = 100_000
+    max_metadata_bytes: int = 16_384
+    max_tags: int = 32
+    max_id_chars: int = 256
+
+
+class PipelineSettings(BaseSettings):
+    """Settings every service reads without a prefix (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, ...)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = _shared(
+        "kafka_bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers, comma separated."
+    )
+    database_url: str = _shared("database_url", "postgresql://postgres@127.0.0.1:5432/postgres", "PostgreSQL DSN.")
+    topic_prefix: str = _shared("topic_prefix", "", "Prefix put before every topic name.")
+    admin_token: str | None = _shared("admin_token", None, "Token guarding the admin endpoints.")
+
+    log_format: Literal["json", "console"] = _shared(
+        "log_format", "json", "json in production, console for a readable terminal."
+    )
+    log_level: str = _shared("log_level", "INFO", "Minimum log level.")
+
+    topic_partitions: int = _shared("topic_partitions", 6, "Partitions of each topic the project creates.", ge=1)
+    topic_replication_factor: int = _shared(
+        "topic_replication_factor", 1, "Replication factor of created topics.", ge=1
+    )
+    topic_retention_ms: int = _shared(
+        "topic_retention_ms", 7 * 24 * 3600 * 1000, "retention.ms of the non-compacted topics."
+    )
+    dead_letter_retention_ms: int = _shared(
+        "dead_letter_retention_ms", 30 * 24 * 3600 * 1000, "retention.ms of the dead-letter topic."
+    )
+
+    kafka_fetch_max_wait_ms: int = _shared(
+        "kafka_fetch_max_wait_ms",
+        10,
+        "Consumer fetch wait: sets the latency floor (Tansu: 500 ms -> p50 134 ms).",
+        ge=0,
+    )
+    kafka_max_batch_records: int = _shared(
+        "kafka_max_batch_records", 500, "Most records a consumer hands to one batch handler.", ge=1
+    )
+    kafka_batch_timeout_ms: int = _shared(
+        "kafka_batch_timeout_ms", 50, "How long a batch consumer waits to fill a batch.", ge=0
+    )
+    kafka_linger_ms: int = _shared("kafka_linger_ms", 2, "Producer linger: batches sends made close together.")
+    kafka_max_request_size: int = _shared(
+        "kafka_max_request_size", 2 * 1024 * 1024, "Largest produce request in bytes."
+    )
+    kafka_session_timeout_ms: int = _shared("kafka_session_timeout_ms", 10_000, "Consumer group session timeout.")
+    kafka_heartbeat_interval_ms: int = _shared(
+        "kafka_heartbeat_interval_ms", 1_000, "Consumer group heartbeat interval."
+    )
+    kafka_max_raw_bytes: int = _shared(
+        "kafka_max_raw_bytes", 1024 * 1024, "Raw-topic messages larger than this are dead-lettered.", ge=1
+    )
+    publish_timeout_s: float = _shared(
+        "publish_timeout_s", 30.0, "Deadline for the broker to acknowledge a publish.", gt=0
+    )
+
+    db_pool_min_size: int = _shared("db_pool_min_size", 1, "Smallest PostgreSQL pool size.", ge=0)
+    db_pool_max_size: int = _shared("db_pool_max_size", 10, "Largest PostgreSQL pool size.", ge=1)
+    db_command_timeout_s: float = _shared("db_command_timeout_s", 30.0, "asyncpg command timeout.", gt=0)
+    db_acquire_timeout_s: float = _shared(
+        "db_acquire_timeout_s", 10.0, "Deadline to get a connection from the pool.", gt=0
+    )
+    db_connect_timeout_s: float = _shared("db_connect_timeout_s", 10.0, "Deadline of one connection attempt.", gt=0)
+    retry_initial_backoff_s: float = _shared(
+        "retry_initial_backoff_s", 0.2, "First wait after a transient failure (doubles each try).", gt=0
+    )
+    retry_max_backoff_s: float = _shared(
+        "retry_max_backoff_s", 5.0, "Longest wait between retries of a transient failure.", gt=0
+    )
+
+    max_messages: int = _shared("max_messages", 200, "Most messages in one interaction's context.", ge=1)
+    max_content_chars: int = _shared(
+        "max_content_chars", 100_000, "Longest message, response, edit or comment (characters).", ge=1
+    )
+    max_metadata_bytes: int = _shared("max_metadata_bytes", 16_384, "Largest `metadata` object, as JSON bytes.", ge=2)
+    max_tags: int = _shared("max_tags", 32, "Most tags on an interaction.", ge=0)
+    max_batch_items: int = _shared("max_batch_items", 500, "Most items in one HTTP batch request.", ge=1)
+    max_body_bytes: int = _shared(
+        "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
+    )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_messages=self.max_messages,
+            max_content_chars=self.max_content_chars,
+            max_metadata_bytes=self.max_metadata_bytes,
+            max_tags=self.max_tags,
+        )
+
+
+class ServiceSettings(PipelineSettings):
+    """Base of a service's settings: subclasses set `env_prefix` (INGEST_, FEEDBACK_, AGGREGATOR_)."""
+
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(8000, description="Port of the HTTP server.", ge=0, le=65535)
+    shutdown_grace_s: float = Field(10.0, description="How long in-flight work may take to finish on SIGTERM.", gt=0)
