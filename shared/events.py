@@ -202,6 +202,10 @@ class VerdictVote(_VoteBase):
     comment: str | None = None
     a_interaction_id: Id | None = Field(None, description="The candidate shown as A (set by the feedback service).")
     b_interaction_id: Id | None = Field(None, description="The candidate shown as B, if any.")
+    reviewers: list[Id] = Field(
+        default_factory=list, description="Every annotator whose verdict went into this one (N-reviewer tasks)."
+    )
+    agreement: float | None = Field(None, ge=0.0, le=1.0, description="Share of reviewers who gave this verdict.")
 
     _content_size = field_validator("rewrite", "comment")(_check_text)
 

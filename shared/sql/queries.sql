@@ -11,3 +11,25 @@ ON CONFLICT (event_id) DO NOTHING
 -- name: delete_published_events_before
 -- Forget published event ids older than the dedupe window.
 DELETE FROM published_events WHERE published_at < $1
+
+-- name: insert_outbox
+-- Queue outgoing messages in the caller's transaction (value NULL = tombstone).
+INSERT INTO outbox (service, topic, key, value, headers)
+SELECT $1, t.topic, t.key, t.value, t.headers
+FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::jsonb[]) AS t(topic, key, value, headers)
+
+-- name: lock_outbox_relay
+-- One relay per service at a time keeps the per-key order of the outbox on the topics.
+SELECT pg_try_advisory_xact_lock(hashtext('outbox:' || $1))
+
+-- name: select_outbox_batch
+-- The oldest queued messages of a service.
+SELECT id, topic, key, value, headers FROM outbox WHERE service = $1 ORDER BY id LIMIT $2
+
+-- name: delete_outbox_through
+-- Forget messages the broker acknowledged.
+DELETE FROM outbox WHERE service = $1 AND id = ANY($2::bigint[])
+
+-- name: count_outbox
+-- How many messages of a service wait to be relayed.
+SELECT count(*) FROM outbox WHERE service = $1
