@@ -46,6 +46,8 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     state: dict[str, Any] = field(default_factory=dict)
+    # Run after consuming stopped and before background tasks are cancelled (e.g. an outbox flush).
+    on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def create(cls, service: str, settings: ServiceSettings, migration_components: Sequence[str]) -> Runtime:
@@ -95,6 +97,13 @@ class Runtime:
         # Stop consuming first: broker.stop() waits for in-flight handlers (graceful_timeout)
         # and closes the producer after them.
         with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._stop_consuming(), timeout=self.settings.shutdown_grace_s)
+        for hook in self.on_stopping:
+            try:
+                await asyncio.wait_for(hook(), timeout=self.settings.shutdown_grace_s)
+            except Exception:
+                log.exception("stopping_hook_failed", service=self.service)
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.stop(), timeout=self.settings.shutdown_grace_s)
         for task in list(self.tasks):
             task.cancel()
@@ -102,6 +111,11 @@ class Runtime:
         if self.pool is not None:
             await self.pool.close()
         log.info("service_stopped", service=self.service)
+
+    async def _stop_consuming(self) -> None:
+        """Stop every subscriber (each waits for its in-flight handler); the producer stays open."""
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()
 
     async def is_broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2.0)
