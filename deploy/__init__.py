@@ -1,0 +1,1 @@
+"""Running the pipeline: the local broker and database, and the whole stack behind `make up`."""

@@ -1,0 +1,469 @@
+"""The whole pipeline on one machine: broker, database, migrations, topics and the three services.
+
+`python -m deploy.stack up` (what `make up` runs) starts it, prints every address, writes
+`.run/stack.json` and stops everything on Ctrl-C or SIGTERM. `Stack` is the same thing as a class,
+for end-to-end and fault tests that kill and restart services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+import structlog
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deploy.localstack import (
+    BrokerProcess,
+    DatabaseProcess,
+    free_port,
+    read_tail,
+    start_broker,
+    start_database,
+)
+from shared.db import migrate
+from shared.kafka import ensure_topics
+from shared.logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+SERVICES = ("ingest", "feedback", "aggregator")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_HOST = "127.0.0.1"
+READY_POLL_INTERVAL_S = 0.1
+READY_PROBE_TIMEOUT_S = 2.0
+KILL_WAIT_S = 10.0  # after SIGKILL, how long the kernel may take to tear a process down.
+SUPERVISE_INTERVAL_S = 0.5
+
+
+class StackSettings(BaseSettings):
+    """What `make up` reads from the environment; unset servers are started locally."""
+
+    model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        description="External Kafka; when unset a local Tansu broker is started.",
+    )
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL"),
+        description="External PostgreSQL; when unset a local one is started on <run_dir>/pgdata.",
+    )
+    topic_prefix: str = Field("", validation_alias=AliasChoices("TOPIC_PREFIX"),
+                              description="Prefix put before every topic name.")
+    admin_token: str | None = Field(
+        None, validation_alias=AliasChoices("ADMIN_TOKEN"),
+        description="Token guarding the admin endpoints; a random one is generated when unset.",
+    )
+    run_dir: Path = Field(Path(".run"), description="Where logs, pgdata and stack.json go (STACK_RUN_DIR).")
+    ready_timeout_s: float = Field(
+        60.0, gt=0, description="How long each service may take to answer /readyz (STACK_READY_TIMEOUT_S)."
+    )
+    stop_timeout_s: float = Field(
+        15.0, gt=0,
+        description="How long a service may take to exit on SIGTERM before SIGKILL (STACK_STOP_TIMEOUT_S).",
+    )
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a service failed."""
+
+
+@dataclass
+class ServiceProcess:
+    """One OS process of a service: `python -m services.<service>` on its own port."""
+
+    service: str
+    instance: int
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    is_signalled: bool = False
+    spawn_count: int = field(default=0)
+
+    @property
+    def name(self) -> str:
+        return self.service if self.instance == 1 else f"{self.service}-{self.instance}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{SERVICE_HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def spawn(self) -> None:
+        # The first start of a Stack truncates the log; restarts append, so a fault test sees both lives.
+        with self.log_path.open("ab" if self.spawn_count else "wb") as log_file:
+            # Own session: a terminal Ctrl-C reaches only the stack, which stops services in order.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.service}"],
+                cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.spawn_count += 1
+        self.is_signalled = False
+        log.info(
+            "service_started", service=self.name, pid=self.pid, url=self.url, log_path=str(self.log_path)
+        )
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the service's process group (it leads its own session)."""
+        if not self.is_running:
+            return
+        assert self.process is not None
+        self.is_signalled = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    async def wait_exit(self, timeout_s: float) -> int | None:
+        """The exit code once the process has exited, or None if it is still running after `timeout_s`."""
+        if self.process is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.process.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class Stack:
+    """Broker, database and services started together; stopped in reverse order.
+
+    Servers given as `kafka_bootstrap` / `database_url` are used as they are; missing ones are started
+    locally under `run_dir`. Services are keyed by name: "aggregator", then "aggregator-2", ... for
+    extra instances.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        kafka_bootstrap: str | None = None,
+        database_url: str | None = None,
+        topic_prefix: str = "",
+        admin_token: str | None = None,
+        log_format: str = "json",
+        ready_timeout_s: float = 60.0,
+        stop_timeout_s: float = 15.0,
+        services: Iterable[str] = SERVICES,
+        extra_env: Mapping[str, str] | None = None,
+        fast_unsafe_database: bool = False,
+    ) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.log_dir = self.run_dir / "logs"
+        self.kafka_bootstrap = kafka_bootstrap
+        self.database_url = database_url
+        self.topic_prefix = topic_prefix
+        self.admin_token = admin_token or secrets.token_urlsafe(32)
+        self.log_format = log_format
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.initial_services = tuple(services)
+        self.extra_env = dict(extra_env or {})
+        self.fast_unsafe_database = fast_unsafe_database
+        self.broker: BrokerProcess | None = None
+        self.database: DatabaseProcess | None = None
+        self.services: dict[str, ServiceProcess] = {}
+        self._stop_requested = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings, *, log_format: str) -> Stack:
+        return cls(
+            settings.run_dir,
+            kafka_bootstrap=settings.kafka_bootstrap_servers,
+            database_url=settings.database_url,
+            topic_prefix=settings.topic_prefix,
+            admin_token=settings.admin_token,
+            log_format=log_format,
+            ready_timeout_s=settings.ready_timeout_s,
+            stop_timeout_s=settings.stop_timeout_s,
+        )
+
+    @property
+    def stack_json_path(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    @property
+    def info(self) -> dict[str, str]:
+        """What `.run/stack.json` holds: every address a client needs."""
+        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_url or ""}
+        for name in SERVICES:
+            if name in self.services:
+                info[name] = self.services[name].url
+        info["topic_prefix"] = self.topic_prefix
+        info["admin_token"] = self.admin_token
+        return info
+
+    @property
+    def is_stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def request_stop(self) -> None:
+        """Make `start()` give up and `run_until_stopped()` return; safe from a signal handler."""
+        self._stop_requested.set()
+
+    async def start(self) -> None:
+        """Start the servers not given, migrate, create topics, start the services and wait until all are ready."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.kafka_bootstrap is None:
+            self.broker = await asyncio.to_thread(start_broker, log_dir=self.log_dir)
+            self.kafka_bootstrap = self.broker.bootstrap
+        if self.database_url is None:
+            self._raise_if_stop_requested()
+            self.database = await asyncio.to_thread(
+                start_database, self.run_dir / "pgdata", fast_unsafe=self.fast_unsafe_database,
+                log_path=self.log_dir / "postgres.log",
+            )
+            self.database_url = self.database.url
+        self._raise_if_stop_requested()
+        await migrate(self.database_url)
+        await ensure_topics(self.kafka_bootstrap, self.topic_prefix)
+        self._raise_if_stop_requested()
+        for service in self.initial_services:
+            self._add_service(service, 1).spawn()
+        await self._wait_all_ready([self._key(service, 1) for service in self.initial_services])
+        self.stack_json_path.write_text(json.dumps(self.info, indent=2) + "\n")
+        log.info("stack_ready", stack_json=str(self.stack_json_path))
+
+    async def stop(self) -> None:
+        """Services first (SIGTERM; SIGKILL after `stop_timeout_s`), then the broker, then the database."""
+        self._stop_requested.set()
+        try:
+            await asyncio.gather(*(self.stop_service(name) for name in self.services))
+        finally:
+            try:
+                if self.broker is not None:
+                    await asyncio.to_thread(self.broker.stop)
+            finally:
+                if self.database is not None:
+                    await asyncio.to_thread(self.database.stop)
+        log.info("stack_stopped")
+
+    async def start_service(self, service: str, instance: int = 1) -> ServiceProcess:
+        """Start (or restart, on the same port and env) one instance of a service; return once it is ready."""
+        key = self._key(service, instance)
+        existing = self.services.get(key)
+        if existing is not None and existing.is_running:
+            # A process just sent SIGKILL may not be gone yet; one never signalled is a caller's mistake.
+            if not existing.is_signalled or await existing.wait_exit(KILL_WAIT_S) is None:
+                raise StackError(f"{key} is still running (pid {existing.pid}); stop or kill it first")
+        process = existing or self._add_service(service, instance)
+        process.spawn()
+        await self.wait_ready(key)
+        return process
+
+    def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to a service instance ("aggregator", "aggregator-2", ...) without waiting."""
+        log.info("service_signalled", service=name, signal=signal.Signals(sig).name)
+        self.services[name].send_signal(sig)
+
+    async def stop_service(self, name: str, timeout_s: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout_s` (default: the stack's stop timeout); the exit code."""
+        process = self.services[name]
+        if not process.is_running:
+            return process.returncode
+        process.send_signal(signal.SIGTERM)
+        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
+        code = await process.wait_exit(timeout_s)
+        if code is None:
+            log.warning("service_kill_after_timeout", service=name, pid=process.pid, timeout_s=timeout_s)
+            process.send_signal(signal.SIGKILL)
+            code = await process.wait_exit(KILL_WAIT_S)
+        log.info("service_stopped", service=name, exit_code=code)
+        return code
+
+    async def wait_ready(self, name: str, timeout_s: float | None = None) -> None:
+        """Return once GET /readyz answers 200; raise StackError if the process exits or time runs out."""
+        process = self.services[name]
+        timeout_s = self.ready_timeout_s if timeout_s is None else timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        last_seen = "no answer yet"
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback probes.
+        async with httpx.AsyncClient(timeout=READY_PROBE_TIMEOUT_S, trust_env=False) as client:
+            while True:
+                if not process.is_running:
+                    raise StackError(
+                        f"{name} exited with code {process.returncode} before it was ready; "
+                        f"log {process.log_path}:\n{read_tail(process.log_path)}"
+                    )
+                try:
+                    response = await client.get(f"{process.url}/readyz")
+                except httpx.HTTPError as exc:
+                    last_seen = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.status_code == 200:
+                        log.info("service_ready", service=name, url=process.url)
+                        return
+                    last_seen = f"HTTP {response.status_code}: {response.text[:200]}"
+                if loop.time() >= deadline:
+                    raise StackError(
+                        f"{name} not ready within {timeout_s} s (last /readyz: {last_seen}); "
+                        f"log {process.log_path}:\n{read_tail(process.log_path)}"
+                    )
+                self._raise_if_stop_requested()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), READY_POLL_INTERVAL_S)
+
+    async def run_until_stopped(self) -> str | None:
+        """Wait for `request_stop()`; return the name of a service that exited on its own first, if any."""
+        while not self._stop_requested.is_set():
+            for name, process in self.services.items():
+                if not process.is_running:
+                    log.error("service_exited", service=name, exit_code=process.returncode,
+                              log_path=str(process.log_path))
+                    return name
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), SUPERVISE_INTERVAL_S)
+        return None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @staticmethod
+    def _key(service: str, instance: int) -> str:
+        return service if instance == 1 else f"{service}-{instance}"
+
+    def _add_service(self, service: str, instance: int) -> ServiceProcess:
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+        port = free_port(SERVICE_HOST)
+        prefix = service.upper()
+        assert self.kafka_bootstrap is not None and self.database_url is not None
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "DATABASE_URL": self.database_url,
+            "TOPIC_PREFIX": self.topic_prefix,
+            "ADMIN_TOKEN": self.admin_token,
+            "LOG_FORMAT": self.log_format,
+            "PYTHONUNBUFFERED": "1",
+            f"{prefix}_HTTP_HOST": SERVICE_HOST,
+            f"{prefix}_HTTP_PORT": str(port),
+            **self.extra_env,
+        }
+        key = self._key(service, instance)
+        process = ServiceProcess(service, instance, port, env, self.log_dir / f"{key}.log")
+        self.services[key] = process
+        return process
+
+    async def _wait_all_ready(self, names: list[str]) -> None:
+        tasks = [asyncio.create_task(self.wait_ready(name), name=f"wait_ready:{name}") for name in names]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _raise_if_stop_requested(self) -> None:
+        if self._stop_requested.is_set():
+            raise StackError("stop requested while starting")
+
+
+def _summary(stack: Stack) -> str:
+    lines = ["", "The pipeline is running:"]
+    for name in SERVICES:
+        if name in stack.services:
+            url = stack.services[name].url
+            lines.append(f"  {name:<12} {url}   (API docs: {url}/docs)")
+    lines += [
+        f"  {'kafka':<12} {stack.kafka_bootstrap}",
+        f"  {'database':<12} {stack.database_url}",
+        f"  {'topic prefix':<12} {stack.topic_prefix!r}",
+        f"  {'admin token':<12} {stack.admin_token}",
+        "  logs:",
+        *(f"    {process.log_path}" for process in stack.services.values()),
+    ]
+    if stack.broker is not None:
+        lines.append(f"    {stack.broker.log_path}")
+    if stack.database is not None:
+        lines.append(f"    {stack.database.log_path}")
+    lines += [f"  written to {stack.stack_json_path}", "Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
+
+
+async def _up(settings: StackSettings, log_format: str) -> int:
+    stack = Stack.from_settings(settings, log_format=log_format)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stack.request_stop)
+    try:
+        await stack.start()
+        print(_summary(stack), flush=True)
+        failed = await stack.run_until_stopped()
+        if failed is not None:
+            process = stack.services[failed]
+            print(f"{failed} exited with code {process.returncode}; log {process.log_path}:\n"
+                  f"{read_tail(process.log_path)}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+    except StackError as exc:
+        if stack.is_stop_requested:
+            return 0
+        print(f"make up failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.stack",
+        description="Run the whole pipeline locally: broker, database and the three services.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "up",
+        help="start everything, print the addresses, run until Ctrl-C",
+        description=(
+            "Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (local servers are started when unset), "
+            "TOPIC_PREFIX, ADMIN_TOKEN (generated when unset), STACK_RUN_DIR (default .run), "
+            "STACK_READY_TIMEOUT_S and STACK_STOP_TIMEOUT_S. Writes <run dir>/stack.json."
+        ),
+    )
+    parser.parse_args(argv)
+    log_format = "console" if sys.stdout.isatty() else "json"
+    configure_logging(log_format)
+    # httpx logs every readiness probe at info.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return asyncio.run(_up(StackSettings(), log_format))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
