@@ -37,8 +37,9 @@ from deploy.localstack import (
     start_database,
 )
 from shared.db import migrate
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics_for
 from shared.logging import configure_logging
+from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
 
@@ -57,17 +58,21 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str | None = Field(
-        None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
         description="External Kafka; when unset a local Tansu broker is started.",
     )
     database_url: str | None = Field(
-        None, validation_alias=AliasChoices("DATABASE_URL"),
+        None,
+        validation_alias=AliasChoices("DATABASE_URL"),
         description="External PostgreSQL; when unset a local one is started on <run_dir>/pgdata.",
     )
-    topic_prefix: str = Field("", validation_alias=AliasChoices("TOPIC_PREFIX"),
-                              description="Prefix put before every topic name.")
+    topic_prefix: str = Field(
+        "", validation_alias=AliasChoices("TOPIC_PREFIX"), description="Prefix put before every topic name."
+    )
     admin_token: str | None = Field(
-        None, validation_alias=AliasChoices("ADMIN_TOKEN"),
+        None,
+        validation_alias=AliasChoices("ADMIN_TOKEN"),
         description="Token guarding the admin endpoints; a random one is generated when unset.",
     )
     run_dir: Path = Field(Path(".run"), description="Where logs, pgdata and stack.json go (STACK_RUN_DIR).")
@@ -75,7 +80,8 @@ class StackSettings(BaseSettings):
         60.0, gt=0, description="How long each service may take to answer /readyz (STACK_READY_TIMEOUT_S)."
     )
     stop_timeout_s: float = Field(
-        15.0, gt=0,
+        15.0,
+        gt=0,
         description="How long a service may take to exit on SIGTERM before SIGKILL (STACK_STOP_TIMEOUT_S).",
     )
 
@@ -123,14 +129,16 @@ class ServiceProcess:
             # Own session: a terminal Ctrl-C reaches only the stack, which stops services in order.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.service}"],
-                cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.spawn_count += 1
         self.is_signalled = False
-        log.info(
-            "service_started", service=self.name, pid=self.pid, url=self.url, log_path=str(self.log_path)
-        )
+        log.info("service_started", service=self.name, pid=self.pid, url=self.url, log_path=str(self.log_path))
 
     def send_signal(self, sig: int) -> None:
         """Signal the service's process group (it leads its own session)."""
@@ -236,13 +244,18 @@ class Stack:
         if self.database_url is None:
             self._raise_if_stop_requested()
             self.database = await asyncio.to_thread(
-                start_database, self.run_dir / "pgdata", fast_unsafe=self.fast_unsafe_database,
+                start_database,
+                self.run_dir / "pgdata",
+                fast_unsafe=self.fast_unsafe_database,
                 log_path=self.log_dir / "postgres.log",
             )
             self.database_url = self.database.url
         self._raise_if_stop_requested()
         await migrate(self.database_url)
-        await ensure_topics(self.kafka_bootstrap, self.topic_prefix)
+        # Partitions and retention come from the same environment the services read.
+        await ensure_topics_for(
+            PipelineSettings(kafka_bootstrap_servers=self.kafka_bootstrap, topic_prefix=self.topic_prefix)
+        )
         self._raise_if_stop_requested()
         for service in self.initial_services:
             self._add_service(service, 1).spawn()
@@ -335,8 +348,9 @@ class Stack:
         while not self._stop_requested.is_set():
             for name, process in self.services.items():
                 if not process.is_running:
-                    log.error("service_exited", service=name, exit_code=process.returncode,
-                              log_path=str(process.log_path))
+                    log.error(
+                        "service_exited", service=name, exit_code=process.returncode, log_path=str(process.log_path)
+                    )
                     return name
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), SUPERVISE_INTERVAL_S)
@@ -429,8 +443,12 @@ async def _up(settings: StackSettings, log_format: str) -> int:
         failed = await stack.run_until_stopped()
         if failed is not None:
             process = stack.services[failed]
-            print(f"{failed} exited with code {process.returncode}; log {process.log_path}:\n"
-                  f"{read_tail(process.log_path)}", file=sys.stderr, flush=True)
+            print(
+                f"{failed} exited with code {process.returncode}; log {process.log_path}:\n"
+                f"{read_tail(process.log_path)}",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
         return 0
     except StackError as exc:
