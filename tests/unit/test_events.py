@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from shared.errors import ContractError
 from shared.events import (
@@ -200,7 +201,7 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
 def test_events_are_immutable_and_edits_need_content() -> None:
     event = parse_interaction(interaction_body())
     assert isinstance(event, Interaction)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         event.app_id = "other"  # type: ignore[misc]
     with pytest.raises(ContractError) as exc:
         parse_vote(vote_body(kind="edit", edited_content="", value=None))
