@@ -241,9 +241,8 @@ async def test_votes_single_batch_and_raw_topic(edge: Edge) -> None:
 
         async def dead_vote() -> Any:
             await dead.poll()
-            return [
-                r for r in dead.records if DeadLetter.model_validate_json(r.value).source_topic.endswith("feedback.raw")
-            ]
+            letters = [DeadLetter.model_validate_json(r.value) for r in dead.records]
+            return [d for d in letters if d.source_topic.endswith(topics.FEEDBACK_RAW)]
 
         (letter,) = await eventually(dead_vote, timeout=15)
     assert letter.raw_bytes() == b"not json"
