@@ -1,0 +1,89 @@
+"""The router, pure: which domain a group belongs to, how urgent a task is, and redaction for annotators.
+
+Domain: the interaction's own `domain` (the first answer that has one), else the first rule of the
+domain rules (keywords as whole words in any case, or regexes) matching the prompt, else `general`.
+Priority: `traffic_weight * log1p(traffic) + uncertainty_weight * uncertainty`, where traffic counts
+the group's answers and votes and uncertainty is 1 at a coin flip and 0 when sure: busy, unsure
+groups are looked at first. Text leaving for annotators goes through `shared.pii`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.events import Candidate, Message
+from shared.pii import redact, redact_messages
+
+GENERAL_DOMAIN = "general"
+_DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DomainRule:
+    """Prompts matching any keyword or pattern belong to `domain`."""
+
+    domain: str
+    patterns: tuple[re.Pattern[str], ...]
+
+    def matches(self, text: str) -> bool:
+        return any(pattern.search(text) for pattern in self.patterns)
+
+
+@dataclass(frozen=True)
+class RoutingRules:
+    """Domain rules in priority order and the priority weights (from the aggregator's settings)."""
+
+    domain_rules: tuple[DomainRule, ...] = ()
+    traffic_weight: float = 1.0
+    uncertainty_weight: float = 2.0
+
+
+def parse_domain_rules(data: Mapping[str, Any]) -> tuple[DomainRule, ...]:
+    """Compile the rules file's content (`{"rules": [{"domain", "keywords", "patterns"}]}`).
+
+    Raises ValueError naming the bad rule: a broken rules file must stop the service at start.
+    """
+    rules = []
+    for index, raw in enumerate(data.get("rules", [])):
+        domain = raw.get("domain", "")
+        if not _DOMAIN_NAME.match(domain):
+            raise ValueError(f"domain rule {index}: bad domain name {domain!r}")
+        patterns = [re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE) for word in raw.get("keywords", [])]
+        try:
+            patterns += [re.compile(pattern, re.IGNORECASE) for pattern in raw.get("patterns", [])]
+        except re.error as exc:
+            raise ValueError(f"domain rule {index} ({domain}): bad pattern: {exc}") from exc
+        rules.append(DomainRule(domain, tuple(patterns)))
+    return tuple(rules)
+
+
+def route_domain(own_domains: Iterable[str | None], prompt: Sequence[Message], rules: RoutingRules) -> str:
+    """The interaction's domain, else the first matching rule on the prompt, else `general`."""
+    for domain in own_domains:
+        if domain:
+            return domain
+    text = "\n".join(m.content for m in prompt if m.role in ("user", "system"))
+    for rule in rules.domain_rules:
+        if rule.matches(text):
+            return rule.domain
+    return GENERAL_DOMAIN
+
+
+def priority(traffic: int, uncertainty: float, rules: RoutingRules) -> float:
+    """Higher first; never negative."""
+    score = rules.traffic_weight * math.log1p(max(traffic, 0)) + rules.uncertainty_weight * max(uncertainty, 0.0)
+    return round(max(score, 0.0), 6)
+
+
+def redacted_prompt(prompt: Sequence[Message]) -> list[Message]:
+    """The prompt as annotators may see it."""
+    return redact_messages(prompt)
+
+
+def redacted_candidate(candidate: Candidate) -> Candidate:
+    """A candidate as annotators may see it (ids and model names are not user content)."""
+    return candidate.model_copy(update={"content": redact(candidate.content)})

@@ -1,0 +1,117 @@
+"""What a group's decision publishes: diffing, retraction tombstones, redaction, routing, stats windows."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from services.aggregator import routing, stats
+from services.aggregator.outputs import RETRACTED, plan_outputs
+from services.aggregator.pairs import PairRules, decide
+from shared import topics
+from shared.events import AnnotationRequest, Message, PreferencePair
+from tests.strategies import T0, answer, group_of, split_votes, thumb
+
+RULES = PairRules()
+ROUTING = routing.RoutingRules(routing.parse_domain_rules({"rules": [{"domain": "medical", "keywords": ["insulin"]}]}))
+A, B = answer("int-a"), answer("int-b")
+
+
+def _plan(votes, emitted_pairs=None, emitted_tasks=None, prompt="Which is better?", answers=(A, B)):
+    group = group_of(answers, votes, prompt=prompt)
+    return plan_outputs(
+        group, decide(group, RULES), emitted_pairs or {}, emitted_tasks or {}, ROUTING, traffic=12, now=T0
+    )
+
+
+def test_a_pair_is_published_once_then_only_when_its_state_changes() -> None:
+    votes = split_votes("int-a", 5, 0) + split_votes("int-b", 0, 5)
+    first = _plan(votes)
+    (emission,) = first.emissions
+    assert emission.topic == topics.PREFERENCE_PAIRS
+    pair = PreferencePair.model_validate_json(emission.value)
+    assert pair.chosen.interaction_id == "int-a" and len(first.first_pairs) == 1
+    emitted = {row.pair_id: row.state_hash for row in first.pair_rows}
+    assert _plan(votes, emitted).emissions == []
+    again = _plan(votes)
+    assert PreferencePair.model_validate_json(again.emissions[0].value).event_id == pair.event_id
+
+
+def test_a_flip_updates_the_same_pair_id_and_a_retraction_is_a_tombstone() -> None:
+    liked_a = split_votes("int-a", 5, 0) + split_votes("int-b", 0, 5)
+    first = _plan(liked_a)
+    emitted = {row.pair_id: row.state_hash for row in first.pair_rows}
+    flipped = [thumb(v.user_ref, v.interaction_id, -v.value, T0 + timedelta(seconds=1)) for v in liked_a]
+    second = _plan(liked_a + flipped, emitted)
+    (update,) = second.emissions
+    assert update.key == first.emissions[0].key
+    assert PreferencePair.model_validate_json(update.value).chosen.interaction_id == "int-b"
+    assert second.first_pairs == []
+    split = split_votes("int-a", 3, 2, prefix="w") + split_votes("int-b", 2, 3, prefix="w")
+    third = _plan(split, {update.key: "some-older-hash"})
+    tombstones = [e for e in third.emissions if e.topic == topics.PREFERENCE_PAIRS]
+    assert [(e.key, e.value) for e in tombstones] == [(update.key, None)]
+    assert [r.state_hash for r in third.pair_rows] == [RETRACTED]
+    assert _plan(split, {update.key: RETRACTED}).pair_rows == []
+
+
+def test_annotation_requests_are_redacted_routed_and_not_repeated() -> None:
+    votes = split_votes("int-a", 3, 2) + split_votes("int-b", 2, 3)
+    prompt = "My insulin dose? Mail me at jane.doe@example.com"
+    plan = _plan(votes, prompt=prompt)
+    (emission,) = plan.emissions
+    request = AnnotationRequest.model_validate_json(emission.value)
+    assert emission.topic == topics.ANNOTATION_REQUESTS and emission.key == request.task_id
+    assert "jane.doe@example.com" not in json.dumps(request.model_dump(mode="json"))
+    assert request.domain == "medical" and request.priority > 0
+    assert set(request.candidates) == {"A", "B"}
+    emitted = {row.task_id: row.state_hash for row in plan.task_rows}
+    assert _plan(votes, emitted_tasks=emitted, prompt=prompt).emissions == []
+
+
+def test_domain_comes_from_the_interaction_first_then_rules_then_general() -> None:
+    prompt = [Message(role="user", content="How much INSULIN?")]
+    assert routing.route_domain([None, "legal"], prompt, ROUTING) == "legal"
+    assert routing.route_domain([None], prompt, ROUTING) == "medical"
+    assert routing.route_domain([], [Message(role="user", content="insulinX")], ROUTING) == "general"
+
+
+def test_bad_domain_rules_are_refused() -> None:
+    with pytest.raises(ValueError, match="bad pattern"):
+        routing.parse_domain_rules({"rules": [{"domain": "x", "patterns": ["("]}]})
+
+
+def test_priority_grows_with_traffic_and_uncertainty() -> None:
+    assert routing.priority(100, 0.5, ROUTING) > routing.priority(10, 0.5, ROUTING) > 0
+    assert routing.priority(10, 1.0, ROUTING) > routing.priority(10, 0.1, ROUTING)
+    assert routing.priority(0, 0.0, ROUTING) == 0.0
+
+
+def test_tumbling_windows_and_their_closing() -> None:
+    start, end = stats.window_of(T0 + timedelta(seconds=75), 60)
+    assert (start, end) == (T0 + timedelta(seconds=60), T0 + timedelta(seconds=120))
+    assert not stats.is_closed(end, end + timedelta(seconds=29), allowed_lateness_s=30)
+    assert stats.is_closed(end, end + timedelta(seconds=30), allowed_lateness_s=30)
+    assert stats.watermark_of(T0 + timedelta(days=1), now=T0) == T0
+
+
+def test_stats_message_rates_and_deterministic_event_id() -> None:
+    deltas = stats.StatsDeltas(length_s=60)
+    deltas.add("app", "v1", T0, interactions=2)
+    for value in (1, 1, -1):
+        deltas.add_vote("app", "v1", thumb("u", "int-a", value, T0))
+    ((key, end, counts, _),) = deltas.rows()
+    row = {
+        "app_id": key.app_id,
+        "model_version": key.model_version,
+        "window_start": key.window_start,
+        "window_end": end,
+        **counts.__dict__,
+    }
+    message = stats.stats_message(row, is_final=False, now=T0)
+    assert (message.interactions, message.thumbs_up, message.thumbs_down) == (2, 2, 1)
+    assert message.thumbs_up_rate == pytest.approx(2 / 3)
+    assert stats.stats_message(row, is_final=False, now=T0 + timedelta(1)).event_id == message.event_id
+    assert stats.stats_message(row, is_final=True, now=T0).event_id != message.event_id
