@@ -17,3 +17,31 @@ class FeedbackSettings(ServiceSettings):
         7 * 24 * 3600.0, description="How long a published event_id is remembered to drop re-posts.", gt=0
     )
     dedupe_prune_interval_s: float = Field(300.0, description="How often old event ids are pruned.", gt=0)
+
+    tasks_group_id: str = Field(
+        "feedback-tasks", description="Consumer group of the annotation-requests consumer (the queue's input)."
+    )
+    lease_seconds: float = Field(
+        600.0, description="How long a leased task stays with its annotator unless extended or judged.", gt=0
+    )
+    reviewers_default: int = Field(1, description="Verdicts a task needs in a domain not listed below.", ge=1)
+    reviewers_per_domain: dict[str, int] = Field(
+        default_factory=dict,
+        description="Verdicts a task needs per domain, as JSON: FEEDBACK_REVIEWERS_PER_DOMAIN='{\"medical\": 2}'.",
+    )
+    max_reviewers: int = Field(
+        3,
+        description="Cap on reviewers when verdicts disagree: a split adds one reviewer up to this, then the "
+        "task is contested (never below the domain's own count).",
+        ge=1,
+    )
+    outbox_batch_size: int = Field(500, description="Most outbox rows the relay publishes at once.", ge=1)
+    outbox_poll_interval_s: float = Field(
+        1.0, description="How often the outbox relay looks for rows when nobody woke it.", gt=0
+    )
+    stats_refresh_interval_s: float = Field(
+        15.0, description="How often queue depth and agreement gauges are recomputed for /metrics.", gt=0
+    )
+    agreement_max_tasks: int = Field(
+        10_000, description="Agreement is measured over at most this many latest multi-reviewer tasks.", ge=1
+    )

@@ -1,0 +1,251 @@
+"""The annotation queue's I/O shell: requests in, leases out, verdicts in, combined expert votes out.
+
+Each operation has the same shape: lock or lease in PostgreSQL -> decide with `queue_rules` (pure) ->
+write the task and its outbox rows in one transaction -> wake the outbox relay. A completed task's
+vote reaches `votes` through the outbox, so a crash after the commit still publishes it, and its
+deterministic event_id makes a replay harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRecord
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+
+from services.feedback import queue_rules as rules
+from services.feedback import store
+from services.feedback.settings import FeedbackSettings
+from shared import topics
+from shared.errors import ContractError, NotFoundError, PipelineError
+from shared.events import AnnotationRequest
+from shared.kafka import OutRecord, dead_letter_for
+from shared.outbox import OutboxRelay, insert_outbox
+
+log = structlog.get_logger(__name__)
+SERVICE = "feedback"
+
+
+class QueueMetrics:
+    """The queue's Prometheus series, in the service's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "annotation_requests", "annotation-requests records consumed", ["outcome"], registry=registry
+        )
+        self.leases = Counter("task_leases", "Tasks leased to annotators", ["domain"], registry=registry)
+        self.verdicts = Counter("task_verdicts", "Verdicts recorded", ["domain"], registry=registry)
+        self.closed = Counter("tasks_closed", "Tasks completed or contested", ["domain", "status"], registry=registry)
+        self.escalations = Counter(
+            "task_escalations", "Split verdicts that asked for one more reviewer", ["domain"], registry=registry
+        )
+        self.depth = Gauge("task_queue_depth", "Tasks per domain and status", ["domain", "status"], registry=registry)
+        self.leased = Gauge("task_leased", "Live leases per domain", ["domain"], registry=registry)
+        self.domain_alpha = Gauge(
+            "task_agreement_alpha", "Krippendorff's alpha (nominal) per domain", ["domain"], registry=registry
+        )
+        self.annotator_alpha = Gauge(
+            "annotator_agreement_alpha",
+            "Krippendorff's alpha over the tasks an annotator reviewed",
+            ["annotator"],
+            registry=registry,
+        )
+        self.annotator_pairwise = Gauge(
+            "annotator_pairwise_agreement",
+            "Share of an annotator's reviewer pairs that agree",
+            ["annotator"],
+            registry=registry,
+        )
+
+
+def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> AnnotationRequest:
+    if record.value is None:
+        raise ContractError("annotation request without a value")
+    try:
+        return AnnotationRequest.model_validate_json(record.value, context={"limits": settings.limits})
+    except ValidationError as exc:
+        errors = [dict(e) for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+        raise ContractError("invalid annotation request", errors=errors) from exc
+
+
+class TaskQueue:
+    """The queue's operations, as the HTTP routes and the annotation-requests consumer call them."""
+
+    def __init__(
+        self, *, pool: asyncpg.Pool, settings: FeedbackSettings, relay: OutboxRelay, metrics: QueueMetrics
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.relay = relay
+        self.metrics = metrics
+
+    async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
+        """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
+        latest: dict[str, AnnotationRequest] = {}
+        dead: list[OutRecord] = []
+        for record in records:
+            try:
+                request = _parse_request(record, self.settings)
+            except ContractError as exc:
+                log.warning("annotation_request_dead_lettered", **exc.to_log_context(), offset=record.offset)
+                dead.append(dead_letter_for(self.settings.topic_prefix, SERVICE, record, exc))
+                continue
+            seen = latest.get(request.task_id)
+            if seen is None or request.updated_at >= seen.updated_at:
+                latest[request.task_id] = request
+        rows = [self._new_task(r) for r in latest.values()]
+        async with store.transaction(self.pool) as conn:
+            await store.upsert_tasks(conn, rows)
+            await insert_outbox(conn, SERVICE, dead)
+        if dead:
+            self.relay.notify()
+        self.metrics.requests.labels("queued").inc(len(records) - len(dead))
+        self.metrics.requests.labels("dead_lettered").inc(len(dead))
+        log.debug("annotation_requests_queued", tasks=len(rows), dead_lettered=len(dead))
+
+    def _new_task(self, request: AnnotationRequest) -> store.NewTask:
+        settings = self.settings
+        return store.NewTask(
+            task_id=request.task_id,
+            app_id=request.app_id,
+            kind=request.kind,
+            domain=request.domain,
+            priority=request.priority,
+            request=request.model_dump(mode="json"),
+            request_updated_at=request.updated_at,
+            reviewers_needed=rules.reviewers_for(
+                request.domain, settings.reviewers_per_domain, settings.reviewers_default
+            ),
+        )
+
+    async def lease(self, annotator: store.Annotator, domain: str | None) -> dict[str, Any] | None:
+        """The next task for this annotator (in `domain`, or any of its domains), or None."""
+        domains = list(annotator.domains)
+        if domain is not None:
+            rules.check_domain(domain, domains)
+            domains = [domain]
+        leased = await store.lease_next_task(self.pool, annotator.annotator_id, domains, self.settings.lease_seconds)
+        if leased is None:
+            return None
+        self.metrics.leases.labels(leased.domain).inc()
+        log.info("task_leased", task_id=leased.task_id, annotator_id=annotator.annotator_id, domain=leased.domain)
+        request = AnnotationRequest.model_validate(leased.request)
+        return rules.task_view(request, leased.lease_expires_at, leased.priority)
+
+    async def _locked(self, conn: Any, task_id: str, annotator: store.Annotator) -> store.LockedTask:
+        locked = await store.select_task_for_update(conn, task_id)
+        if locked is None:
+            raise NotFoundError("no such task", task_id=task_id)
+        rules.check_lease(locked.state, annotator.annotator_id, annotator.domains)
+        return locked
+
+    async def extend(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+        async with store.transaction(self.pool) as conn:
+            await self._locked(conn, task_id, annotator)
+            expires_at = await store.extend_lease(conn, task_id, annotator.annotator_id, self.settings.lease_seconds)
+        log.info("task_lease_extended", task_id=task_id, annotator_id=annotator.annotator_id)
+        return {"task_id": task_id, "lease_expires_at": expires_at.isoformat()}
+
+    async def release(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+        async with store.transaction(self.pool) as conn:
+            await self._locked(conn, task_id, annotator)
+            await store.release_lease(conn, task_id, annotator.annotator_id)
+        log.info("task_released", task_id=task_id, annotator_id=annotator.annotator_id)
+        return {"task_id": task_id, "status": "released"}
+
+    async def skip(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+        async with store.transaction(self.pool) as conn:
+            await self._locked(conn, task_id, annotator)
+            await store.skip_task(conn, task_id, annotator.annotator_id)
+        log.info("task_skipped", task_id=task_id, annotator_id=annotator.annotator_id)
+        return {"task_id": task_id, "status": "skipped"}
+
+    async def submit_verdict(self, annotator: store.Annotator, task_id: str, verdict: rules.Verdict) -> dict[str, Any]:
+        """Record a verdict; when it completes the task, queue the combined expert vote in the same transaction."""
+        async with store.transaction(self.pool) as conn:
+            locked = await self._locked(conn, task_id, annotator)
+            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite)
+            await store.insert_verdict(conn, task_id, verdict)
+            verdicts = await store.select_task_verdicts(conn, task_id)
+            outcome = rules.combine_verdicts(verdicts, locked.reviewers_needed, self.settings.max_reviewers)
+            at = await store.update_task_after_verdict(conn, task_id, annotator.annotator_id, outcome)
+            if outcome.status == "completed":
+                vote = rules.expert_vote(AnnotationRequest.model_validate(locked.request), outcome, at)
+                record = OutRecord(
+                    topic=topics.topic(self.settings.topic_prefix, topics.VOTES),
+                    key=vote.interaction_id.encode(),
+                    value=vote.model_dump_json().encode(),
+                )
+                await insert_outbox(conn, SERVICE, [record])
+        self._observe_verdict(locked.state.domain, outcome)
+        log.info(
+            "verdict_recorded",
+            task_id=task_id,
+            annotator_id=annotator.annotator_id,
+            task_status=outcome.status,
+            is_escalated=outcome.is_escalated,
+        )
+        if outcome.status == "completed":
+            self.relay.notify()
+        return {
+            "task_id": task_id,
+            "status": "recorded",
+            "task_status": outcome.status,
+            "verdicts": len(verdicts),
+            "reviewers_needed": outcome.reviewers_needed,
+        }
+
+    def _observe_verdict(self, domain: str, outcome: rules.Outcome) -> None:
+        self.metrics.verdicts.labels(domain).inc()
+        if outcome.status != "open":
+            self.metrics.closed.labels(domain, outcome.status).inc()
+        if outcome.is_escalated:
+            self.metrics.escalations.labels(domain).inc()
+
+    async def stats(self, domains: Sequence[str] | None, annotator_id: str | None = None) -> dict[str, Any]:
+        """Queue depth, outcomes and agreement per domain (`domains` None: all); annotators: all or just one."""
+        counts = await store.count_tasks_by_domain(self.pool, domains)
+        rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
+        by_domain, by_annotator = rules.agreement_stats(rows)
+        per_domain: dict[str, dict[str, Any]] = {
+            d: {"queued": 0, "leased": 0, "completed": 0, "contested": 0} for d in domains or ()
+        }
+        for row in counts:
+            entry = per_domain.setdefault(row["domain"], {"queued": 0, "leased": 0, "completed": 0, "contested": 0})
+            entry["queued" if row["status"] == "open" else row["status"]] += row["tasks"]
+            entry["leased"] += row["leased"]
+        for domain, entry in per_domain.items():
+            agreement = by_domain.get(domain)
+            entry["agreement"] = agreement.to_json() if agreement else None
+        annotators = {a: v.to_json() for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
+        return {
+            "queued": sum(e["queued"] for e in per_domain.values()),
+            "completed": sum(e["completed"] for e in per_domain.values()),
+            "contested": sum(e["contested"] for e in per_domain.values()),
+            "domains": per_domain,
+            "annotators": annotators,
+        }
+
+    async def refresh_gauges(self) -> None:
+        """Recompute the queue depth and agreement gauges behind /metrics."""
+        try:
+            stats = await self.stats(None)
+        except PipelineError as exc:
+            log.warning("queue_gauges_not_refreshed", **exc.to_log_context())
+            return
+        for domain, entry in stats["domains"].items():
+            for status in ("queued", "completed", "contested"):
+                self.metrics.depth.labels(domain, status).set(entry[status])
+            self.metrics.leased.labels(domain).set(entry["leased"])
+            alpha = (entry["agreement"] or {}).get("alpha")
+            if alpha is not None:
+                self.metrics.domain_alpha.labels(domain).set(alpha)
+        for annotator, entry in stats["annotators"].items():
+            if entry["alpha"] is not None:
+                self.metrics.annotator_alpha.labels(annotator).set(entry["alpha"])
+            if entry["pairwise_agreement"] is not None:
+                self.metrics.annotator_pairwise.labels(annotator).set(entry["pairwise_agreement"])

@@ -1,0 +1,135 @@
+-- name: upsert_tasks
+-- Insert requested tasks; a re-request refreshes priority and payload of an open task, never its verdicts.
+INSERT INTO tasks (task_id, app_id, kind, domain, priority, request, request_updated_at, reviewers_needed)
+SELECT r.task_id, r.app_id, r.kind, r.domain, r.priority, r.request, r.request_updated_at, r.reviewers_needed
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::jsonb[], $7::timestamptz[], $8::int[])
+    AS r(task_id, app_id, kind, domain, priority, request, request_updated_at, reviewers_needed)
+ON CONFLICT (task_id) DO UPDATE
+SET priority = excluded.priority,
+    request = excluded.request,
+    request_updated_at = excluded.request_updated_at,
+    updated_at = now()
+WHERE tasks.status = 'open' AND excluded.request_updated_at >= tasks.request_updated_at
+
+-- name: lease_next_task
+-- Lease the best open task with a free reviewer slot that this annotator has not judged, skipped or leased.
+UPDATE tasks AS t
+SET leases = task_live_leases(t.leases, now()) || jsonb_build_object($1::text, now() + make_interval(secs => $3)),
+    updated_at = now()
+WHERE t.task_id = (
+    SELECT c.task_id
+    FROM tasks AS c
+    WHERE c.status = 'open'
+      AND c.domain = ANY($2::text[])
+      AND NOT ($1 = ANY (c.reviewed_by))
+      AND NOT ($1 = ANY (c.skipped_by))
+      AND NOT (task_live_leases(c.leases, now()) ? $1)
+      AND cardinality(c.reviewed_by)
+          + (SELECT count(*) FROM jsonb_object_keys(task_live_leases(c.leases, now()))) < c.reviewers_needed
+    ORDER BY c.priority DESC, c.created_at, c.task_id
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+RETURNING t.task_id, t.kind, t.domain, t.priority, t.request, (t.leases ->> $1)::timestamptz AS lease_expires_at
+
+-- name: select_task_for_update
+-- Lock one task and read its lease state, with the database clock.
+SELECT task_id, app_id, kind, domain, status, reviewers_needed, task_live_leases(leases, now()) AS leases,
+       reviewed_by, request, now() AS db_now
+FROM tasks
+WHERE task_id = $1
+FOR UPDATE
+
+-- name: extend_lease
+-- Push an annotator's lease on a task to now + the lease duration.
+UPDATE tasks
+SET leases = jsonb_set(task_live_leases(leases, now()), ARRAY[$2::text], to_jsonb(now() + make_interval(secs => $3))),
+    updated_at = now()
+WHERE task_id = $1
+RETURNING (leases ->> $2)::timestamptz AS lease_expires_at
+
+-- name: release_lease
+-- Give a leased task back to the queue.
+UPDATE tasks SET leases = leases - $2::text, updated_at = now() WHERE task_id = $1
+
+-- name: skip_task
+-- Give a leased task back and never offer it to this annotator again.
+UPDATE tasks
+SET leases = leases - $2::text, skipped_by = array_append(skipped_by, $2::text), updated_at = now()
+WHERE task_id = $1
+
+-- name: insert_verdict
+-- Record one annotator's verdict (one per task and annotator).
+INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment)
+VALUES ($1, $2, $3, $4, $5)
+
+-- name: select_task_verdicts
+-- Every verdict of a task, oldest first.
+SELECT annotator_id, verdict, rewrite, comment, created_at
+FROM task_verdicts
+WHERE task_id = $1
+ORDER BY created_at, annotator_id
+
+-- name: update_task_after_verdict
+-- Drop the annotator's lease, count its review, and store the outcome.
+UPDATE tasks
+SET leases = leases - $2::text,
+    reviewed_by = array_append(reviewed_by, $2::text),
+    status = $3,
+    reviewers_needed = $4,
+    result = $5::jsonb,
+    completed_at = CASE WHEN $3 = 'open' THEN NULL ELSE now() END,
+    updated_at = now()
+WHERE task_id = $1
+RETURNING completed_at, updated_at
+
+-- name: count_tasks_by_domain
+-- Tasks per domain and status, with live leases (all domains when $1 is NULL).
+SELECT domain, status, count(*) AS tasks,
+       coalesce(sum((SELECT count(*) FROM jsonb_object_keys(task_live_leases(leases, now())))), 0) AS leased
+FROM tasks
+WHERE ($1::text[] IS NULL OR domain = ANY($1::text[]))
+GROUP BY domain, status
+
+-- name: select_agreement_verdicts
+-- Verdicts of the latest multi-reviewer tasks, for inter-annotator agreement.
+SELECT v.task_id, t.domain, v.annotator_id, v.verdict, t.result ->> 'verdict' AS combined
+FROM task_verdicts AS v
+JOIN (
+    SELECT task_id, domain, result
+    FROM tasks
+    WHERE cardinality(reviewed_by) >= 2 AND ($1::text[] IS NULL OR domain = ANY($1::text[]))
+    ORDER BY updated_at DESC
+    LIMIT $2
+) AS t ON t.task_id = v.task_id
+
+-- name: upsert_annotator
+-- Create or re-enable an annotator with these domains.
+INSERT INTO annotators (annotator_id, domains)
+VALUES ($1, $2::text[])
+ON CONFLICT (annotator_id) DO UPDATE SET domains = excluded.domains, revoked_at = NULL, updated_at = now()
+
+-- name: insert_annotator_token
+-- Store the hash of a new token.
+INSERT INTO annotator_tokens (token_hash, annotator_id) VALUES ($1, $2)
+
+-- name: select_annotator_by_token
+-- The live annotator a token hash belongs to.
+SELECT a.annotator_id, a.domains
+FROM annotator_tokens AS k
+JOIN annotators AS a ON a.annotator_id = k.annotator_id
+WHERE k.token_hash = $1 AND k.revoked_at IS NULL AND a.revoked_at IS NULL
+
+-- name: revoke_annotator
+-- Revoke an annotator and every token it holds; returns the annotator when it existed.
+WITH tokens AS (
+    UPDATE annotator_tokens SET revoked_at = now() WHERE annotator_id = $1 AND revoked_at IS NULL
+)
+UPDATE annotators SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+WHERE annotator_id = $1
+RETURNING annotator_id
+
+-- name: release_annotator_leases
+-- Give back every lease a revoked annotator held.
+UPDATE tasks SET leases = leases - $1::text, updated_at = now()
+WHERE status = 'open' AND leases ? $1

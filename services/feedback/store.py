@@ -1,0 +1,197 @@
+"""The annotation queue's PostgreSQL access: one function per named query in sql/queries.sql.
+
+The only module of the queue that touches asyncpg. Functions taking `conn` run inside the caller's
+transaction (`transaction(pool)`); those taking `pool` run one statement on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from services.feedback.queue_rules import AgreementRow, Outcome, TaskState, Verdict
+from shared import db
+
+QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One row of `upsert_tasks`."""
+
+    task_id: str
+    app_id: str
+    kind: str
+    domain: str
+    priority: float
+    request: dict[str, Any]
+    request_updated_at: datetime
+    reviewers_needed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedTask:
+    task_id: str
+    kind: str
+    domain: str
+    priority: float
+    request: dict[str, Any]
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LockedTask:
+    """A task row locked FOR UPDATE: its lease state plus what a verdict needs."""
+
+    state: TaskState
+    app_id: str
+    reviewers_needed: int
+    request: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Annotator:
+    annotator_id: str
+    domains: tuple[str, ...]
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction; asyncpg errors come out as the pipeline's errors."""
+    async with db.translate_errors(), pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def upsert_tasks(conn: asyncpg.Connection, tasks: Sequence[NewTask]) -> None:
+    if not tasks:
+        return
+    await conn.execute(
+        QUERIES["upsert_tasks"],
+        [t.task_id for t in tasks],
+        [t.app_id for t in tasks],
+        [t.kind for t in tasks],
+        [t.domain for t in tasks],
+        [t.priority for t in tasks],
+        [t.request for t in tasks],
+        [t.request_updated_at for t in tasks],
+        [t.reviewers_needed for t in tasks],
+    )
+
+
+async def lease_next_task(
+    pool: asyncpg.Pool, annotator_id: str, domains: Sequence[str], lease_seconds: float
+) -> LeasedTask | None:
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["lease_next_task"], annotator_id, list(domains), lease_seconds)
+    if row is None:
+        return None
+    return LeasedTask(
+        task_id=row["task_id"],
+        kind=row["kind"],
+        domain=row["domain"],
+        priority=row["priority"],
+        request=row["request"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+async def select_task_for_update(conn: asyncpg.Connection, task_id: str) -> LockedTask | None:
+    row = await conn.fetchrow(QUERIES["select_task_for_update"], task_id)
+    if row is None:
+        return None
+    state = TaskState(
+        task_id=row["task_id"],
+        domain=row["domain"],
+        kind=row["kind"],
+        status=row["status"],
+        leases={a: datetime.fromisoformat(at) for a, at in (row["leases"] or {}).items()},
+        reviewed_by=tuple(row["reviewed_by"]),
+        now=row["db_now"],
+    )
+    return LockedTask(
+        state=state, app_id=row["app_id"], reviewers_needed=row["reviewers_needed"], request=row["request"]
+    )
+
+
+async def extend_lease(conn: asyncpg.Connection, task_id: str, annotator_id: str, lease_seconds: float) -> datetime:
+    return await conn.fetchval(QUERIES["extend_lease"], task_id, annotator_id, lease_seconds)
+
+
+async def release_lease(conn: asyncpg.Connection, task_id: str, annotator_id: str) -> None:
+    await conn.execute(QUERIES["release_lease"], task_id, annotator_id)
+
+
+async def skip_task(conn: asyncpg.Connection, task_id: str, annotator_id: str) -> None:
+    await conn.execute(QUERIES["skip_task"], task_id, annotator_id)
+
+
+async def insert_verdict(conn: asyncpg.Connection, task_id: str, verdict: Verdict) -> None:
+    await conn.execute(
+        QUERIES["insert_verdict"], task_id, verdict.annotator_id, verdict.verdict, verdict.rewrite, verdict.comment
+    )
+
+
+async def select_task_verdicts(conn: asyncpg.Connection, task_id: str) -> list[Verdict]:
+    rows = await conn.fetch(QUERIES["select_task_verdicts"], task_id)
+    return [Verdict(r["annotator_id"], r["verdict"], r["rewrite"], r["comment"]) for r in rows]
+
+
+async def update_task_after_verdict(
+    conn: asyncpg.Connection, task_id: str, annotator_id: str, outcome: Outcome
+) -> datetime:
+    """Store the outcome; returns the completion time (or the update time while the task stays open)."""
+    row = await conn.fetchrow(
+        QUERIES["update_task_after_verdict"],
+        task_id,
+        annotator_id,
+        outcome.status,
+        outcome.reviewers_needed,
+        outcome.to_result(),
+    )
+    return row["completed_at"] or row["updated_at"]
+
+
+async def count_tasks_by_domain(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Rows of domain, status, tasks, leased."""
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["count_tasks_by_domain"], list(domains) if domains is not None else None)
+    return [dict(r) for r in rows]
+
+
+async def select_agreement_verdicts(
+    pool: asyncpg.Pool, domains: Sequence[str] | None, max_tasks: int
+) -> list[AgreementRow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(
+            QUERIES["select_agreement_verdicts"], list(domains) if domains is not None else None, max_tasks
+        )
+    return [AgreementRow(r["task_id"], r["domain"], r["annotator_id"], r["verdict"], r["combined"]) for r in rows]
+
+
+async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:
+    await conn.execute(QUERIES["upsert_annotator"], annotator_id, list(domains))
+
+
+async def insert_annotator_token(conn: asyncpg.Connection, token_hash: bytes, annotator_id: str) -> None:
+    await conn.execute(QUERIES["insert_annotator_token"], token_hash, annotator_id)
+
+
+async def select_annotator_by_token(pool: asyncpg.Pool, token_hash: bytes) -> Annotator | None:
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["select_annotator_by_token"], token_hash)
+    return None if row is None else Annotator(row["annotator_id"], tuple(row["domains"]))
+
+
+async def revoke_annotator(conn: asyncpg.Connection, annotator_id: str) -> bool:
+    """True when the annotator existed (it is revoked now, with every token)."""
+    return await conn.fetchval(QUERIES["revoke_annotator"], annotator_id) is not None
+
+
+async def release_annotator_leases(conn: asyncpg.Connection, annotator_id: str) -> None:
+    await conn.execute(QUERIES["release_annotator_leases"], annotator_id)
