@@ -14,7 +14,7 @@ WHERE tasks.status = 'open' AND excluded.request_updated_at >= tasks.request_upd
 -- name: lease_next_task
 -- Lease the best open task with a free reviewer slot that this annotator has not judged, skipped or leased.
 UPDATE tasks AS t
-SET leases = task_live_leases(t.leases, now()) || jsonb_build_object($1::text, now() + make_interval(secs => $3)),
+SET leases = t.leases || jsonb_build_object($1::text, now() + make_interval(secs => $3)),
     updated_at = now()
 WHERE t.task_id = (
     SELECT c.task_id
@@ -33,8 +33,8 @@ WHERE t.task_id = (
 RETURNING t.task_id, t.kind, t.domain, t.priority, t.request, (t.leases ->> $1)::timestamptz AS lease_expires_at
 
 -- name: select_task_for_update
--- Lock one task and read its lease state, with the database clock.
-SELECT task_id, app_id, kind, domain, status, reviewers_needed, task_live_leases(leases, now()) AS leases,
+-- Lock one task and read its leases (expired ones too, to say so), with the database clock.
+SELECT task_id, app_id, kind, domain, status, reviewers_needed, leases,
        reviewed_by, request, now() AS db_now
 FROM tasks
 WHERE task_id = $1
@@ -43,7 +43,7 @@ FOR UPDATE
 -- name: extend_lease
 -- Push an annotator's lease on a task to now + the lease duration.
 UPDATE tasks
-SET leases = jsonb_set(task_live_leases(leases, now()), ARRAY[$2::text], to_jsonb(now() + make_interval(secs => $3))),
+SET leases = jsonb_set(leases, ARRAY[$2::text], to_jsonb(now() + make_interval(secs => $3))),
     updated_at = now()
 WHERE task_id = $1
 RETURNING (leases ->> $2)::timestamptz AS lease_expires_at

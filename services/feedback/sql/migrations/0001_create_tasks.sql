@@ -14,7 +14,8 @@ CREATE TABLE tasks (
     request_updated_at timestamptz NOT NULL,
     status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'completed', 'contested')),
     reviewers_needed integer NOT NULL CHECK (reviewers_needed >= 1),
-    -- annotator_id -> lease expiry (ISO timestamp); expired entries are pruned on the next lease.
+    -- annotator_id -> lease expiry (ISO timestamp). An expired entry stays (it no longer counts) until
+    -- its annotator judges, skips or releases, so a late verdict is told "lease expired".
     leases jsonb NOT NULL DEFAULT '{}'::jsonb,
     reviewed_by text[] NOT NULL DEFAULT '{}',
     skipped_by text[] NOT NULL DEFAULT '{}',

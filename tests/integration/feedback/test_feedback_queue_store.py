@@ -1,0 +1,179 @@
+"""The annotation queue on real PostgreSQL, through TaskQueue: concurrency, expiry, skip, re-requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, defaultdict
+from datetime import datetime
+
+import pytest
+
+from services.feedback import store
+from services.feedback.queue import TaskQueue
+from services.feedback.queue_rules import Verdict
+from shared.errors import ConflictError, ForbiddenError
+from tests.helpers import eventually
+from tests.integration.feedback.queue_fixtures import later, record, request_body, task_queue
+
+pytestmark = pytest.mark.timeout(120)
+
+ALICE = store.Annotator("alice", ("general", "medical"))
+BOB = store.Annotator("bob", ("general", "medical"))
+
+
+async def ingest(queue: TaskQueue, *bodies: dict) -> None:
+    await queue.ingest([record(json.dumps(b).encode(), offset=i) for i, b in enumerate(bodies)])
+
+
+async def outbox_votes(queue: TaskQueue) -> list[dict]:
+    rows = await queue.pool.fetch("SELECT value FROM outbox WHERE service = 'feedback' ORDER BY id")
+    return [json.loads(r["value"]) for r in rows]
+
+
+async def test_twenty_annotators_drain_a_thousand_tasks_once_per_reviewer(database_url: str) -> None:
+    tasks = 1_000
+    bodies = [
+        request_body(f"t{i:04d}", "medical" if i % 5 == 0 else "general", priority=float(i % 7)) for i in range(tasks)
+    ]
+    needed = {b["task_id"]: 2 if b["domain"] == "medical" else 1 for b in bodies}
+    async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
+        for start in range(0, tasks, 250):
+            await ingest(queue, *bodies[start : start + 250])
+        holders: dict[str, set[str]] = defaultdict(set)
+        judged: dict[str, list[str]] = defaultdict(list)
+        leases: Counter[tuple[str, str]] = Counter()
+
+        async def annotator(name: str) -> None:
+            me = store.Annotator(name, ("general", "medical"))
+            while sum(map(len, judged.values())) < sum(needed.values()):
+                task = await queue.lease(me, None)
+                if task is None:
+                    await asyncio.sleep(0.005)  # others still hold the last tasks: poll again
+                    continue
+                task_id = task["task_id"]
+                leases[(task_id, name)] += 1
+                # No awaits between the check and the update: the invariant holds at every lease.
+                assert len(holders[task_id]) + len(judged[task_id]) < needed[task_id], task_id
+                holders[task_id].add(name)
+                await queue.submit_verdict(me, task_id, Verdict(name, "A"))
+                holders[task_id].discard(name)
+                judged[task_id].append(name)
+
+        async with asyncio.timeout(90):
+            await asyncio.gather(*(annotator(f"ann{i:02d}") for i in range(20)))
+
+    assert max(leases.values()) == 1, "an annotator got the same task twice"
+    assert {t: len(set(names)) for t, names in judged.items()} == needed
+    votes = await outbox_votes_for(database_url)
+    assert Counter(v["task_id"] for v in votes) == Counter({t: 1 for t in needed})
+
+
+async def outbox_votes_for(database_url: str) -> list[dict]:
+    async with task_queue(database_url) as queue:
+        return await outbox_votes(queue)
+
+
+async def test_expired_lease_returns_the_task_to_the_queue(database_url: str) -> None:
+    async with task_queue(database_url, lease_seconds=1.0) as queue:
+        await ingest(queue, request_body("t1", "general"))
+        assert (await queue.lease(ALICE, None))["task_id"] == "t1"
+        assert await queue.lease(BOB, None) is None
+        task = await eventually(lambda: queue.lease(BOB, None), timeout=5, interval=0.1)
+        assert task["task_id"] == "t1"
+        with pytest.raises(ConflictError, match="expired"):
+            await queue.submit_verdict(ALICE, "t1", Verdict("alice", "A"))
+        with pytest.raises(ConflictError, match="expired"):
+            await queue.extend(ALICE, "t1")
+
+
+async def test_extend_pushes_the_expiry(database_url: str) -> None:
+    async with task_queue(database_url, lease_seconds=30.0) as queue:
+        await ingest(queue, request_body("t1", "general"))
+        first = datetime.fromisoformat((await queue.lease(ALICE, None))["lease_expires_at"])
+        extended = datetime.fromisoformat((await queue.extend(ALICE, "t1"))["lease_expires_at"])
+        assert extended > first
+        with pytest.raises(ForbiddenError):
+            await queue.extend(BOB, "t1")
+
+
+async def test_skip_is_not_offered_again_but_release_is(database_url: str) -> None:
+    async with task_queue(database_url) as queue:
+        await ingest(queue, request_body("t1", "general"), request_body("t2", "general", priority=0.5))
+        assert (await queue.lease(ALICE, None))["task_id"] == "t1"
+        await queue.skip(ALICE, "t1")
+        assert (await queue.lease(ALICE, None))["task_id"] == "t2"
+        await queue.release(ALICE, "t2")
+        assert (await queue.lease(ALICE, None))["task_id"] == "t2"
+        await queue.release(ALICE, "t2")
+        assert (await queue.lease(BOB, None))["task_id"] == "t1"
+        with pytest.raises(ForbiddenError):
+            await queue.release(ALICE, "t1")
+        with pytest.raises(ConflictError, match="no lease"):
+            await queue.release(ALICE, "t2")
+
+
+async def test_judged_task_never_offered_again_to_its_reviewer(database_url: str) -> None:
+    async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
+        await ingest(queue, request_body("t1", "medical"))
+        await queue.lease(ALICE, None)
+        result = await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+        assert (result["task_status"], result["verdicts"]) == ("open", 1)
+        assert await queue.lease(ALICE, None) is None
+        assert (await queue.lease(BOB, None))["task_id"] == "t1"
+        with pytest.raises(ConflictError, match="already judged"):
+            await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+
+
+async def test_rerequest_updates_priority_and_keeps_verdicts(database_url: str) -> None:
+    async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
+        await ingest(queue, request_body("t1", "medical", priority=1.0))
+        await queue.lease(ALICE, None)
+        await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+        newer = request_body("t1", "medical", priority=9.0, reason="more_votes", updated_at=later(60))
+        stale = request_body("t1", "medical", priority=0.1, reason="stale", updated_at=later(-60))
+        await ingest(queue, newer, stale)
+        await ingest(queue, stale)
+        task = await queue.lease(BOB, None)
+        assert (task["priority"], task["reason"]) == (9.0, "more_votes")
+        result = await queue.submit_verdict(BOB, "t1", Verdict("bob", "B"))
+        assert (result["task_status"], result["verdicts"]) == ("completed", 2)
+        (vote,) = await outbox_votes(queue)
+        assert (vote["reviewers"], vote["verdict"], vote["agreement"]) == (["alice", "bob"], "B", 1.0)
+
+
+async def test_split_verdicts_escalate_then_contest(database_url: str) -> None:
+    carol = store.Annotator("carol", ("medical",))
+    async with task_queue(database_url, reviewers_per_domain={"medical": 2}, max_reviewers=3) as queue:
+        await ingest(queue, request_body("t1", "medical"))
+        for annotator, verdict in ((ALICE, "A"), (BOB, "B")):
+            await queue.lease(annotator, None)
+            await queue.submit_verdict(annotator, "t1", Verdict(annotator.annotator_id, verdict))
+        assert (await queue.lease(carol, None))["task_id"] == "t1"
+        result = await queue.submit_verdict(carol, "t1", Verdict("carol", "tie"))
+        assert result["task_status"] == "contested"
+        assert await outbox_votes(queue) == []
+        stats = await queue.stats(None)
+        assert stats["contested"] == 1 and stats["domains"]["medical"]["agreement"]["tasks"] == 1
+
+
+async def test_invalid_requests_are_dead_lettered_and_the_rest_queued(database_url: str) -> None:
+    async with task_queue(database_url, topic_prefix="p.") as queue:
+        good = json.dumps(request_body("t1", "general")).encode()
+        await queue.ingest([record(b"{not json", 0), record(None, 1), record(good, 2)])
+        letters = await outbox_votes(queue)
+        assert [(d["source_offset"], d["error_code"]) for d in letters] == [
+            (0, "contract_violation"),
+            (1, "contract_violation"),
+        ]
+        assert (await queue.lease(ALICE, None))["task_id"] == "t1"
+
+
+async def test_lease_prefers_priority_then_age(database_url: str) -> None:
+    async with task_queue(database_url) as queue:
+        order = list(range(6))
+        random.Random(7).shuffle(order)
+        await ingest(queue, *(request_body(f"t{i}", "general", priority=float(i // 2)) for i in order))
+        leased = [(await queue.lease(ALICE, None))["task_id"] for _ in range(6)]
+        assert [int(t[1:]) // 2 for t in leased] == [2, 2, 1, 1, 0, 0]
