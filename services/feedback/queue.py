@@ -97,7 +97,7 @@ class TaskQueue:
             seen = latest.get(request.task_id)
             if seen is None or request.updated_at >= seen.updated_at:
                 latest[request.task_id] = request
-        rows = [self._new_task(r) for r in latest.values()]
+        rows = [self.task_row(r) for r in latest.values()]
         async with store.transaction(self.pool) as conn:
             await store.upsert_tasks(conn, rows)
             await insert_outbox(conn, SERVICE, dead)
@@ -107,7 +107,7 @@ class TaskQueue:
         self.metrics.requests.labels("dead_lettered").inc(len(dead))
         log.debug("annotation_requests_queued", tasks=len(rows), dead_lettered=len(dead))
 
-    def _new_task(self, request: AnnotationRequest) -> store.NewTask:
+    def task_row(self, request: AnnotationRequest) -> store.NewTask:
         settings = self.settings
         return store.NewTask(
             task_id=request.task_id,

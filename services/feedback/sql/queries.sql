@@ -13,23 +13,30 @@ WHERE tasks.status = 'open' AND excluded.request_updated_at >= tasks.request_upd
 
 -- name: lease_next_task
 -- Lease the best open task with a free reviewer slot that this annotator has not judged, skipped or leased.
+WITH candidates AS (
+    -- The best lockable task of each domain (an ordered index scan each); all but the chosen one are
+    -- unlocked again when this statement's transaction ends.
+    SELECT c.task_id, c.priority, c.created_at
+    FROM unnest($2::text[]) AS d (domain)
+    CROSS JOIN LATERAL (
+        SELECT c.task_id, c.priority, c.created_at
+        FROM tasks AS c
+        WHERE c.status = 'open'
+          AND c.domain = d.domain
+          AND NOT ($1 = ANY (c.reviewed_by))
+          AND NOT ($1 = ANY (c.skipped_by))
+          AND NOT (task_live_leases(c.leases, now()) ? $1)
+          AND cardinality(c.reviewed_by)
+              + (SELECT count(*) FROM jsonb_object_keys(task_live_leases(c.leases, now()))) < c.reviewers_needed
+        ORDER BY c.priority DESC, c.created_at, c.task_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+)
 UPDATE tasks AS t
 SET leases = t.leases || jsonb_build_object($1::text, now() + make_interval(secs => $3)),
     updated_at = now()
-WHERE t.task_id = (
-    SELECT c.task_id
-    FROM tasks AS c
-    WHERE c.status = 'open'
-      AND c.domain = ANY($2::text[])
-      AND NOT ($1 = ANY (c.reviewed_by))
-      AND NOT ($1 = ANY (c.skipped_by))
-      AND NOT (task_live_leases(c.leases, now()) ? $1)
-      AND cardinality(c.reviewed_by)
-          + (SELECT count(*) FROM jsonb_object_keys(task_live_leases(c.leases, now()))) < c.reviewers_needed
-    ORDER BY c.priority DESC, c.created_at, c.task_id
-    FOR UPDATE SKIP LOCKED
-    LIMIT 1
-)
+WHERE t.task_id = (SELECT task_id FROM candidates ORDER BY priority DESC, created_at, task_id LIMIT 1)
 RETURNING t.task_id, t.kind, t.domain, t.priority, t.request, (t.leases ->> $1)::timestamptz AS lease_expires_at
 
 -- name: select_task_for_update
