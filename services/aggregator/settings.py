@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+DEFAULT_DOMAIN_RULES = Path(__file__).resolve().parent / "domain_rules.json"
 
 
 class AggregatorSettings(ServiceSettings):
@@ -13,3 +17,51 @@ class AggregatorSettings(ServiceSettings):
 
     http_port: int = Field(8003, description="Port of the aggregator's HTTP server.", ge=0, le=65535)
     group_id: str = Field("aggregator", description="Consumer group of the aggregator's consumers.")
+
+    confidence_threshold: float = Field(
+        0.9, description="P(a better than b) from thumbs at or above which a pair is published.", gt=0.5, le=1.0
+    )
+    min_votes: int = Field(4, description="Fewest thumbs/ratings on the two answers for a thumbs-based pair.", ge=1)
+    min_votes_per_answer: int = Field(
+        1, description="Fewest thumbs/ratings each answer needs before thumbs decide anything about it.", ge=0
+    )
+    min_votes_for_task: int = Field(
+        4, description="Fewest thumbs/ratings on two answers before an uncertain pair goes to annotators.", ge=1
+    )
+    min_comparisons: int = Field(1, description="Fewest unanimous explicit comparisons giving a pair.", ge=1)
+    rewrite_min_down: int = Field(
+        1, description="Fewest thumbs-down (more than ups) on a lone answer before a rewrite task.", ge=1
+    )
+    edit_confidence: float = Field(1.0, description="Confidence given to an edit pair.", ge=0.0, le=1.0)
+    max_answers_per_group: int = Field(
+        16, description="Answers of a group the pair rules compare (those with the most votes).", ge=2
+    )
+    domain_rules_path: Path = Field(
+        DEFAULT_DOMAIN_RULES, description="JSON file of domain rules (keywords/regexes per domain), in order."
+    )
+    priority_traffic_weight: float = Field(1.0, description="Weight of log1p(group traffic) in a task's priority.")
+    priority_uncertainty_weight: float = Field(2.0, description="Weight of uncertainty (0..1) in a task's priority.")
+
+    parked_vote_ttl_s: float = Field(
+        3600.0, description="How long a vote waits for its interaction before it is dead-lettered.", gt=0
+    )
+    parked_sweep_interval_s: float = Field(10.0, description="How often expired parked votes are swept.", gt=0)
+    parked_sweep_batch: int = Field(500, description="Most parked votes expired by one sweep.", ge=1)
+    vote_dedupe_window_s: float = Field(
+        7 * 24 * 3600.0, description="How long a vote's event_id is remembered to drop redeliveries.", gt=0
+    )
+    vote_dedupe_prune_interval_s: float = Field(300.0, description="How often old vote event ids are pruned.", gt=0)
+
+    stats_window_s: float = Field(60.0, description="Length of a feedback-stats tumbling window (event time).", gt=0)
+    stats_allowed_lateness_s: float = Field(
+        30.0, description="How long after its end (event time) a window still takes late events.", ge=0
+    )
+    stats_publish_interval_s: float = Field(
+        1.0, description="How often changed and closed stats windows are published.", gt=0
+    )
+    stats_publish_batch: int = Field(500, description="Most windows published per run.", ge=1)
+
+    outbox_batch_size: int = Field(500, description="Most outbox rows relayed per publish.", ge=1)
+    outbox_poll_interval_s: float = Field(
+        0.5, description="How often the outbox relay looks for rows when nobody woke it.", gt=0
+    )

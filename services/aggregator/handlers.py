@@ -1,0 +1,194 @@
+"""aggregator's handlers: the `interactions` and `votes` batch consumers and the read-only HTTP routes.
+
+Each batch: decode (bad messages become dead letters) -> one transaction (store load -> pure
+decide -> state and outbox rows) -> return, so the offsets are committed only after the commit.
+A TransientError raised here rewinds the batch for redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRecord
+from fastapi import APIRouter, Query, Request
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.aggregator import store
+from services.aggregator.batches import BatchInput, BatchOutcome, BatchRules, apply_batch
+from shared import db, topics
+from shared.errors import ContractError, NotFoundError, TransientError
+from shared.events import parse_interaction, parse_vote, utcnow
+from shared.kafka import batch_subscriber, dead_letter_for
+from shared.outbox import OutboxRelay
+from shared.runtime import Runtime
+from shared.settings import Limits
+
+log = structlog.get_logger(__name__)
+
+
+class AggregatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.taken = Counter("aggregator_inputs", "Inputs taken in", ["kind"], registry=registry)
+        self.outputs = Counter("aggregator_outputs", "Messages queued in the outbox", ["kind"], registry=registry)
+        self.batch_seconds = Histogram(
+            "aggregator_batch_seconds",
+            "One batch's transaction, from decode to commit",
+            ["topic"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+    def record(self, outcome: BatchOutcome) -> None:
+        for kind in ("interactions", "votes_applied", "votes_parked", "duplicates", "dead_letters"):
+            self.taken.labels(kind).inc(getattr(outcome, kind))
+        for kind in ("pairs", "tombstones", "requests"):
+            self.outputs.labels(kind).inc(getattr(outcome, kind))
+
+
+@dataclass
+class Aggregator:
+    """Per-process state of the consumers: the pool, the outbox relay, the rules."""
+
+    pool: asyncpg.Pool
+    relay: OutboxRelay
+    rules: BatchRules
+    limits: Limits
+    metrics: AggregatorMetrics
+
+    initial_backoff_s: float
+    max_backoff_s: float
+    _backoff_s: float = 0.0
+
+    async def take(self, batch: BatchInput, topic_name: str) -> None:
+        """Apply a batch in one transaction; on failure wait (capped backoff) and raise, so it is redelivered."""
+        try:
+            with self.metrics.batch_seconds.labels(topic_name).time():
+                async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
+                    outcome = await apply_batch(conn, batch, self.rules, utcnow())
+        except Exception as exc:
+            # Redelivery is immediate: without a pause a database outage becomes a busy loop.
+            self._backoff_s = min(max(self._backoff_s * 2, self.initial_backoff_s), self.max_backoff_s)
+            log.warning("batch_failed", topic=topic_name, error=type(exc).__name__, backoff_s=self._backoff_s)
+            await asyncio.sleep(self._backoff_s)
+            raise
+        self._backoff_s = 0.0
+        self.relay.notify()
+        self.metrics.record(outcome)
+        if outcome.pairs or outcome.tombstones or outcome.requests:
+            log.info(
+                "group_outputs_queued", pairs=outcome.pairs, tombstones=outcome.tombstones, requests=outcome.requests
+            )
+
+
+def _dead_letter(batch: BatchInput, prefix: str, record: ConsumerRecord, exc: ContractError) -> None:
+    batch.dead_letters.append(dead_letter_for(prefix, "aggregator", record, exc))
+    log.warning(
+        "message_dead_lettered",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        **exc.to_log_context(),
+    )
+
+
+def _value(record: ConsumerRecord) -> bytes:
+    if record.value is None:
+        raise ContractError("empty message (null value)", errors=[{"loc": [], "msg": "no value", "type": "missing"}])
+    return record.value
+
+
+def decode_interactions(records: tuple[ConsumerRecord, ...], prefix: str, limits: Limits) -> BatchInput:
+    batch = BatchInput()
+    for record in records:
+        try:
+            interaction = parse_interaction(_value(record), limits)
+            if not interaction.prompt_key:
+                raise ContractError(
+                    "canonical interaction without prompt_key",
+                    errors=[{"loc": ["prompt_key"], "msg": "set by ingest", "type": "missing"}],
+                )
+            batch.interactions.append(interaction)
+        except ContractError as exc:
+            _dead_letter(batch, prefix, record, exc)
+    return batch
+
+
+def decode_votes(records: tuple[ConsumerRecord, ...], prefix: str, limits: Limits) -> BatchInput:
+    batch = BatchInput()
+    for record in records:
+        try:
+            vote = parse_vote(_value(record), limits)
+            batch.votes.append(store.ParkedVote(vote, record.topic, record.partition, record.offset))
+        except ContractError as exc:
+            _dead_letter(batch, prefix, record, exc)
+    return batch
+
+
+def aggregator_of(runtime: Runtime) -> Aggregator:
+    aggregator = runtime.state.get("aggregator")
+    if aggregator is None:
+        # A batch can arrive between broker start and on_started: rewind it rather than lose it.
+        raise TransientError("aggregator not started yet")
+    return aggregator
+
+
+def register_subscribers(runtime: Runtime, group_id: str) -> None:
+    """Consume `interactions` and `votes` in batches, one transaction per batch."""
+    settings = runtime.settings
+    prefix = settings.topic_prefix
+
+    @batch_subscriber(
+        runtime.broker,
+        settings,
+        topics.INTERACTIONS,
+        group_id=group_id,
+        title="interactions",
+        description="Canonical interactions (keyed by prompt_key) from ingest.",
+    )
+    async def on_interactions(msg: KafkaMessage) -> None:
+        aggregator = aggregator_of(runtime)
+        await aggregator.take(decode_interactions(msg.raw_message, prefix, aggregator.limits), topics.INTERACTIONS)
+
+    @batch_subscriber(
+        runtime.broker,
+        settings,
+        topics.VOTES,
+        group_id=group_id,
+        title="votes",
+        description="End-user votes and expert verdicts (keyed by interaction_id).",
+    )
+    async def on_votes(msg: KafkaMessage) -> None:
+        aggregator = aggregator_of(runtime)
+        await aggregator.take(decode_votes(msg.raw_message, prefix, aggregator.limits), topics.VOTES)
+
+
+def http_router() -> APIRouter:
+    """Read-only debugging routes."""
+    router = APIRouter(prefix="/v1", tags=["aggregator"])
+
+    @router.get("/pairs/{pair_id}", summary="A pair as last published (null pair: retracted)")
+    async def get_pair(pair_id: str, request: Request) -> dict[str, Any]:
+        row = await store.select_pair(request.app.state.runtime.db, pair_id)
+        if row is None:
+            raise NotFoundError("no such pair", pair_id=pair_id)
+        return {
+            "pair_id": row["pair_id"],
+            "prompt_key": row["prompt_key"],
+            "is_retracted": row["pair"] is None,
+            "pair": row["pair"],
+            "updated_at": row["updated_at"].isoformat(),
+        }
+
+    @router.get("/stats", summary="Recent feedback-stats windows")
+    async def get_stats(
+        request: Request, app_id: str | None = None, limit: int = Query(50, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
+        rows = await store.select_stats(request.app.state.runtime.db, app_id, limit)
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dict(r).items()} for r in rows]
+
+    return router

@@ -1,0 +1,170 @@
+-- The aggregator's queries: one named block each, used by services/aggregator/store.py.
+
+-- name: lock_interaction_keys
+-- Serialize a vote's lookup with its interaction's arrival (keys sorted by the caller: no deadlock).
+SELECT pg_advisory_xact_lock(k.key) FROM unnest($1::bigint[]) WITH ORDINALITY AS k(key, ord) ORDER BY k.ord
+
+-- name: insert_groups
+-- Create the groups of new interactions (sorted by prompt_key by the caller).
+INSERT INTO agg_groups (prompt_key, app_id, prompt)
+SELECT t.prompt_key, t.app_id, t.prompt
+FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS t(prompt_key, app_id, prompt, ord)
+ORDER BY t.ord
+ON CONFLICT (prompt_key) DO NOTHING
+
+-- name: lock_groups
+-- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances.
+SELECT prompt_key, app_id, prompt FROM agg_groups WHERE prompt_key = ANY($1::text[]) ORDER BY prompt_key FOR UPDATE
+
+-- name: insert_interactions
+-- Take in interactions once (the first event of an interaction_id wins); return those new.
+INSERT INTO agg_interactions
+    (app_id, interaction_id, prompt_key, event_id, content, model, model_version, domain, occurred_at)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]
+)
+ON CONFLICT (app_id, interaction_id) DO NOTHING
+RETURNING app_id, interaction_id
+
+-- name: select_interaction_groups
+-- The group and model version of known interactions.
+SELECT i.app_id, i.interaction_id, i.prompt_key, i.model_version
+FROM agg_interactions i
+JOIN unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
+  ON i.app_id = t.app_id AND i.interaction_id = t.interaction_id
+
+-- name: insert_seen_votes
+-- Record vote event ids; return the ones not seen before.
+INSERT INTO agg_seen_votes (event_id) SELECT unnest($1::uuid[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+
+-- name: delete_seen_votes_before
+-- Forget vote event ids older than the dedupe window.
+DELETE FROM agg_seen_votes WHERE seen_at < $1
+
+-- name: insert_parked_votes
+-- Park votes whose interaction has not arrived yet.
+INSERT INTO agg_parked_votes
+    (event_id, app_id, interaction_id, vote, source_topic, source_partition, source_offset, expires_at)
+SELECT * FROM unnest(
+    $1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::integer[], $7::bigint[], $8::timestamptz[]
+)
+ON CONFLICT (event_id) DO NOTHING
+
+-- name: claim_parked_votes
+-- Take the parked votes of interactions that just arrived.
+DELETE FROM agg_parked_votes p
+USING unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
+WHERE p.app_id = t.app_id AND p.interaction_id = t.interaction_id
+RETURNING p.vote
+
+-- name: expire_parked_votes
+-- Take parked votes past their TTL (another instance's sweep skips the rows this one holds).
+DELETE FROM agg_parked_votes
+WHERE event_id IN (
+    SELECT event_id FROM agg_parked_votes WHERE expires_at <= $1
+    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+RETURNING event_id, vote, source_topic, source_partition, source_offset, parked_at
+
+-- name: count_parked_votes
+-- How many votes wait for their interaction.
+SELECT count(*) FROM agg_parked_votes
+
+-- name: select_group_interactions
+-- The answers of the locked groups.
+SELECT prompt_key, interaction_id, content, model, model_version, domain, occurred_at
+FROM agg_interactions WHERE prompt_key = ANY($1::text[])
+ORDER BY prompt_key, occurred_at, interaction_id
+
+-- name: select_group_votes
+-- The latest vote of each slot of the locked groups.
+SELECT prompt_key, slot, vote FROM agg_votes WHERE prompt_key = ANY($1::text[])
+
+-- name: select_group_pairs
+-- What was last published for each pair of the locked groups.
+SELECT prompt_key, pair_id, state_hash FROM agg_pairs WHERE prompt_key = ANY($1::text[])
+
+-- name: select_group_requests
+-- What was last published for each annotation request of the locked groups.
+SELECT prompt_key, task_id, state_hash FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
+
+-- name: upsert_votes
+-- Store the new latest vote of changed slots.
+INSERT INTO agg_votes (prompt_key, slot, event_id, occurred_at, vote)
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::jsonb[])
+ON CONFLICT (prompt_key, slot) DO UPDATE
+SET event_id = excluded.event_id, occurred_at = excluded.occurred_at, vote = excluded.vote
+
+-- name: upsert_pairs
+-- Remember what was published per pair_id (pair NULL and 'retracted' after a tombstone).
+INSERT INTO agg_pairs (pair_id, prompt_key, state_hash, pair)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+ON CONFLICT (pair_id) DO UPDATE
+SET state_hash = excluded.state_hash, pair = excluded.pair, updated_at = now()
+
+-- name: upsert_requests
+-- Remember what was published per annotation request.
+INSERT INTO agg_annotation_requests (task_id, prompt_key, kind, state_hash)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (task_id) DO UPDATE SET state_hash = excluded.state_hash, updated_at = now()
+
+-- name: upsert_sft_examples
+-- Keep each voter's latest edit of an answer as an SFT example.
+INSERT INTO agg_sft_examples (prompt_key, interaction_id, voter, event_id, content)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[])
+ON CONFLICT (prompt_key, interaction_id, voter) DO UPDATE
+SET event_id = excluded.event_id, content = excluded.content, updated_at = now()
+WHERE agg_sft_examples.event_id <> excluded.event_id
+
+-- name: add_stats
+-- Add increments to windows (rows in key order: the lock order); a final window takes no more.
+INSERT INTO agg_stats AS s (app_id, model_version, window_start, window_end, interactions, thumbs_up,
+    thumbs_down, ratings, rating_sum, pairs_emitted, tasks_queued, newest_event_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::integer[],
+    $7::integer[], $8::integer[], $9::bigint[], $10::integer[], $11::integer[], $12::timestamptz[])
+ON CONFLICT (app_id, model_version, window_start) DO UPDATE
+SET interactions = s.interactions + excluded.interactions,
+    thumbs_up = s.thumbs_up + excluded.thumbs_up,
+    thumbs_down = s.thumbs_down + excluded.thumbs_down,
+    ratings = s.ratings + excluded.ratings,
+    rating_sum = s.rating_sum + excluded.rating_sum,
+    pairs_emitted = s.pairs_emitted + excluded.pairs_emitted,
+    tasks_queued = s.tasks_queued + excluded.tasks_queued,
+    newest_event_at = greatest(s.newest_event_at, excluded.newest_event_at),
+    is_dirty = true
+WHERE NOT s.is_final
+
+-- name: select_newest_event_at
+-- Event-time progress over every window (the watermark before the wall-clock cap).
+SELECT max(newest_event_at) FROM agg_stats WHERE NOT is_final
+
+-- name: select_stats_to_publish
+-- Windows changed since last published, or due to close (skipping rows a handler is writing).
+SELECT app_id, model_version, window_start, window_end, interactions, thumbs_up, thumbs_down, ratings,
+       rating_sum, pairs_emitted, tasks_queued
+FROM agg_stats
+WHERE NOT is_final AND (is_dirty OR window_end <= $1)
+ORDER BY window_start, app_id, model_version
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+
+-- name: mark_stats_published
+-- Windows published: clean, and final where closed.
+UPDATE agg_stats AS s SET is_dirty = false, is_final = t.is_final
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::boolean[]) AS t(app_id, model_version, window_start, is_final)
+WHERE s.app_id = t.app_id AND s.model_version = t.model_version AND s.window_start = t.window_start
+
+-- name: select_pair
+-- One pair as last published (debugging endpoint).
+SELECT pair_id, prompt_key, state_hash, pair, first_emitted_at, updated_at FROM agg_pairs WHERE pair_id = $1
+
+-- name: select_stats
+-- Recent windows of an app (debugging endpoint).
+SELECT app_id, model_version, window_start, window_end, interactions, thumbs_up, thumbs_down, ratings,
+       rating_sum, pairs_emitted, tasks_queued, is_final
+FROM agg_stats
+WHERE ($1::text IS NULL OR app_id = $1)
+ORDER BY window_start DESC, app_id, model_version
+LIMIT $2

@@ -1,0 +1,266 @@
+"""The aggregator's PostgreSQL state: the only module that touches asyncpg. One function per named query.
+
+Every function runs on the caller's connection, inside the caller's transaction: a batch's state
+change and its outbox rows commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.aggregator.evidence import vote_slot
+from services.aggregator.outputs import PairRow, TaskRow
+from services.aggregator.pairs import Answer, SftExample
+from services.aggregator.stats import StatsDeltas, columns
+from shared import db
+from shared.events import Interaction, Message, Vote, parse_vote
+
+QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+
+
+@dataclass
+class GroupRows:
+    """The stored state of one locked group."""
+
+    app_id: str
+    prompt: tuple[Message, ...]
+    answers: list[Answer] = field(default_factory=list)
+    votes: dict[str, Vote] = field(default_factory=dict)
+    emitted_pairs: dict[str, str] = field(default_factory=dict)
+    emitted_tasks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParkedVote:
+    vote: Vote
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+
+
+def interaction_lock_key(app_id: str, interaction_id: str) -> int:
+    """A signed 64-bit advisory-lock key for one interaction."""
+    digest = hashlib.blake2b(f"{app_id}\x1f{interaction_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_interaction_keys(conn: asyncpg.Connection, pairs: Iterable[tuple[str, str]]) -> None:
+    """Advisory-lock these interactions, in sorted key order (every caller uses the same order)."""
+    keys = sorted({interaction_lock_key(app_id, iid) for app_id, iid in pairs})
+    if keys:
+        await conn.execute(QUERIES["lock_interaction_keys"], keys)
+
+
+async def insert_groups(conn: asyncpg.Connection, interactions: Sequence[Interaction]) -> None:
+    first: dict[str, Interaction] = {}
+    for interaction in interactions:
+        first.setdefault(interaction.prompt_key or "", interaction)
+    keys = sorted(first)
+    if not keys:
+        return
+    # Wrapped in an object: asyncpg would read a list of lists as a two-dimensional jsonb[].
+    prompts = [{"messages": [m.model_dump() for m in first[k].messages]} for k in keys]
+    await conn.execute(QUERIES["insert_groups"], keys, [first[k].app_id for k in keys], prompts)
+
+
+async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> dict[str, GroupRows]:
+    """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
+    rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
+    return {
+        r["prompt_key"]: GroupRows(r["app_id"], tuple(Message.model_validate(m) for m in r["prompt"]["messages"]))
+        for r in rows
+    }
+
+
+async def insert_interactions(conn: asyncpg.Connection, interactions: Sequence[Interaction]) -> set[tuple[str, str]]:
+    """Insert interactions not seen before; return (app_id, interaction_id) of the new ones."""
+    if not interactions:
+        return set()
+    rows = await conn.fetch(
+        QUERIES["insert_interactions"],
+        [i.app_id for i in interactions],
+        [i.interaction_id for i in interactions],
+        [i.prompt_key for i in interactions],
+        [i.event_id for i in interactions],
+        [i.response.content for i in interactions],
+        [i.response.model for i in interactions],
+        [i.response.model_version for i in interactions],
+        [i.domain for i in interactions],
+        [i.occurred_at for i in interactions],
+    )
+    return {(r["app_id"], r["interaction_id"]) for r in rows}
+
+
+async def select_interaction_groups(
+    conn: asyncpg.Connection, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(app_id, interaction_id) -> (prompt_key, model_version) of the known ones."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(QUERIES["select_interaction_groups"], [p[0] for p in wanted], [p[1] for p in wanted])
+    return {(r["app_id"], r["interaction_id"]): (r["prompt_key"], r["model_version"]) for r in rows}
+
+
+async def insert_seen_votes(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record vote event ids; return those never seen before."""
+    if not event_ids:
+        return set()
+    return {r["event_id"] for r in await conn.fetch(QUERIES["insert_seen_votes"], list(event_ids))}
+
+
+async def delete_seen_votes_before(pool: asyncpg.Pool, moment: datetime) -> int:
+    status = await pool.execute(QUERIES["delete_seen_votes_before"], moment)
+    return int(status.split()[-1])
+
+
+async def insert_parked_votes(conn: asyncpg.Connection, parked: Sequence[ParkedVote], expires_at: datetime) -> None:
+    if not parked:
+        return
+    await conn.execute(
+        QUERIES["insert_parked_votes"],
+        [p.vote.event_id for p in parked],
+        [p.vote.app_id for p in parked],
+        [p.vote.interaction_id for p in parked],
+        [p.vote.model_dump(mode="json") for p in parked],
+        [p.source_topic for p in parked],
+        [p.source_partition for p in parked],
+        [p.source_offset for p in parked],
+        [expires_at] * len(parked),
+    )
+
+
+async def claim_parked_votes(conn: asyncpg.Connection, pairs: Iterable[tuple[str, str]]) -> list[Vote]:
+    """Take (delete and return) the parked votes of these interactions."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return []
+    rows = await conn.fetch(QUERIES["claim_parked_votes"], [p[0] for p in wanted], [p[1] for p in wanted])
+    return [parse_vote(r["vote"]) for r in rows]
+
+
+async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(QUERIES["expire_parked_votes"], now, limit)
+
+
+async def count_parked_votes(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval(QUERIES["count_parked_votes"])
+
+
+async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
+    """Fill the locked groups with their answers, latest votes and what was published for them."""
+    keys = sorted(groups)
+    for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
+        groups[r["prompt_key"]].answers.append(
+            Answer(r["interaction_id"], r["content"], r["model"], r["model_version"], r["domain"], r["occurred_at"])
+        )
+    for r in await conn.fetch(QUERIES["select_group_votes"], keys):
+        groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
+    for r in await conn.fetch(QUERIES["select_group_pairs"], keys):
+        groups[r["prompt_key"]].emitted_pairs[r["pair_id"]] = r["state_hash"]
+    for r in await conn.fetch(QUERIES["select_group_requests"], keys):
+        groups[r["prompt_key"]].emitted_tasks[r["task_id"]] = r["state_hash"]
+
+
+async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote]]) -> None:
+    """Store (prompt_key, vote) as the latest vote of its slot."""
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["upsert_votes"],
+        [key for key, _ in rows],
+        [vote_slot(v) for _, v in rows],
+        [v.event_id for _, v in rows],
+        [v.occurred_at for _, v in rows],
+        [v.model_dump(mode="json") for _, v in rows],
+    )
+
+
+async def upsert_pairs(conn: asyncpg.Connection, rows: Sequence[tuple[str, PairRow]]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["upsert_pairs"],
+        [r.pair_id for _, r in rows],
+        [key for key, _ in rows],
+        [r.state_hash for _, r in rows],
+        [r.pair for _, r in rows],
+    )
+
+
+async def upsert_requests(conn: asyncpg.Connection, rows: Sequence[tuple[str, TaskRow]]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["upsert_requests"],
+        [r.task_id for _, r in rows],
+        [key for key, _ in rows],
+        [r.kind for _, r in rows],
+        [r.state_hash for _, r in rows],
+    )
+
+
+async def upsert_sft_examples(conn: asyncpg.Connection, rows: Sequence[tuple[str, SftExample]]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["upsert_sft_examples"],
+        [key for key, _ in rows],
+        [s.interaction_id for _, s in rows],
+        [s.voter for _, s in rows],
+        [UUID(s.event_id) for _, s in rows],
+        [s.content for _, s in rows],
+    )
+
+
+async def add_stats(conn: asyncpg.Connection, deltas: StatsDeltas) -> None:
+    """Add a batch's increments, rows in key order (the lock order every writer uses)."""
+    rows = deltas.rows()
+    if not rows:
+        return
+    values = [columns(counts) for _, _, counts, _ in rows]
+    await conn.execute(
+        QUERIES["add_stats"],
+        [k.app_id for k, _, _, _ in rows],
+        [k.model_version for k, _, _, _ in rows],
+        [k.window_start for k, _, _, _ in rows],
+        [end for _, end, _, _ in rows],
+        *([v[i] for v in values] for i in range(7)),
+        [newest for _, _, _, newest in rows],
+    )
+
+
+async def select_newest_event_at(conn: asyncpg.Connection) -> datetime | None:
+    return await conn.fetchval(QUERIES["select_newest_event_at"])
+
+
+async def select_stats_to_publish(conn: asyncpg.Connection, closed_before: datetime, limit: int) -> list[Any]:
+    return await conn.fetch(QUERIES["select_stats_to_publish"], closed_before, limit)
+
+
+async def mark_stats_published(conn: asyncpg.Connection, rows: Sequence[Any], finals: Sequence[bool]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["mark_stats_published"],
+        [r["app_id"] for r in rows],
+        [r["model_version"] for r in rows],
+        [r["window_start"] for r in rows],
+        list(finals),
+    )
+
+
+async def select_pair(pool: asyncpg.Pool, pair_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(QUERIES["select_pair"], pair_id)
+
+
+async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(QUERIES["select_stats"], app_id, limit)

@@ -1,0 +1,199 @@
+"""Test plumbing for the aggregator: canonical events as ingest/feedback publish them, and output readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
+
+from services.aggregator.app import create_app
+from services.aggregator.settings import AggregatorSettings
+from shared import topics
+from shared.events import Interaction, Message, Response
+from shared.prompt_key import prompt_key
+from tests.services import TopicReader, running_app
+
+# Event times near the wall clock: stats windows stay open for the whole module.
+T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+def settings_for(bootstrap: str, database_url: str, prefix: str, group_id: str, **extra: Any) -> AggregatorSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "database_url": database_url,
+        "topic_prefix": prefix,
+        "group_id": group_id,
+        "http_port": 0,
+        "log_format": "console",
+        "log_level": "WARNING",
+        "stats_publish_interval_s": 0.2,
+        "parked_sweep_interval_s": 0.5,
+        "outbox_poll_interval_s": 0.1,
+        **extra,
+    }
+    return AggregatorSettings(**values)
+
+
+def app_for(settings: AggregatorSettings) -> FastAPI:
+    return create_app(settings)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message to publish: topic constant, key, JSON value."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def interaction(app_id: str, prompt: str, interaction_id: str, content: str, at: datetime = T0, **extra: Any) -> Record:
+    messages = [Message(role="user", content=prompt)]
+    event = Interaction(
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        received_at=at,
+        app_id=app_id,
+        interaction_id=interaction_id,
+        conversation_id=f"conv-{interaction_id}",
+        user_ref="u-asker",
+        messages=messages,
+        response=Response(content=content, model="acme-chat", model_version="v1"),
+        prompt_key=prompt_key(app_id, messages),
+        **extra,
+    )
+    return Record(topics.INTERACTIONS, event.prompt_key.encode(), event.model_dump_json().encode())
+
+
+def vote(app_id: str, interaction_id: str, voter: str, at: datetime = T0, **body: Any) -> Record:
+    value = {
+        "event_id": str(uuid.uuid4()),
+        "app_id": app_id,
+        "occurred_at": at.isoformat(),
+        "received_at": at.isoformat(),
+        "interaction_id": interaction_id,
+        **({"annotator_id": voter} if body.get("source") == "expert" else {"user_ref": voter}),
+        **body,
+    }
+    return Record(topics.VOTES, interaction_id.encode(), json.dumps(value).encode())
+
+
+def thumbs(app_id: str, interaction_id: str, up: int, down: int, at: datetime = T0, tag: str = "") -> list[Record]:
+    ids = [(f"{tag}{interaction_id}-up{i}", 1) for i in range(up)] + [
+        (f"{tag}{interaction_id}-down{i}", -1) for i in range(down)
+    ]
+    return [vote(app_id, interaction_id, voter, at, kind="thumb", value=value) for voter, value in ids]
+
+
+def key_of(app_id: str, prompt: str) -> str:
+    return prompt_key(app_id, [Message(role="user", content=prompt)])
+
+
+class Producer:
+    """Publishes records under a prefix and remembers the last offset per partition (to wait for commits)."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.prefix = prefix
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+        self.last_offsets: dict[tuple[str, int], int] = {}
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, records: Sequence[Record]) -> None:
+        futures = [await self._producer.send(topics.topic(self.prefix, r.topic), r.value, key=r.key) for r in records]
+        for metadata in await asyncio.gather(*futures):
+            key = (metadata.topic, metadata.partition)
+            self.last_offsets[key] = max(self.last_offsets.get(key, -1), metadata.offset)
+
+
+async def committed_all(bootstrap: str, group_id: str, producer: Producer) -> bool:
+    """True when the group committed past every record the producer sent."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for (topic_name, partition), last in producer.last_offsets.items():
+            committed = await consumer.committed(TopicPartition(topic_name, partition))
+            if committed is None or committed <= last:
+                return False
+        return True
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Outputs:
+    """Readers of the three output topics (no consumer group: no join wait)."""
+
+    pairs: TopicReader
+    requests: TopicReader
+    stats: TopicReader
+    dead_letters: TopicReader
+    readers: list[TopicReader] = field(default_factory=list)
+
+    async def poll(self) -> None:
+        for reader in (self.pairs, self.requests, self.stats, self.dead_letters):
+            await reader.poll()
+
+    def pair_records(self, prompt: str) -> list[Any]:
+        """Every record on preference-pairs of this prompt group (tombstones matched by remembered keys)."""
+        keys = {
+            r.key for r in self.pairs.records if r.value is not None and json.loads(r.value)["prompt_key"] == prompt
+        }
+        return [r for r in self.pairs.records if r.key in keys]
+
+    def live_pairs(self, prompt: str) -> dict[str, dict[str, Any]]:
+        """Latest value per pair_id of a group (compaction applied by hand), tombstoned ones left out."""
+        latest: dict[bytes, Any] = {}
+        for record in self.pair_records(prompt):
+            latest[record.key] = record.value
+        return {k.decode(): json.loads(v) for k, v in latest.items() if v is not None}
+
+    def requests_of(self, prompt: str) -> list[dict[str, Any]]:
+        values = [json.loads(r.value) for r in self.requests.records if r.value is not None]
+        return [v for v in values if v["prompt_key"] == prompt]
+
+
+@asynccontextmanager
+async def outputs(bootstrap: str, prefix: str) -> AsyncIterator[Outputs]:
+    readers = [
+        await TopicReader(bootstrap, topics.topic(prefix, name)).start()
+        for name in (topics.PREFERENCE_PAIRS, topics.ANNOTATION_REQUESTS, topics.FEEDBACK_STATS, topics.DEAD_LETTER)
+    ]
+    try:
+        yield Outputs(*readers, readers=readers)
+    finally:
+        for reader in readers:
+            await reader.stop()
+
+
+@asynccontextmanager
+async def producing(bootstrap: str, prefix: str) -> AsyncIterator[Producer]:
+    producer = Producer(bootstrap, prefix)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def running(settings: AggregatorSettings) -> AsyncIterator[FastAPI]:
+    app = app_for(settings)
+    async with running_app(app):
+        yield app
+
+
+def later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
