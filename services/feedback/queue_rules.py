@@ -203,6 +203,8 @@ def task_view(request: AnnotationRequest, lease_expires_at: datetime, priority: 
     """The leased task as an annotator sees it; text is redacted again here (defense in depth)."""
     return {
         "task_id": request.task_id,
+        "app_id": request.app_id,
+        "pair_id": request.pair_id,
         "kind": request.kind,
         "domain": request.domain,
         "priority": priority,

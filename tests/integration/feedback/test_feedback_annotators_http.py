@@ -83,6 +83,8 @@ async def service(kafka_bootstrap: str, pg_server_url: str, template_db: str) ->
         topic_prefix=prefix,
         admin_token=ADMIN,
         http_port=0,
+        group_id=f"feedback-{prefix}",
+        tasks_group_id=f"feedback-tasks-{prefix}",
         reviewers_per_domain={"medical": 2},
         outbox_poll_interval_s=0.2,
     )
