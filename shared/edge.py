@@ -102,6 +102,8 @@ class EdgePublisher:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics
+        # `settings.limits` builds a new model on each access: once per publisher, not once per event.
+        self.limits = settings.limits
 
     def validate(self, item: bytes | dict[str, Any]) -> Event:
         """Parse and stamp one event; raises ContractError naming the bad fields."""
@@ -110,7 +112,7 @@ class EdgePublisher:
                 "each item must be a JSON object",
                 errors=[{"loc": [], "msg": "Input should be a valid dictionary", "type": "dict_type"}],
             )
-        return self.stream.stamp(self.stream.parse(item, self.settings.limits), utcnow())
+        return self.stream.stamp(self.stream.parse(item, self.limits), utcnow())
 
     async def accept_items(self, items: Sequence[Any], *, via: str) -> list[ItemResult]:
         """Validate each item on its own and publish the good ones: one bad item rejects only itself."""
@@ -168,7 +170,10 @@ class EdgePublisher:
             unique.setdefault(event.event_id, event)
         seen = await self._already_published(list(unique))
         fresh = [e for eid, e in unique.items() if eid not in seen]
-        records = [OutRecord(self.stream.output_topic, self.stream.key(e), e.model_dump_json().encode()) for e in fresh]
+        # The serializer's bytes are what model_dump_json() decodes to str: skip the str round trip.
+        records = [
+            OutRecord(self.stream.output_topic, self.stream.key(e), e.__pydantic_serializer__.to_json(e)) for e in fresh
+        ]
         await publish_records(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
         fresh_ids = {e.event_id for e in fresh}
         await self._record_published(list(fresh_ids))
