@@ -93,7 +93,7 @@ RETURNING completed_at, updated_at
 -- name: count_tasks_by_domain
 -- Tasks per domain and status, with live leases (all domains when $1 is NULL).
 SELECT domain, status, count(*) AS tasks,
-       coalesce(sum((SELECT count(*) FROM jsonb_object_keys(task_live_leases(leases, now())))), 0) AS leased
+       coalesce(sum((SELECT count(*) FROM jsonb_object_keys(task_live_leases(leases, now())))), 0)::bigint AS leased
 FROM tasks
 WHERE ($1::text[] IS NULL OR domain = ANY($1::text[]))
 GROUP BY domain, status
