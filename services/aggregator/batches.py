@@ -91,27 +91,42 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     await store.insert_groups(conn, interactions)
     new_keys = await store.insert_interactions(conn, interactions)
     new_interactions = [i for i in interactions if (i.app_id, i.interaction_id) in new_keys]
-    claimed = await store.claim_parked_votes(conn, new_keys)
-    incoming = [*claimed, *(p.vote for p in votes)]
-    located = await store.select_interaction_groups(conn, [(v.app_id, v.interaction_id) for v in incoming])
-    parked = [p for p in votes if (p.vote.app_id, p.vote.interaction_id) not in located]
-    await store.insert_parked_votes(conn, parked, now + timedelta(seconds=rules.parked_vote_ttl_s))
+    applied, parked = await _locate_votes(conn, new_keys, votes, rules, now)
     deltas = StatsDeltas(rules.stats_window_s)
     for interaction in new_interactions:
         deltas.add(interaction.app_id, interaction.response.model_version, interaction.occurred_at, interactions=1)
-    applied: dict[str, list[Vote]] = defaultdict(list)
-    for vote in incoming:
-        if (vote.app_id, vote.interaction_id) in located:
-            prompt_key, model_version = located[(vote.app_id, vote.interaction_id)]
-            applied[prompt_key].append(vote)
+    for votes_of_group in applied.values():
+        for vote, model_version in votes_of_group:
             deltas.add_vote(vote.app_id, model_version, vote)
     new_groups = {i.prompt_key or "" for i in new_interactions}
-    records = await _decide_groups(conn, new_groups, applied, deltas, rules, now, outcome)
+    by_group = {key: [vote for vote, _ in group_votes] for key, group_votes in applied.items()}
+    records = await _decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await store.add_stats(conn, deltas)
     await insert_outbox(conn, rules.service, [*records, *batch.dead_letters])
     outcome.interactions, outcome.votes_parked = len(new_interactions), len(parked)
     outcome.votes_applied = sum(len(v) for v in applied.values())
     return outcome
+
+
+async def _locate_votes(
+    conn: asyncpg.Connection,
+    new_keys: set[tuple[str, str]],
+    votes: list[store.ParkedVote],
+    rules: BatchRules,
+    now: datetime,
+) -> tuple[dict[str, list[tuple[Vote, str]]], list[store.ParkedVote]]:
+    """Votes to apply per group (with their answer's model_version), counting parked ones now claimed; park the rest."""
+    claimed = await store.claim_parked_votes(conn, new_keys)
+    incoming = [*claimed, *(p.vote for p in votes)]
+    located = await store.select_interaction_groups(conn, [(v.app_id, v.interaction_id) for v in incoming])
+    parked = [p for p in votes if (p.vote.app_id, p.vote.interaction_id) not in located]
+    await store.insert_parked_votes(conn, parked, now + timedelta(seconds=rules.parked_vote_ttl_s))
+    applied: dict[str, list[tuple[Vote, str]]] = defaultdict(list)
+    for vote in incoming:
+        if (vote.app_id, vote.interaction_id) in located:
+            prompt_key, model_version = located[(vote.app_id, vote.interaction_id)]
+            applied[prompt_key].append((vote, model_version))
+    return applied, parked
 
 
 async def _decide_groups(
