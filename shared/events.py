@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -126,7 +127,10 @@ class Interaction(Event):
     @classmethod
     def _metadata_bounded(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         limit = _limits(info).max_metadata_bytes
-        size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+        try:
+            size = len(orjson.dumps(value, default=str))
+        except orjson.JSONEncodeError:
+            size = len(json.dumps(value, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
         if size > limit:
             raise PydanticCustomError(
                 "metadata_too_large",

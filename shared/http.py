@@ -95,15 +95,39 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def install_request_metrics(app: FastAPI, metrics: HttpMetrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(RequestMetrics, metrics=metrics)
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time each request by route template and status.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(metrics.service, path, request.method).observe(time.perf_counter() - started)
-        metrics.requests.labels(metrics.service, path, request.method, str(response.status_code)).inc()
-        return response
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.latency.labels(self.metrics.service, route, method).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(self.metrics.service, route, method, str(status)).inc()
 
 
 class BodySizeLimit:

@@ -46,6 +46,7 @@ def make_broker(settings: PipelineSettings, *, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=False,
         linger_ms=settings.kafka_linger_ms,
+        max_batch_size=settings.kafka_max_batch_bytes,
         max_request_size=settings.kafka_max_request_size,
         allow_auto_create_topics=False,
         # FastStream logs a line per message at this level: keep it below INFO.

@@ -9,6 +9,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Protocol
 
+import orjson
+
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -28,6 +30,10 @@ def normalize_text(text: str) -> str:
 
 def prompt_key(app_id: str, messages: Iterable[_MessageLike]) -> str:
     """Hash of app_id and the normalized messages: regenerations and identical prompts share it."""
-    canonical = [[m.role, normalize_text(m.content)] for m in messages]
-    payload = json.dumps([app_id, canonical], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+    canonical = [app_id, [[m.role, normalize_text(m.content)] for m in messages]]
+    try:
+        payload = orjson.dumps(canonical)
+    except orjson.JSONEncodeError:
+        # Lone surrogates: orjson refuses them; the stdlib writes the same bytes otherwise.
+        payload = json.dumps(canonical, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(payload).hexdigest()[:32]

@@ -68,6 +68,9 @@ class PipelineSettings(BaseSettings):
         "kafka_batch_timeout_ms", 50, "How long a batch consumer waits to fill a batch.", ge=0
     )
     kafka_linger_ms: int = _shared("kafka_linger_ms", 2, "Producer linger: batches sends made close together.")
+    kafka_max_batch_bytes: int = _shared(
+        "kafka_max_batch_bytes", 64 * 1024, "Producer batch size per partition (64 KB doubles Tansu throughput)."
+    )
     kafka_max_request_size: int = _shared(
         "kafka_max_request_size", 2 * 1024 * 1024, "Largest produce request in bytes."
     )
