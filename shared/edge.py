@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from shared import db
 from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
-from shared.kafka import OutRecord, dead_letter_for, publish_records
+from shared.kafka import OutRecord, RedeliveryPause, dead_letter_for, publish_records
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
@@ -102,6 +102,7 @@ class EdgePublisher:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics
+        self.pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
         # `settings.limits` builds a new model on each access: once per publisher, not once per event.
         self.limits = settings.limits
 
@@ -148,7 +149,13 @@ class EdgePublisher:
                     offset=record.offset,
                     **exc.to_log_context(),
                 )
-        await self.publish(good, via="kafka", extra=letters)
+        try:
+            await self.publish(good, via="kafka", extra=letters)
+        except TransientError as exc:
+            pause_s = await self.pause.failed()
+            log.warning("batch_failed", stream=self.stream.name, **exc.to_log_context(), backoff_s=pause_s)
+            raise
+        self.pause.succeeded()
 
     def _validate_record(self, record: ConsumerRecord) -> Event:
         if record.value is None:

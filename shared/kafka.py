@@ -84,6 +84,27 @@ def batch_subscriber(
     )
 
 
+@dataclass
+class RedeliveryPause:
+    """Capped exponential pause before a failed batch is redelivered.
+
+    A batch handler that raises is redelivered at once; without a pause a database or broker
+    outage becomes a busy loop. Call `failed()` before re-raising and `succeeded()` after a batch.
+    """
+
+    initial_s: float
+    max_s: float
+    current_s: float = 0.0
+
+    async def failed(self) -> float:
+        self.current_s = min(max(self.current_s * 2, self.initial_s), self.max_s)
+        await asyncio.sleep(self.current_s)
+        return self.current_s
+
+    def succeeded(self) -> None:
+        self.current_s = 0.0
+
+
 async def publish_records(broker: KafkaBroker, records: Sequence[OutRecord], *, timeout_s: float) -> None:
     """Send every record without waiting for each, then wait until the broker acknowledged all.
 

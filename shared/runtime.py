@@ -90,8 +90,13 @@ class Runtime:
         self.pool = await db.create_pool(settings)
         await db.migrate(settings.database_url, list(self.migration_components))
         await ensure_topics_for(settings)
+        # Connect the producer only: subscribers start in `start_consuming`, once `on_started`
+        # has built what their handlers use.
+        await self.broker.connect()
+
+    async def start_consuming(self) -> None:
         await self.broker.start()
-        log.info("service_started", service=self.service, http_port=settings.http_port)
+        log.info("service_started", service=self.service, http_port=self.settings.http_port)
 
     async def aclose(self) -> None:
         # Stop consuming first: broker.stop() waits for in-flight handlers (graceful_timeout)
@@ -147,6 +152,7 @@ def build_app(
         try:
             if on_started is not None:
                 await on_started(runtime)
+            await runtime.start_consuming()
             yield
         finally:
             await runtime.aclose()

@@ -12,6 +12,7 @@ from services.aggregator.handlers import Aggregator, AggregatorMetrics, http_rou
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
 from services.aggregator.settings import AggregatorSettings
+from shared.kafka import RedeliveryPause
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, build_app
 
@@ -80,8 +81,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             rules,
             settings.limits,
             metrics,
-            settings.retry_initial_backoff_s,
-            settings.retry_max_backoff_s,
+            RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         )
         rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))
         rt.spawn("outbox_relay", relay.run())

@@ -7,7 +7,6 @@ A TransientError raised here rewinds the batch for redelivery.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from services.aggregator.batches import BatchInput, BatchOutcome, BatchRules, ap
 from shared import db, topics
 from shared.errors import ContractError, NotFoundError, TransientError
 from shared.events import parse_interaction, parse_vote, utcnow
-from shared.kafka import batch_subscriber, dead_letter_for
+from shared.kafka import RedeliveryPause, batch_subscriber, dead_letter_for
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 from shared.settings import Limits
@@ -60,9 +59,7 @@ class Aggregator:
     limits: Limits
     metrics: AggregatorMetrics
 
-    initial_backoff_s: float
-    max_backoff_s: float
-    _backoff_s: float = 0.0
+    pause: RedeliveryPause
 
     async def take(self, batch: BatchInput, topic_name: str) -> None:
         """Apply a batch in one transaction; on failure wait (capped backoff) and raise, so it is redelivered."""
@@ -71,12 +68,10 @@ class Aggregator:
                 async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
                     outcome = await apply_batch(conn, batch, self.rules, utcnow())
         except Exception as exc:
-            # Redelivery is immediate: without a pause a database outage becomes a busy loop.
-            self._backoff_s = min(max(self._backoff_s * 2, self.initial_backoff_s), self.max_backoff_s)
-            log.warning("batch_failed", topic=topic_name, error=type(exc).__name__, backoff_s=self._backoff_s)
-            await asyncio.sleep(self._backoff_s)
+            pause_s = await self.pause.failed()
+            log.warning("batch_failed", topic=topic_name, error=type(exc).__name__, backoff_s=pause_s)
             raise
-        self._backoff_s = 0.0
+        self.pause.succeeded()
         self.relay.notify()
         self.metrics.record(outcome)
         if outcome.pairs or outcome.tombstones or outcome.requests:

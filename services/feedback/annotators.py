@@ -7,9 +7,9 @@ it is unset: they are never open).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,10 +20,12 @@ from services.feedback import auth, store
 from services.feedback.queue import TaskQueue
 from services.feedback.queue_rules import Verdict
 from shared import topics
-from shared.errors import ContractError, NotFoundError
+from shared.errors import ContractError, NotFoundError, PipelineError
 from shared.events import Domain
-from shared.kafka import batch_subscriber
+from shared.kafka import RedeliveryPause, batch_subscriber
 from shared.runtime import Runtime
+
+log = structlog.get_logger(__name__)
 
 annotator_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="The ADMIN_TOKEN.")
@@ -136,7 +138,7 @@ def admin_router() -> APIRouter:
 
 def register_tasks_consumer(runtime: Runtime, group_id: str) -> None:
     """Fill the queue from annotation-requests; offsets commit after the upsert transaction commits."""
-    runtime.state["queue_ready"] = asyncio.Event()
+    pause = RedeliveryPause(runtime.settings.retry_initial_backoff_s, runtime.settings.retry_max_backoff_s)
 
     @batch_subscriber(
         runtime.broker,
@@ -147,6 +149,10 @@ def register_tasks_consumer(runtime: Runtime, group_id: str) -> None:
         description="Ambiguous pairs and lone bad answers routed by the aggregator, queued for experts.",
     )
     async def on_annotation_requests(msg: KafkaMessage) -> None:
-        # The broker starts before on_started builds the queue: a batch that early waits for it.
-        await runtime.state["queue_ready"].wait()
-        await runtime.state["queue"].ingest(msg.raw_message)
+        try:
+            await runtime.state["queue"].ingest(msg.raw_message)
+        except PipelineError as exc:
+            pause_s = await pause.failed()
+            log.warning("batch_failed", topic=topics.ANNOTATION_REQUESTS, **exc.to_log_context(), backoff_s=pause_s)
+            raise
+        pause.succeeded()

@@ -45,7 +45,6 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         )
         queue = TaskQueue(pool=rt.db, settings=settings, relay=relay, metrics=queue_metrics)
         rt.state["queue"] = queue
-        rt.state["queue_ready"].set()
         rt.spawn("outbox_relay", relay.run())
         rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))
         window = timedelta(seconds=settings.dedupe_window_s)
