@@ -83,8 +83,9 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             metrics,
             RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         )
-        rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))
-        rt.spawn("outbox_relay", relay.run())
+        if settings.outbox_relay_enabled:
+            rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))
+            rt.spawn("outbox_relay", relay.run())
         rt.every(
             "publish_stats", settings.stats_publish_interval_s, lambda: jobs.publish_stats(rt.db, relay, background)
         )

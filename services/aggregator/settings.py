@@ -61,6 +61,13 @@ class AggregatorSettings(ServiceSettings):
     )
     stats_publish_batch: int = Field(500, description="Most windows published per run.", ge=1)
 
+    outbox_relay_enabled: bool = Field(
+        True,
+        description=(
+            "Operator switch: false pauses publishing (e.g. during a Kafka maintenance); outputs wait in the"
+            " outbox table and are published once a process runs with it true again."
+        ),
+    )
     outbox_batch_size: int = Field(500, description="Most outbox rows relayed per publish.", ge=1)
     outbox_poll_interval_s: float = Field(
         0.5, description="How often the outbox relay looks for rows when nobody woke it.", gt=0
