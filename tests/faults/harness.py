@@ -1,0 +1,283 @@
+"""One run of the pipeline as separate OS processes (deploy.stack.Stack, what `make up` runs) for a fault test.
+
+A run has its own topic prefix, its own database and its own consumer groups; the same
+aggregator settings every time. It sends the workload phase by phase, waits until the pipeline
+is quiescent (see `Run.settle`), reads the final state from the topics and writes one line of
+figures per test to the fault report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from deploy.stack import Stack
+from shared import topics
+from tests.conftest import _execute, _quoted, database_url_for
+from tests.faults.sender import Sender
+from tests.faults.state import CANONICAL_TOPICS, OUTPUT_TOPICS, Comparison, FinalState, final_state
+from tests.faults.workload import Workload
+from tests.helpers import eventually
+from tests.services import TopicReader
+
+# Every run uses these settings. 6 s sessions (Kafka's usual group minimum) let a killed member's
+# partitions move in seconds rather than the default 10 s.
+RUN_ENV = {
+    "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    "AGGREGATOR_STATS_PUBLISH_INTERVAL_S": "0.2",
+    "AGGREGATOR_OUTBOX_POLL_INTERVAL_S": "0.1",
+    "RETRY_MAX_BACKOFF_S": "1.0",
+    "DB_CONNECT_TIMEOUT_S": "2.0",
+    "DB_ACQUIRE_TIMEOUT_S": "2.0",
+    "SHUTDOWN_GRACE_S": "10",
+}
+SETTLE_TIMEOUT_S = 90.0
+STATE_QUERY = """
+SELECT (SELECT count(*) FROM agg_interactions) AS interactions,
+       (SELECT count(*) FROM agg_seen_votes) AS votes,
+       (SELECT count(*) FROM agg_parked_votes) AS parked,
+       (SELECT count(*) FROM outbox) AS outbox,
+       (SELECT count(*) FROM agg_stats WHERE is_dirty) AS dirty_stats
+"""
+
+
+@asynccontextmanager
+async def cloned_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh migrated database on the session server, dropped afterwards; its URL."""
+    name = f"fault_{uuid.uuid4().hex}"
+    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(name)} TEMPLATE {_quoted(template_db)}")
+    try:
+        yield database_url_for(pg_server_url, name)
+    finally:
+        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
+
+
+@dataclass
+class Run:
+    stack: Stack
+    workload: Workload
+    sender: Sender
+    readers: dict[str, TopicReader] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.monotonic)
+    settle_s: float = 0.0
+
+    @property
+    def database_url(self) -> str:
+        assert self.stack.database_url is not None
+        return self.stack.database_url
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.stack.kafka_bootstrap is not None
+        return self.stack.kafka_bootstrap
+
+    async def start_readers(self) -> None:
+        for name in (*OUTPUT_TOPICS, *CANONICAL_TOPICS):
+            self.readers[name] = await TopicReader(self.bootstrap, topics.topic(self.stack.topic_prefix, name)).start()
+
+    async def stop_readers(self) -> None:
+        for reader in self.readers.values():
+            await reader.stop()
+        self.readers.clear()
+
+    async def send_phase(self, phase: int) -> None:
+        await self.sender.send(self.workload.phases[phase])
+
+    async def counts(self) -> dict[str, int]:
+        connection = await asyncpg.connect(self.database_url, timeout=5)
+        try:
+            return dict(await connection.fetchrow(STATE_QUERY))
+        finally:
+            await connection.close()
+
+    async def drain(self) -> int:
+        """Read the topics until a round brings nothing new; how many records arrived."""
+        total = 0
+        while True:
+            before = sum(len(r.records) for r in self.readers.values())
+            for reader in self.readers.values():
+                await reader.poll()
+            new = sum(len(r.records) for r in self.readers.values()) - before
+            if not new:
+                return total
+            total += new
+
+    async def settle(self, through_phase: int, timeout: float = SETTLE_TIMEOUT_S) -> FinalState:
+        """Quiescent: the aggregator took in every event of the phases, nothing is parked or waits in an
+        outbox, every stats window is published, and the final state read twice in a row is the same."""
+        wanted = {
+            "interactions": len(self.workload.interaction_keys(through_phase)),
+            "votes": len(self.workload.vote_ids(through_phase)),
+            "parked": 0,
+            "outbox": 0,
+            "dirty_stats": 0,
+        }
+        previous: list[FinalState] = []
+        started = time.monotonic()
+
+        async def check() -> FinalState:
+            counts = await self.counts()
+            assert counts == wanted, f"not quiescent: {counts} != {wanted}"
+            new = await self.drain()
+            state = final_state(self.readers)
+            is_stable = bool(previous) and previous[-1].key() == state.key() and new == 0
+            previous.append(state)
+            assert is_stable, "outputs still changing"
+            return state
+
+        state = await eventually(check, timeout=timeout, interval=0.25)
+        self.settle_s = time.monotonic() - started
+        return state
+
+    async def lost_events(self) -> set[str]:
+        """Events a client got a 2xx (or a broker ack) for that the aggregator never took in."""
+        connection = await asyncpg.connect(self.database_url, timeout=5)
+        try:
+            votes = {str(r["event_id"]) for r in await connection.fetch("SELECT event_id FROM agg_seen_votes")}
+            keys = {(r["app_id"], r["interaction_id"]) for r in await connection.fetch(
+                "SELECT app_id, interaction_id FROM agg_interactions")}  # fmt: skip
+        finally:
+            await connection.close()
+        lost = set()
+        for phase in self.workload.phases:
+            for send in phase:
+                if send.event_id not in self.sender.acked:
+                    continue
+                taken = (send.body["app_id"], send.body["interaction_id"]) in keys if send.is_interaction else (
+                    send.event_id in votes)  # fmt: skip
+                if not taken:
+                    lost.add(send.event_id)
+        return lost
+
+    async def ready_status(self, name: str) -> int | None:
+        """The HTTP status of a service's /readyz, None when it does not answer."""
+        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
+            try:
+                return (await client.get(f"{self.stack.services[name].url}/readyz")).status_code
+            except httpx.HTTPError:
+                return None
+
+    async def restart(self, name: str) -> float:
+        """Start a killed or stopped service again (same port and env); seconds until it is ready."""
+        started = time.monotonic()
+        service, _, instance = name.partition("-")
+        await self.stack.start_service(service, int(instance or 1))
+        return time.monotonic() - started
+
+
+@asynccontextmanager
+async def pipeline(
+    run_dir: Path,
+    workload: Workload,
+    *,
+    kafka_bootstrap: str | None = None,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    rate: float = 1000.0,
+) -> AsyncIterator[Run]:
+    """Start the stack (servers not given are started under run_dir), yield a Run, stop everything."""
+    prefix = f"f{uuid.uuid4().hex[:8]}."
+    groups = {f"{s}_GROUP_ID": f"{s.lower()}-{prefix}" for s in ("INGEST", "FEEDBACK", "AGGREGATOR")}
+    stack = Stack(
+        run_dir,
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        topic_prefix=prefix,
+        extra_env={**RUN_ENV, **groups, "FEEDBACK_TASKS_GROUP_ID": f"tasks-{prefix}", **(env or {})},
+        fast_unsafe_database=True,
+        ready_timeout_s=60,
+    )
+    async with stack:
+        assert stack.kafka_bootstrap is not None
+        sender = Sender(lambda s: stack.services[s].url, stack.kafka_bootstrap, prefix, rate=rate)
+        run = Run(stack, workload, sender)
+        try:
+            await run.start_readers()
+            yield run
+        finally:
+            await run.stop_readers()
+            await sender.aclose()
+
+
+class FaultReport:
+    """Figures per fault test as JSON lines (the table of bench/results/faults.md is made from them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, figures: dict[str, Any]) -> None:
+        with self.path.open("a") as out:
+            out.write(json.dumps(figures, sort_keys=False) + "\n")
+        print(
+            f"\nFAULT {figures['fault']}: {figures['test']} sent={figures['events_sent']} lost={figures['lost']} "
+            f"duplicated={figures['duplicated']} recover_s={figures['recover_s']} settle_s={figures['settle_s']} "
+            f"retries={figures['client_retries']} redelivered={figures['redelivered']}"
+        )
+
+
+def figures(
+    fault: str, test: str, run: Run, state: FinalState, comparison: Comparison, recover_s: float | None
+) -> dict[str, Any]:
+    return {
+        "fault": fault,
+        "test": test,
+        "seed": run.workload.seed,
+        "groups": run.workload.groups,
+        "events_sent": run.workload.size,
+        "client_retries": run.sender.retries,
+        "lost": comparison.lost,
+        "duplicated": comparison.duplicated,
+        "transient_tombstones": len(comparison.transient_tombstones),
+        "redelivered": state.redelivered,
+        "recover_s": None if recover_s is None else round(recover_s, 1),
+        "settle_s": round(run.settle_s, 1),
+        "duration_s": round(time.monotonic() - run.started_at, 1),
+        **state.summary(),
+    }
+
+
+def report_path(default_dir: Path) -> Path:
+    return Path(os.environ.get("FAULT_REPORT") or default_dir / "faults.jsonl")
+
+
+async def wait_until(check: Any, timeout: float) -> Any:
+    return await eventually(check, timeout=timeout, interval=0.2)
+
+
+async def gather_sending(run: Run, phase: int) -> asyncio.Task[None]:
+    """Start sending a phase in the background (the caller injects a fault meanwhile)."""
+    return asyncio.create_task(run.send_phase(phase), name=f"send-phase-{phase}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The fault-free run of the workload: every faulted run must end in the same final state."""
+
+    workload: Workload
+    state: FinalState
+
+
+async def finish(
+    run: Run, reference: Reference, report: FaultReport, *, fault: str, test: str, recover_s: float | None
+) -> Comparison:
+    """Settle, compare with the reference, write the figures; fail on anything lost or duplicated."""
+    from tests.faults.state import compare
+
+    state = await run.settle(len(run.workload.phases))
+    comparison = compare(reference.state, state, await run.lost_events())
+    report.write(figures(fault, test, run, state, comparison, recover_s))
+    assert comparison.is_equal, comparison.explain()
+    return comparison
