@@ -10,7 +10,7 @@ from typing import Any
 
 async def eventually(
     check: Callable[[], Any | Awaitable[Any]],
-    timeout: float = 10.0,  # noqa: ASYNC109 - the signature the style guide and every test use
+    timeout: float = 10.0,
     interval: float = 0.05,
 ) -> Any:
     """Call `check` (sync or async) until it returns something truthy without raising AssertionError.

@@ -3,7 +3,8 @@
 A pair or task is published only when its state hash (its content without `event_id` and
 `updated_at`) differs from the one stored when it was last published, so a replay publishes
 nothing new. A pair published before and no longer supported is retracted: a tombstone (null
-value) under its pair_id. Event ids are uuid5(pair_id or task_id, state hash): the same state
+value) under its pair_id; likewise a task no longer needed is withdrawn with a tombstone under
+its task_id. Event ids are uuid5(pair_id or task_id, state hash): the same state
 always carries the same event_id.
 """
 
@@ -156,4 +157,10 @@ def plan_outputs(
         plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, spec.task_id, request.model_dump_json().encode()))
         if spec.task_id not in emitted_tasks:
             plan.first_tasks.append(request)
+    for tid, state_hash in sorted(emitted_tasks.items()):
+        if tid not in decision.tasks and state_hash != RETRACTED:
+            # No longer needed (users settled it, or an expert did): a tombstone withdraws it from
+            # the queue. The row exists, so its kind is kept by the upsert.
+            plan.task_rows.append(TaskRow(tid, "withdrawn", RETRACTED))
+            plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, tid, None))
     return plan

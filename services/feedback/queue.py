@@ -62,9 +62,12 @@ class QueueMetrics:
         )
 
 
-def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> AnnotationRequest:
+def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> AnnotationRequest | str:
+    """The request, or for a tombstone (null value) the task_id the aggregator withdraws."""
     if record.value is None:
-        raise ContractError("annotation request without a value")
+        if not record.key:
+            raise ContractError("annotation request tombstone without a key")
+        return record.key.decode("utf-8", "replace")
     try:
         return AnnotationRequest.model_validate_json(record.value, context={"limits": settings.limits})
     except ValidationError as exc:
@@ -85,7 +88,7 @@ class TaskQueue:
 
     async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
         """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
-        latest: dict[str, AnnotationRequest] = {}
+        latest: dict[str, AnnotationRequest | str] = {}
         dead: list[OutRecord] = []
         for record in records:
             try:
@@ -94,16 +97,23 @@ class TaskQueue:
                 log.warning("annotation_request_dead_lettered", **exc.to_log_context(), offset=record.offset)
                 dead.append(dead_letter_for(self.settings.topic_prefix, SERVICE, record, exc))
                 continue
+            if isinstance(request, str):
+                # A tombstone follows the requests of its task on the same partition: it wins.
+                latest[request] = request
+                continue
             seen = latest.get(request.task_id)
-            if seen is None or request.updated_at >= seen.updated_at:
+            if not isinstance(seen, AnnotationRequest) or request.updated_at >= seen.updated_at:
                 latest[request.task_id] = request
-        rows = [self.task_row(r) for r in latest.values()]
+        rows = [self.task_row(r) for r in latest.values() if isinstance(r, AnnotationRequest)]
+        withdrawn = [task_id for task_id, r in latest.items() if isinstance(r, str)]
         async with store.transaction(self.pool) as conn:
+            await store.withdraw_tasks(conn, withdrawn)
             await store.upsert_tasks(conn, rows)
             await insert_outbox(conn, SERVICE, dead)
         if dead:
             self.relay.notify()
-        self.metrics.requests.labels("queued").inc(len(records) - len(dead))
+        self.metrics.requests.labels("queued").inc(len(rows))
+        self.metrics.requests.labels("withdrawn").inc(len(withdrawn))
         self.metrics.requests.labels("dead_lettered").inc(len(dead))
         log.debug("annotation_requests_queued", tasks=len(rows), dead_lettered=len(dead))
 

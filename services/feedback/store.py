@@ -68,6 +68,11 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
+async def withdraw_tasks(conn: asyncpg.Connection, task_ids: Sequence[str]) -> None:
+    if task_ids:
+        await conn.execute(QUERIES["withdraw_tasks"], list(task_ids))
+
+
 async def upsert_tasks(conn: asyncpg.Connection, tasks: Sequence[NewTask]) -> None:
     if not tasks:
         return

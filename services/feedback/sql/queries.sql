@@ -8,8 +8,14 @@ ON CONFLICT (task_id) DO UPDATE
 SET priority = excluded.priority,
     request = excluded.request,
     request_updated_at = excluded.request_updated_at,
+    status = 'open',
     updated_at = now()
-WHERE tasks.status = 'open' AND excluded.request_updated_at >= tasks.request_updated_at
+WHERE tasks.status IN ('open', 'withdrawn') AND excluded.request_updated_at >= tasks.request_updated_at
+
+-- name: withdraw_tasks
+-- Withdraw open tasks the aggregator no longer needs (a tombstone on annotation-requests); leases end.
+UPDATE tasks SET status = 'withdrawn', leases = '{}'::jsonb, updated_at = now()
+WHERE task_id = ANY($1::text[]) AND status = 'open'
 
 -- name: lease_next_task
 -- Lease the best open task with a free reviewer slot that this annotator has not judged, skipped or leased.

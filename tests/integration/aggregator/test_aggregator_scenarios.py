@@ -124,6 +124,31 @@ async def test_three_two_split_gives_an_annotation_request_not_a_pair(flow: Flow
     assert flow.out.live_pairs(key_of(app, prompt)) == {}
 
 
+async def test_a_request_users_settle_later_is_withdrawn_with_a_tombstone(flow: Flow) -> None:
+    app, prompt = app_id(), "Tea or coffee for a long night?"
+    await flow.send([interaction(app, prompt, "a", "Tea."), interaction(app, prompt, "b", "Coffee.")])
+    await flow.send(thumbs(app, "a", 3, 2) + thumbs(app, "b", 2, 3))
+    request = await eventually(lambda: _polled_requests(flow, key_of(app, prompt)), timeout=20)
+    task_key = request[-1]["task_id"].encode()
+
+    await flow.send(thumbs(app, "a", 6, 0, at=later(5), tag="late") + thumbs(app, "b", 0, 6, at=later(5), tag="late"))
+
+    async def withdrawn() -> bool:
+        await flow.out.poll()
+        latest = [r.value for r in flow.out.requests.records if r.key == task_key]
+        assert latest[-1] is None, "the task's latest value is not a tombstone yet"
+        return bool(flow.out.live_pairs(key_of(app, prompt)))
+
+    assert await eventually(withdrawn, timeout=20)
+    (pair,) = flow.out.live_pairs(key_of(app, prompt)).values()
+    assert pair["chosen"]["interaction_id"] == "a"
+
+
+async def _polled_requests(flow: Flow, prompt_key: str) -> list[dict[str, Any]]:
+    await flow.out.poll()
+    return flow.out.requests_of(prompt_key)
+
+
 async def test_votes_before_their_interaction_are_applied_when_it_arrives(flow: Flow) -> None:
     app, prompt = app_id(), "How do I reset my router?"
     await flow.send(thumbs(app, "a", 0, 4) + thumbs(app, "b", 4, 0))

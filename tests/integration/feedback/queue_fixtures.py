@@ -49,9 +49,11 @@ def later(seconds: float) -> str:
     return (BASE_TIME + timedelta(seconds=seconds)).isoformat()
 
 
-def record(value: bytes | None, offset: int = 0, topic: str = "annotation-requests") -> ConsumerRecord:
+def record(
+    value: bytes | None, offset: int = 0, topic: str = "annotation-requests", key: bytes | None = None
+) -> ConsumerRecord:
     """A consumed record as aiokafka hands it to the batch handler."""
-    return ConsumerRecord(topic, 0, offset, 0, 0, None, value, None, 0, len(value or b""), ())
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key or b""), len(value or b""), ())
 
 
 @asynccontextmanager

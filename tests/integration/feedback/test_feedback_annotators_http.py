@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -135,6 +136,9 @@ async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(ser
     alice, bob, carol = [await service.issue(f"{n}-2", "medical") for n in ("alice", "bob", "carol")]
     task_ids = [f"med-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     await service.publish(*(request_body(t, "medical", priority=5.0 - i) for i, t in enumerate(task_ids)))
+    pool = service.app.state.runtime.db
+    # The two requests may sit on different partitions: lease only once both are queued.
+    await eventually(lambda: _count_tasks(pool, task_ids), timeout=15)
     async with service.reading(topics.VOTES) as reader:
         for task_id, verdict in zip(task_ids, ("A", "B"), strict=True):
             first = await service.lease_eventually(alice, "medical")
@@ -157,6 +161,10 @@ async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(ser
     await service.app.state.runtime.state["queue"].refresh_gauges()
     metrics = (await service.client.get("/metrics")).text
     assert 'task_agreement_alpha{domain="medical"} 1.0' in metrics
+
+
+async def _count_tasks(pool: asyncpg.Pool, task_ids: list[str]) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])", task_ids) == len(task_ids)
 
 
 async def test_auth_matrix(service: Service) -> None:

@@ -177,3 +177,26 @@ async def test_lease_prefers_priority_then_age(database_url: str) -> None:
         await ingest(queue, *(request_body(f"t{i}", "general", priority=float(i // 2)) for i in order))
         leased = [(await queue.lease(ALICE, None))["task_id"] for _ in range(6)]
         assert [int(t[1:]) // 2 for t in leased] == [2, 2, 1, 1, 0, 0]
+
+
+async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(database_url: str) -> None:
+    async with task_queue(database_url) as queue:
+        await ingest(queue, request_body("t1", "general"), request_body("t2", "general"))
+        await queue.lease(ALICE, None)
+        await queue.submit_verdict(ALICE, "t1", Verdict("alice", "A"))  # t1 is completed
+        leased = await queue.lease(BOB, None)
+        assert leased["task_id"] == "t2"
+        await queue.ingest([record(None, 5, key=b"t1"), record(None, 6, key=b"t2")])
+        statuses = dict(await queue.pool.fetch("SELECT task_id, status FROM tasks ORDER BY task_id"))
+        assert statuses == {"t1": "completed", "t2": "withdrawn"}, "a completed task keeps its verdict"
+        assert await queue.lease(ALICE, None) is None
+        with pytest.raises(ConflictError):
+            await queue.submit_verdict(BOB, "t2", Verdict("bob", "A"))
+
+        # Requested again after the tombstone, then withdrawn and requested in one batch: the last wins.
+        again = json.dumps(request_body("t2", "general", updated_at=later(60))).encode()
+        await queue.ingest([record(again, 7, key=b"t2")])
+        assert (await queue.lease(ALICE, None))["task_id"] == "t2"
+        await queue.ingest([record(None, 8, key=b"t2"), record(again, 9, key=b"t2")])
+        row = await queue.pool.fetchrow("SELECT status, leases ? 'alice' AS held FROM tasks WHERE task_id = 't2'")
+        assert (row["status"], row["held"]) == ("open", True), "not withdrawn: alice keeps her lease"

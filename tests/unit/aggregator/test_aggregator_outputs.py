@@ -115,3 +115,24 @@ def test_stats_message_rates_and_deterministic_event_id() -> None:
     assert message.thumbs_up_rate == pytest.approx(2 / 3)
     assert stats.stats_message(row, is_final=False, now=T0 + timedelta(1)).event_id == message.event_id
     assert stats.stats_message(row, is_final=True, now=T0).event_id != message.event_id
+
+
+def test_a_task_no_longer_needed_is_withdrawn_with_a_tombstone_and_can_come_back() -> None:
+    split = split_votes("int-a", 3, 2) + split_votes("int-b", 2, 3)
+    asked = _plan(split)
+    (request,) = [e for e in asked.emissions if e.topic == topics.ANNOTATION_REQUESTS]
+    emitted_tasks = {row.task_id: row.state_hash for row in asked.task_rows}
+
+    settled = split + split_votes("int-a", 6, 0, prefix="late") + split_votes("int-b", 0, 6, prefix="late")
+    after = _plan(settled, emitted_tasks=emitted_tasks)
+    withdrawals = [e for e in after.emissions if e.topic == topics.ANNOTATION_REQUESTS]
+    assert [(e.key, e.value) for e in withdrawals] == [(request.key, None)]
+    assert [(r.task_id, r.state_hash) for r in after.task_rows] == [(request.key, RETRACTED)]
+    assert any(e.topic == topics.PREFERENCE_PAIRS and e.value for e in after.emissions)
+
+    assert not [e for e in _plan(settled, emitted_tasks={request.key: RETRACTED}).emissions
+                if e.topic == topics.ANNOTATION_REQUESTS], "a withdrawal is sent once"
+    reopened = _plan(split, emitted_tasks={request.key: RETRACTED})
+    (again,) = [e for e in reopened.emissions if e.topic == topics.ANNOTATION_REQUESTS]
+    assert again.key == request.key and again.value is not None
+    assert reopened.first_tasks == [], "a reopened task is not counted as new"
