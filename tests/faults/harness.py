@@ -83,6 +83,10 @@ class Run:
         assert self.stack.kafka_bootstrap is not None
         return self.stack.kafka_bootstrap
 
+    def group_id(self, service: str) -> str:
+        """The consumer group a service of this run uses (unique per run, see `pipeline`)."""
+        return f"{service}-{self.stack.topic_prefix}"
+
     async def start_readers(self) -> None:
         for name in (*OUTPUT_TOPICS, *CANONICAL_TOPICS):
             self.readers[name] = await TopicReader(self.bootstrap, topics.topic(self.stack.topic_prefix, name)).start()
@@ -281,3 +285,31 @@ async def finish(
     report.write(figures(fault, test, run, state, comparison, recover_s))
     assert comparison.is_equal, comparison.explain()
     return comparison
+
+
+async def metric_total(url: str, name: str) -> float:
+    """Sum of every sample of a Prometheus counter on a service's /metrics (0 when absent)."""
+    async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+async def committed_through_end(run: Run, group_id: str) -> bool:
+    """True when `group_id` committed past the last record read on `interactions` and `votes`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    await run.drain()
+    ends: dict[TopicPartition, int] = {}
+    for name in CANONICAL_TOPICS:
+        for record in run.readers[name].records:
+            tp = TopicPartition(record.topic, record.partition)
+            ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=run.bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for tp, end in ends.items():
+            committed = await consumer.committed(tp)
+            assert committed is not None and committed >= end, f"{tp}: committed {committed} < {end}"
+        return True
+    finally:
+        await consumer.stop()

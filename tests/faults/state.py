@@ -29,6 +29,7 @@ class FinalState:
     tombstones: frozenset[str]
     tasks: frozenset[str]
     stats: dict[StatsKey, tuple[int, int, int]]  # interactions, thumbs_up, thumbs_down
+    published: frozenset[str] = frozenset()  # every pair_id this run published (live, retracted, transient)
     pairs_emitted: int = 0
     tasks_queued: int = 0
     redelivered: int = 0  # canonical records whose event_id was already on the topic (at-least-once)
@@ -95,6 +96,7 @@ def final_state(readers: dict[str, TopicReader]) -> FinalState:
         tombstones=frozenset(tombstones),
         tasks=frozenset(k.decode() for k, v in latest_tasks.items() if v is not None),
         stats=stats,
+        published=frozenset(pairs) | tombstones,
         pairs_emitted=pairs_emitted,
         tasks_queued=tasks_queued,
         redelivered=redelivered,
@@ -107,7 +109,9 @@ class Comparison:
 
     missing_pairs: list[str] = field(default_factory=list)  # live in the reference, absent or different here
     extra_pairs: list[str] = field(default_factory=list)
-    missing_tombstones: list[str] = field(default_factory=list)  # retracted in the reference, not here
+    # Retracted in the reference, published here and not retracted. (A reference tombstone this run never
+    # published at all was a transient of the reference's own batch boundaries: nobody saw it here.)
+    missing_tombstones: list[str] = field(default_factory=list)
     transient_tombstones: list[str] = field(default_factory=list)  # never live in the reference: tolerated
     missing_tasks: list[str] = field(default_factory=list)
     extra_tasks: list[str] = field(default_factory=list)
@@ -141,8 +145,8 @@ class Comparison:
 def compare(reference: FinalState, run: FinalState, lost_events: set[str] = frozenset()) -> Comparison:  # type: ignore[assignment]
     result = Comparison(lost_events=sorted(lost_events))
     result.missing_pairs = sorted(p for p, v in reference.pairs.items() if run.pairs.get(p) != v)
-    result.extra_pairs = sorted(set(run.pairs) - set(reference.pairs))
-    result.missing_tombstones = sorted(reference.tombstones - run.tombstones)
+    result.missing_tombstones = sorted((reference.tombstones & run.published) - run.tombstones)
+    result.extra_pairs = sorted(set(run.pairs) - set(reference.pairs) - set(result.missing_tombstones))
     result.transient_tombstones = sorted(run.tombstones - reference.tombstones - set(reference.pairs))
     result.missing_tasks = sorted(reference.tasks - run.tasks)
     result.extra_tasks = sorted(run.tasks - reference.tasks)
