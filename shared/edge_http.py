@@ -22,6 +22,36 @@ def _decode_json(body: bytes) -> Any:
         ) from exc
 
 
+def inline_local_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with each `#/$defs/<name>` reference replaced by that definition, and no `$defs`.
+
+    pydantic keeps nested models under the schema's own `$defs`; embedded in an OpenAPI document such
+    a reference resolves against the document root, where there is no `$defs`: clients, code generators
+    and fuzzers would see a body they cannot resolve. A discriminator keeps its `propertyName` and
+    loses its `mapping` (whose values are such references). Our contracts are not recursive.
+    """
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [resolve(value, seen) for value in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in seen:
+                raise ValueError(f"recursive schema {name!r} cannot be inlined")
+            siblings = {k: v for k, v in node.items() if k != "$ref"}
+            return {**resolve(defs[name], (*seen, name)), **resolve(siblings, seen)}
+        inlined = {key: resolve(value, seen) for key, value in node.items() if key != "$defs"}
+        if isinstance(inlined.get("discriminator"), dict):
+            inlined["discriminator"] = {k: v for k, v in inlined["discriminator"].items() if k != "mapping"}
+        return inlined
+
+    return resolve(schema, ())
+
+
 def edge_router(
     *,
     path: str,
@@ -33,6 +63,7 @@ def edge_router(
 ) -> APIRouter:
     """Single and batch endpoints that validate, dedupe and publish through `publisher(request)`."""
     router = APIRouter(tags=[tag])
+    item_schema = inline_local_refs(item_schema)
     single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": item_schema}}}}
     batch_body = {
         "requestBody": {
