@@ -1,0 +1,115 @@
+"""The three services in-process on one broker, one database and one topic prefix, for a hostile test module."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from services.aggregator.app import create_app as create_aggregator
+from services.aggregator.settings import AggregatorSettings
+from services.feedback.app import create_app as create_feedback
+from services.feedback.settings import FeedbackSettings
+from services.ingest.app import create_app as create_ingest
+from services.ingest.settings import IngestSettings
+from shared import topics
+from shared.events import DeadLetter
+from shared.kafka import ensure_topics
+from tests.conftest import _execute, _quoted, database_url_for
+from tests.services import TopicReader, reading, running_app
+
+ADMIN = "hostile-admin-token"
+MAX_RAW_BYTES = 8_192
+
+
+@dataclass
+class Pipeline:
+    ingest: httpx.AsyncClient
+    feedback: httpx.AsyncClient
+    aggregator: httpx.AsyncClient
+    bootstrap: str
+    prefix: str
+    database_url: str
+
+    def topic(self, name: str) -> str:
+        return topics.topic(self.prefix, name)
+
+    def reading(self, name: str):
+        return reading(self.bootstrap, self.prefix, name)
+
+
+@asynccontextmanager
+async def running_pipeline(
+    kafka_bootstrap: str, pg_server_url: str, template_db: str, **aggregator: Any
+) -> AsyncIterator[Pipeline]:
+    """ingest + feedback + aggregator on a fresh database and topic prefix (`aggregator`: its extra settings)."""
+    database = f"test_{uuid.uuid4().hex}"
+    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    await ensure_topics(kafka_bootstrap, prefix)
+    url = database_url_for(pg_server_url, database)
+    common: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "database_url": url,
+        "topic_prefix": prefix,
+        "http_port": 0,
+        "admin_token": ADMIN,
+        "kafka_max_raw_bytes": MAX_RAW_BYTES,
+        "outbox_poll_interval_s": 0.1,
+        "log_format": "console",
+    }
+    apps = [
+        create_ingest(IngestSettings(**{k: v for k, v in common.items() if k != "outbox_poll_interval_s"})),
+        create_feedback(FeedbackSettings(**common, group_id=f"feedback-{prefix}", tasks_group_id=f"tasks-{prefix}")),
+        create_aggregator(AggregatorSettings(**common, group_id=f"aggregator-{prefix}", **aggregator)),
+    ]
+    # Started together: each start waits for its consumer groups to join (seconds each on Tansu).
+    contexts = [running_app(app) for app in apps]
+    results = await asyncio.gather(*(c.__aenter__() for c in contexts), return_exceptions=True)
+    started = [c for c, r in zip(contexts, results, strict=True) if not isinstance(r, BaseException)]
+    try:
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        yield Pipeline(results[0], results[1], results[2], kafka_bootstrap, prefix, url)
+    finally:
+        for context in reversed(started):
+            await context.__aexit__(None, None, None)
+        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
+
+
+async def produce_spread(
+    bootstrap: str, topic_name: str, values: Sequence[bytes | None], partitions: int = 6
+) -> list[tuple[int, int]]:
+    """Publish value i to partition i % partitions; the (partition, offset) each got."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic_name, value, key=uuid.uuid4().bytes, partition=i % partitions)
+            for i, value in enumerate(values)
+        ]
+        metadata = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metadata]
+
+
+def event_ids(reader: TopicReader) -> dict[str, Any]:
+    """event_id -> the first record carrying it, of what the reader has read so far."""
+    found: dict[str, Any] = {}
+    for record in reader.records:
+        if record.value is not None:
+            found.setdefault(json.loads(record.value)["event_id"], record)
+    return found
+
+
+def dead_letters(reader: TopicReader) -> list[DeadLetter]:
+    return [DeadLetter.model_validate_json(r.value) for r in reader.records if r.value is not None]
