@@ -42,6 +42,15 @@ class TransientError(PipelineError):
     code = "transient"
 
 
+class ProcessingError(PipelineError):
+    """A message valid by contract that could not be processed (a bug, or state the rules never met).
+
+    Permanent: it is dead-lettered with this code so that its partition keeps flowing.
+    """
+
+    code = "processing_failed"
+
+
 class NotFoundError(PipelineError):
     code = "not_found"
 

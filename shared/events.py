@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -35,7 +35,7 @@ SCHEMA_VERSION = 1
 # Identifiers: 1-256 characters, no control characters.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Domain = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -44,13 +44,28 @@ def _limits(info: ValidationInfo) -> Limits:
 
 
 def _check_text(value: str | None, info: ValidationInfo) -> str | None:
-    if value is not None and len(value) > _limits(info).max_content_chars:
+    if value is None:
+        return value
+    if len(value) > _limits(info).max_content_chars:
         raise PydanticCustomError(
             "too_long",
             "text has {length} characters, more than the limit of {limit}",
             {"length": len(value), "limit": _limits(info).max_content_chars},
         )
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text or jsonb: refused here, it would poison every consumer.
+        raise PydanticCustomError("nul_character", "text must not contain the NUL character (\\u0000)")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Contract(BaseModel):
@@ -67,6 +82,16 @@ class Event(Contract):
     occurred_at: AwareDatetime = Field(description="Producer clock, with a timezone.")
     received_at: AwareDatetime | None = Field(None, description="Stamped by the pipeline; never the client's.")
     app_id: Id
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        skew_s = _limits(info).max_clock_skew_s
+        if value > datetime.now(UTC) + timedelta(seconds=skew_s):
+            raise PydanticCustomError(
+                "in_the_future", "occurred_at is more than {skew_s} s in the future", {"skew_s": skew_s}
+            )
+        return value
 
 
 class Message(Contract):
@@ -94,7 +119,7 @@ class Interaction(Event):
     response: Response
     regenerated_from: Id | None = None
     domain: Domain | None = None
-    language: Annotated[str, StringConstraints(min_length=2, max_length=35)] | None = None
+    language: Annotated[str, StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z0-9-]+$")] | None = None
     tags: list[Tag] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     prompt_key: str | None = Field(None, description="Stamped by ingest: hash of app_id and the messages.")
@@ -131,6 +156,8 @@ class Interaction(Event):
             size = len(orjson.dumps(value, default=str))
         except orjson.JSONEncodeError:
             size = len(json.dumps(value, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
+        if _has_nul(value):
+            raise PydanticCustomError("nul_character", "metadata must not contain the NUL character (\\u0000)")
         if size > limit:
             raise PydanticCustomError(
                 "metadata_too_large",

@@ -25,6 +25,7 @@ class Limits(BaseModel):
     max_metadata_bytes: int = 16_384
     max_tags: int = 32
     max_id_chars: int = 256
+    max_clock_skew_s: float = 86_400.0
 
 
 class PipelineSettings(BaseSettings):
@@ -105,6 +106,9 @@ class PipelineSettings(BaseSettings):
     )
     max_metadata_bytes: int = _shared("max_metadata_bytes", 16_384, "Largest `metadata` object, as JSON bytes.", ge=2)
     max_tags: int = _shared("max_tags", 32, "Most tags on an interaction.", ge=0)
+    max_clock_skew_s: float = _shared(
+        "max_clock_skew_s", 86_400.0, "How far in the future an event's occurred_at may be (producer clocks).", gt=0
+    )
     max_batch_items: int = _shared("max_batch_items", 500, "Most items in one HTTP batch request.", ge=1)
     max_body_bytes: int = _shared(
         "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
@@ -117,6 +121,7 @@ class PipelineSettings(BaseSettings):
             max_content_chars=self.max_content_chars,
             max_metadata_bytes=self.max_metadata_bytes,
             max_tags=self.max_tags,
+            max_clock_skew_s=self.max_clock_skew_s,
         )
 
 

@@ -82,6 +82,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             settings.limits,
             metrics,
             RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
+            settings.topic_prefix,
         )
         if settings.outbox_relay_enabled:
             rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))

@@ -7,8 +7,9 @@ A TransientError raised here rewinds the batch for redelivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import structlog
@@ -20,14 +21,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.aggregator import store
 from services.aggregator.batches import BatchInput, BatchOutcome, BatchRules, apply_batch
 from shared import db, topics
-from shared.errors import ContractError, NotFoundError, TransientError
+from shared.errors import ContractError, NotFoundError, ProcessingError, TransientError
 from shared.events import parse_interaction, parse_vote, utcnow
 from shared.kafka import RedeliveryPause, batch_subscriber, dead_letter_for
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, insert_outbox
 from shared.runtime import Runtime
 from shared.settings import Limits
 
 log = structlog.get_logger(__name__)
+# A record that fails this many times for a reason other than an outage is dead-lettered: a
+# conflict with a concurrent instance clears on retry, a bug does not.
+POISON_ATTEMPTS = 3
 
 
 class AggregatorMetrics:
@@ -60,24 +64,62 @@ class Aggregator:
     metrics: AggregatorMetrics
 
     pause: RedeliveryPause
+    prefix: str
 
-    async def take(self, batch: BatchInput, topic_name: str) -> None:
-        """Apply a batch in one transaction; on failure wait (capped backoff) and raise, so it is redelivered."""
+    async def take(
+        self, records: tuple[ConsumerRecord, ...], decode: Callable[..., BatchInput], topic_name: str
+    ) -> None:
+        """Apply a batch in one transaction; a batch that cannot be applied is narrowed to its poison.
+
+        A transient failure (database or broker down) waits (capped backoff) and raises, so the batch
+        is redelivered. Any other failure is retried one record at a time, and the record that still
+        fails is dead-lettered: nothing blocks a partition.
+        """
         try:
-            with self.metrics.batch_seconds.labels(topic_name).time():
-                async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
-                    outcome = await apply_batch(conn, batch, self.rules, utcnow())
+            await self._apply(decode(records, self.prefix, self.limits), topic_name)
+        except TransientError as exc:
+            await self._pause_and_raise(exc, topic_name)
         except Exception as exc:
-            pause_s = await self.pause.failed()
-            log.warning("batch_failed", topic=topic_name, error=type(exc).__name__, backoff_s=pause_s)
-            raise
+            log.warning("batch_isolating_poison", topic=topic_name, records=len(records), error=type(exc).__name__)
+            for record in records:
+                await self._take_one(record, decode, topic_name)
         self.pause.succeeded()
+
+    async def _take_one(self, record: ConsumerRecord, decode: Callable[..., BatchInput], topic_name: str) -> None:
+        """Apply one record; after `POISON_ATTEMPTS` non-transient failures, dead-letter it."""
+        for attempt in range(1, POISON_ATTEMPTS + 1):
+            try:
+                await self._apply(decode((record,), self.prefix, self.limits), topic_name)
+                return
+            except TransientError as exc:
+                await self._pause_and_raise(exc, topic_name)
+            except Exception as exc:
+                if attempt == POISON_ATTEMPTS:
+                    log.exception("message_processing_failed", topic=topic_name, offset=record.offset)
+                    await self._dead_letter_failed(record, exc)
+
+    async def _pause_and_raise(self, exc: TransientError, topic_name: str) -> NoReturn:
+        pause_s = await self.pause.failed()
+        log.warning("batch_failed", topic=topic_name, **exc.to_log_context(), backoff_s=pause_s)
+        raise exc
+
+    async def _apply(self, batch: BatchInput, topic_name: str) -> None:
+        with self.metrics.batch_seconds.labels(topic_name).time():
+            async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
+                outcome = await apply_batch(conn, batch, self.rules, utcnow())
         self.relay.notify()
         self.metrics.record(outcome)
         if outcome.pairs or outcome.tombstones or outcome.requests:
             log.info(
                 "group_outputs_queued", pairs=outcome.pairs, tombstones=outcome.tombstones, requests=outcome.requests
             )
+
+    async def _dead_letter_failed(self, record: ConsumerRecord, exc: Exception) -> None:
+        error = ProcessingError(f"could not be processed: {type(exc).__name__}")
+        async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
+            await insert_outbox(conn, "aggregator", [dead_letter_for(self.prefix, "aggregator", record, error)])
+        self.relay.notify()
+        self.metrics.taken.labels("dead_letters").inc()
 
 
 def _dead_letter(batch: BatchInput, prefix: str, record: ConsumerRecord, exc: ContractError) -> None:
@@ -135,7 +177,6 @@ def aggregator_of(runtime: Runtime) -> Aggregator:
 def register_subscribers(runtime: Runtime, group_id: str) -> None:
     """Consume `interactions` and `votes` in batches, one transaction per batch."""
     settings = runtime.settings
-    prefix = settings.topic_prefix
 
     @batch_subscriber(
         runtime.broker,
@@ -147,7 +188,7 @@ def register_subscribers(runtime: Runtime, group_id: str) -> None:
     )
     async def on_interactions(msg: KafkaMessage) -> None:
         aggregator = aggregator_of(runtime)
-        await aggregator.take(decode_interactions(msg.raw_message, prefix, aggregator.limits), topics.INTERACTIONS)
+        await aggregator.take(msg.raw_message, decode_interactions, topics.INTERACTIONS)
 
     @batch_subscriber(
         runtime.broker,
@@ -159,7 +200,7 @@ def register_subscribers(runtime: Runtime, group_id: str) -> None:
     )
     async def on_votes(msg: KafkaMessage) -> None:
         aggregator = aggregator_of(runtime)
-        await aggregator.take(decode_votes(msg.raw_message, prefix, aggregator.limits), topics.VOTES)
+        await aggregator.take(msg.raw_message, decode_votes, topics.VOTES)
 
 
 def http_router() -> APIRouter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -224,3 +225,36 @@ def test_verdict_carries_its_panel() -> None:
         )
     )
     assert isinstance(vote, VerdictVote) and vote.reviewers == ["a1", "a2"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"messages": [{"role": "user", "content": "a\x00b"}]}, "messages.0.content"),
+        ({"response": {"content": "\x00", "model": "m", "model_version": "v"}}, "response.content"),
+        ({"metadata": {"k": ["ok", {"deep": "x\x00"}]}}, "metadata"),
+        ({"metadata": {"k\x00": 1}}, "metadata"),
+        ({"tags": ["fine", "bad\x00"]}, "tags.1"),
+        ({"language": "en\x00"}, "language"),
+    ],
+)
+def test_nul_characters_are_refused_where_postgresql_could_not_store_them(
+    overrides: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ContractError) as exc:
+        parse_interaction(json.dumps(interaction_body(**overrides)))
+    assert bad_fields(exc) == {field}
+    with pytest.raises(ContractError) as exc:
+        parse_vote(json.dumps(vote_body(kind="comment", text="\x00", value=None)))
+    assert bad_fields(exc) == {"text"}
+    assert parse_interaction(json.dumps(interaction_body(metadata={"note": "a literal \\u0000 is fine"})))
+
+
+def test_occurred_at_far_in_the_future_is_refused() -> None:
+    with pytest.raises(ContractError) as exc:
+        parse_interaction(interaction_body(occurred_at="9999-12-31T23:59:59Z"))
+    assert bad_fields(exc) == {"occurred_at"}
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    assert parse_vote(vote_body(occurred_at=soon)).occurred_at.year >= 2026
+    with pytest.raises(ContractError):
+        parse_vote(vote_body(occurred_at=soon), Limits(max_clock_skew_s=60))

@@ -40,7 +40,7 @@ def test_normalization_is_idempotent_and_ignores_padding(text: str, pad: str) ->
     assert normalize_text(pad + text + pad) == once
 
 
-@given(st.text(min_size=1, max_size=100))
+@given(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=100))
 def test_key_is_stable_hex(text: str) -> None:
     key = prompt_key("app", msgs(("user", text)))
     assert key == prompt_key("app", msgs(("user", text)))
