@@ -1,16 +1,22 @@
-"""The HTTP half of the edge flow: `POST /v1/<things>` and `POST /v1/<things>/batch`."""
+"""The I/O shell of the edge flow: `POST /v1/<things>`, `POST /v1/<things>/batch` and the raw-topic consumer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from faststream.kafka.annotations import KafkaMessage
 
-from shared.edge import EdgePublisher
+from shared.edge import EdgeMetrics, EdgePublisher, EdgeStream, prune_published
 from shared.errors import ContractError
+from shared.kafka import batch_subscriber
+from shared.runtime import Runtime
+from shared.settings import EdgeServiceSettings
 
 
 def _decode_json(body: bytes) -> Any:
@@ -144,3 +150,57 @@ def edge_router(
         return JSONResponse(body, status_code=202 if accepted or not items else 422)
 
     return router
+
+
+@dataclass(frozen=True)
+class EdgeEndpoints:
+    """Where one edge stream comes in: its raw topic and its HTTP path."""
+
+    raw_topic: str
+    path: str
+    noun: str
+    tag: str
+    item_schema: dict[str, Any]
+
+
+def install_edge(
+    runtime: Runtime,
+    *,
+    stream: EdgeStream,
+    endpoints: EdgeEndpoints,
+    group_id: str,
+    settings: EdgeServiceSettings,
+) -> APIRouter:
+    """Wire an edge stream into a service: raw-topic consumer, publisher, dedupe pruning; return its routes.
+
+    Offsets of the raw topic are committed only after the outputs are acknowledged by the broker.
+    """
+    metrics = EdgeMetrics(runtime.registry, stream.name)
+
+    @batch_subscriber(
+        runtime.broker,
+        settings,
+        endpoints.raw_topic,
+        group_id=group_id,
+        title=endpoints.raw_topic,
+        description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API).",
+    )
+    async def on_raw(msg: KafkaMessage) -> None:
+        await runtime.state["edge"].consume_records(msg.raw_message)
+
+    async def start(rt: Runtime) -> None:
+        rt.state["edge"] = EdgePublisher(
+            service=rt.service, stream=stream, broker=rt.broker, pool=rt.db, settings=settings, metrics=metrics
+        )
+        window = timedelta(seconds=settings.dedupe_window_s)
+        rt.every("prune_published", settings.dedupe_prune_interval_s, lambda: prune_published(rt.db, window))
+
+    runtime.on_starting.append(start)
+    return edge_router(
+        path=endpoints.path,
+        noun=endpoints.noun,
+        item_schema=endpoints.item_schema,
+        publisher=lambda request: request.app.state.runtime.state["edge"],
+        max_batch_items=settings.max_batch_items,
+        tag=endpoints.tag,
+    )

@@ -29,6 +29,7 @@ from shared.http import (
 )
 from shared.kafka import ensure_topics_for, make_broker
 from shared.logging import configure_logging
+from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     state: dict[str, Any] = field(default_factory=dict)
+    # Run once the pool and producer are up, before the subscribers start: build what handlers use.
+    on_starting: list[Callable[[Runtime], Awaitable[None]]] = field(default_factory=list)
     # Run after consuming stopped and before background tasks are cancelled (e.g. an outbox flush).
     on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -84,6 +87,22 @@ class Runtime:
                     log.exception("background_job_failed", job=name)
 
         return self.spawn(name, loop())
+
+    def start_outbox_relay(self, *, batch_size: int, poll_interval_s: float) -> OutboxRelay:
+        """Relay this service's outbox in the background; flushed on shutdown before the producer closes."""
+        relay = OutboxRelay(
+            service=self.service,
+            pool=self.db,
+            broker=self.broker,
+            registry=self.registry,
+            batch_size=batch_size,
+            poll_interval_s=poll_interval_s,
+            publish_timeout_s=self.settings.publish_timeout_s,
+            max_backoff_s=self.settings.retry_max_backoff_s,
+        )
+        self.spawn("outbox_relay", relay.run())
+        self.on_stopping.append(lambda: relay.flush(self.settings.shutdown_grace_s))
+        return relay
 
     async def start(self) -> None:
         settings = self.settings
@@ -150,8 +169,8 @@ def build_app(
         configure_logging(settings.log_format, settings.log_level)
         await runtime.start()
         try:
-            if on_started is not None:
-                await on_started(runtime)
+            for hook in [*runtime.on_starting, *([on_started] if on_started else [])]:
+                await hook(runtime)
             await runtime.start_consuming()
             yield
         finally:

@@ -131,3 +131,12 @@ class ServiceSettings(PipelineSettings):
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(8000, description="Port of the HTTP server.", ge=0, le=65535)
     shutdown_grace_s: float = Field(10.0, description="How long in-flight work may take to finish on SIGTERM.", gt=0)
+
+
+class EdgeServiceSettings(ServiceSettings):
+    """Base of the edge services' settings (ingest, feedback): dedupe of re-posted event ids."""
+
+    dedupe_window_s: float = Field(
+        7 * 24 * 3600.0, description="How long a published event_id is remembered to drop re-posts.", gt=0
+    )
+    dedupe_prune_interval_s: float = Field(300.0, description="How often old event ids are pruned.", gt=0)
