@@ -10,6 +10,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -102,15 +103,33 @@ async def template_db(pg_server_url: str) -> AsyncIterator[str]:
     await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test, dropped afterwards."""
+@asynccontextmanager
+async def fresh_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    """A new database cloned from the migrated template; its URL. Dropped on exit."""
     database = f"test_{uuid.uuid4().hex}"
     await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
     try:
         yield database_url_for(pg_server_url, database)
     finally:
         await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
+
+
+@asynccontextmanager
+async def isolated_pipeline(
+    kafka_bootstrap: str, pg_server_url: str, template_db: str
+) -> AsyncIterator[tuple[str, str]]:
+    """For a module's running services: a fresh database and a topic prefix with every topic created."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    await ensure_topics(kafka_bootstrap, prefix)
+    async with fresh_database(pg_server_url, template_db) as url:
+        yield url, prefix
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    async with fresh_database(pg_server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture

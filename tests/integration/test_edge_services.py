@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,9 +15,8 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import DeadLetter, Message
-from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
 from tests.services import produce, reading, running_app
 from tests.unit.test_events import interaction_body, vote_body
@@ -47,26 +45,20 @@ class Edge:
 
 @pytest.fixture(scope="module")
 async def edge(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[Edge]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
-    common: dict[str, Any] = {
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "database_url": database_url_for(pg_server_url, database),
-        "topic_prefix": prefix,
-        "max_batch_items": MAX_BATCH,
-        "max_body_bytes": 64 * 1024,
-        "kafka_max_raw_bytes": MAX_RAW_BYTES,
-        "log_format": "console",
-    }
-    ingest_app = create_ingest(IngestSettings(**common, group_id=f"ingest-{prefix}"))
-    feedback_app = create_feedback(FeedbackSettings(**common, group_id=f"feedback-{prefix}"))
-    try:
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        common: dict[str, Any] = {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "database_url": url,
+            "topic_prefix": prefix,
+            "max_batch_items": MAX_BATCH,
+            "max_body_bytes": 64 * 1024,
+            "kafka_max_raw_bytes": MAX_RAW_BYTES,
+            "log_format": "console",
+        }
+        ingest_app = create_ingest(IngestSettings(**common, group_id=f"ingest-{prefix}"))
+        feedback_app = create_feedback(FeedbackSettings(**common, group_id=f"feedback-{prefix}"))
         async with running_app(ingest_app) as ingest, running_app(feedback_app) as feedback:
             yield Edge(kafka_bootstrap, prefix, ingest, feedback)
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
 
 
 def decoded(records: list[Any]) -> list[dict[str, Any]]:

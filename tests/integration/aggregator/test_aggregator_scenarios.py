@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 
 from services.aggregator.pairs import pair_id
-from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
 from tests.integration.aggregator.aggregator_flow import (
     Outputs,
@@ -68,22 +67,17 @@ class Flow:
 
 @pytest.fixture(scope="module")
 async def flow(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[Flow]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
-    url = database_url_for(pg_server_url, database)
-    group_id = f"aggregator-{prefix}"
-    settings = settings_for(kafka_bootstrap, url, prefix, group_id, parked_vote_ttl_s=PARKED_TTL_S, stats_window_s=3600)
-    try:
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        group_id = f"aggregator-{prefix}"
+        settings = settings_for(
+            kafka_bootstrap, url, prefix, group_id, parked_vote_ttl_s=PARKED_TTL_S, stats_window_s=3600
+        )
         async with (
             running(settings),
             outputs(kafka_bootstrap, prefix) as out,
             producing(kafka_bootstrap, prefix) as producer,
         ):
             yield Flow(kafka_bootstrap, url, group_id, producer, out)
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
 
 
 def app_id() -> str:

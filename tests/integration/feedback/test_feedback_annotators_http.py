@@ -15,8 +15,7 @@ from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.events import DeadLetter, VerdictVote
-from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
 from tests.integration.feedback.queue_fixtures import request_body
 from tests.services import produce, reading, running_app
@@ -74,27 +73,21 @@ def new_domain() -> str:
 
 @pytest.fixture(scope="module")
 async def service(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[Service]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
-    settings = FeedbackSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        database_url=database_url_for(pg_server_url, database),
-        topic_prefix=prefix,
-        admin_token=ADMIN,
-        http_port=0,
-        group_id=f"feedback-{prefix}",
-        tasks_group_id=f"feedback-tasks-{prefix}",
-        reviewers_per_domain={"medical": 2},
-        outbox_poll_interval_s=0.2,
-    )
-    app = create_app(settings)
-    try:
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        settings = FeedbackSettings(
+            kafka_bootstrap_servers=kafka_bootstrap,
+            database_url=url,
+            topic_prefix=prefix,
+            admin_token=ADMIN,
+            http_port=0,
+            group_id=f"feedback-{prefix}",
+            tasks_group_id=f"feedback-tasks-{prefix}",
+            reviewers_per_domain={"medical": 2},
+            outbox_poll_interval_s=0.2,
+        )
+        app = create_app(settings)
         async with running_app(app) as client:
             yield Service(client, kafka_bootstrap, prefix, app)
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
 
 
 async def votes_for(reader: Any, task_id: str) -> list[VerdictVote]:
