@@ -127,7 +127,8 @@ def admin_router() -> APIRouter:
         token = await auth.issue_token(request.app.state.runtime.db, body)
         return {"annotator_id": body.annotator_id, "domains": sorted(set(body.domains)), "token": token}
 
-    @router.delete("/annotators/{annotator_id}", summary="Revoke every token of an annotator")
+    # `:path`: an annotator id may contain "/" (any character but controls), which arrives decoded.
+    @router.delete("/annotators/{annotator_id:path}", summary="Revoke every token of an annotator")
     async def revoke(request: Request, annotator_id: str) -> dict[str, Any]:
         if not await auth.revoke_annotator(request.app.state.runtime.db, annotator_id):
             raise NotFoundError("no such annotator", annotator_id=annotator_id)
