@@ -42,7 +42,10 @@ async def test_soak_every_service_killed_in_turn(
     reference = Reference(workload, state)
     async with (
         cloned_database(pg_server_url, template_db) as database_url,
-        pipeline(tmp_path / "faulted", workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url) as run,
+        # A slower offered load, so every kill lands while clients are still sending.
+        pipeline(
+            tmp_path / "faulted", workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url, rate=150
+        ) as run,
     ):
         recoveries = []
         sending = asyncio.create_task(_send_all(run))
