@@ -46,6 +46,8 @@ class Runtime:
     migration_components: Sequence[str] = ("shared",)
     pool: asyncpg.Pool | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # The periodic jobs among `tasks`: stopped before the final outbox flush, since they write to it.
+    jobs: set[asyncio.Task[Any]] = field(default_factory=set)
     state: dict[str, Any] = field(default_factory=dict)
     # Run once the pool and producer are up, before the subscribers start: build what handlers use.
     on_starting: list[Callable[[Runtime], Awaitable[None]]] = field(default_factory=list)
@@ -86,7 +88,10 @@ class Runtime:
                 except Exception:
                     log.exception("background_job_failed", job=name)
 
-        return self.spawn(name, loop())
+        task = self.spawn(name, loop())
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return task
 
     def start_outbox_relay(self, *, batch_size: int, poll_interval_s: float) -> OutboxRelay:
         """Relay this service's outbox in the background; flushed on shutdown before the producer closes."""
@@ -118,10 +123,15 @@ class Runtime:
         log.info("service_started", service=self.service, http_port=self.settings.http_port)
 
     async def aclose(self) -> None:
-        # Stop consuming first: broker.stop() waits for in-flight handlers (graceful_timeout)
-        # and closes the producer after them.
+        # Order: stop consuming (in-flight handlers finish) -> stop the periodic jobs -> the
+        # stopping hooks (outbox flush: nothing writes to the outbox any more) -> close the producer
+        # -> cancel what is left (the relay) -> close the pool.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._stop_consuming(), timeout=self.settings.shutdown_grace_s)
+        jobs = list(self.jobs)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         for hook in self.on_stopping:
             try:
                 await asyncio.wait_for(hook(), timeout=self.settings.shutdown_grace_s)
