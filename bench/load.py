@@ -1,0 +1,448 @@
+"""Sustained load: interactions and votes over HTTP at a fixed offered rate, with lag, memory and loss measured.
+
+`python -m bench.load [--seconds 60] [--rate 1000]` starts the whole pipeline as processes
+(deploy.stack.Stack: its own Tansu broker and PostgreSQL under a temporary run directory), then offers
+`rate` events/s for `seconds`: every tick, one batch of interactions to `POST /v1/interactions/batch`
+and one batch of thumbs votes to `POST /v1/votes/batch` (votes only for interactions accepted at
+least `--vote-delay` seconds before, so they do not wait for them). Pacing is open-loop: batches are
+queued on schedule whatever the services answer, and a backlog shows as a lower achieved rate.
+
+Every second it samples: events accepted (HTTP 202), events the aggregator has taken in (its
+Prometheus counters on /metrics: interactions + votes applied, plus the votes parked right now in
+its state), their difference (the
+lag, end to end through both edges, the broker and the aggregator), and the resident memory of each
+service process (psutil). After the load it keeps sampling until the lag is zero. Then every accepted
+event_id is looked up in the aggregator's state (agg_interactions, agg_seen_votes): missing ones are
+loss. Tansu's end_offsets() is wrong after multi-record batches, so no lag is computed from it.
+Results: bench/results/load.json and load.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import orjson
+import psutil
+
+from bench.ingest_load import HttpConnection, make_interactions, percentile
+from deploy.stack import Stack
+
+RESULTS_DIR = Path(__file__).parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TICK_S = 0.1
+SAMPLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    seconds: float
+    rate: int
+    vote_share: float
+    vote_delay_s: float
+    connections: int
+    drain_timeout_s: float
+    seed: int
+
+
+@dataclass
+class Counters:
+    """What the senders did, shared with the sampler."""
+
+    accepted_interactions: list[str] = field(default_factory=list)
+    accepted_votes: list[str] = field(default_factory=list)
+    rejected: int = 0
+    duplicates: int = 0
+    http_errors: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    backlog_max: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return len(self.accepted_interactions) + len(self.accepted_votes)
+
+
+def parse_args(argv: list[str] | None = None) -> LoadConfig:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the load is offered")
+    parser.add_argument("--rate", type=int, default=1000, help="offered events/s (interactions + votes)")
+    parser.add_argument("--vote-share", type=float, default=0.5, help="share of votes among the events")
+    parser.add_argument("--vote-delay", type=float, default=2.0, help="votes go to interactions at least this old (s)")
+    parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per service")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="how long the lag may take to reach 0")
+    parser.add_argument("--seed", type=int, default=11, help="seed of the generated events")
+    args = parser.parse_args(argv)
+    return LoadConfig(
+        args.seconds, args.rate, args.vote_share, args.vote_delay, args.connections, args.drain_timeout, args.seed
+    )
+
+
+class Workload:
+    """Batches for each tick: fresh interactions, and thumbs on interactions accepted long enough ago."""
+
+    def __init__(self, config: LoadConfig) -> None:
+        self.config = config
+        # Not config.seed itself: make_interactions draws its event_ids from Random(seed), and the same
+        # stream here would give votes the interactions' event_ids (dropped as duplicates by the edge).
+        self.rng = random.Random(f"votes-{config.seed}")
+        self.interactions = iter(make_interactions(int(config.rate * config.seconds) + config.rate, config.seed))
+        self.votable: deque[tuple[float, dict[str, Any]]] = deque()  # (accepted at, interaction)
+        self.ready: list[dict[str, Any]] = []
+
+    def accepted(self, items: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        self.votable.extend((now, item) for item in items)
+
+    def tick(self, events: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(interactions, votes) adding up to `events`."""
+        cutoff = time.monotonic() - self.config.vote_delay_s
+        while self.votable and self.votable[0][0] <= cutoff:
+            self.ready.append(self.votable.popleft()[1])
+        votes = [self._vote() for _ in range(round(events * self.config.vote_share))] if self.ready else []
+        return [next(self.interactions) for _ in range(events - len(votes))], votes
+
+    def _vote(self) -> dict[str, Any]:
+        target = self.rng.choice(self.ready[-5000:])
+        return {
+            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "app_id": target["app_id"],
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "interaction_id": target["interaction_id"],
+            "user_ref": f"v-{self.rng.randrange(100_000):05x}",
+            "kind": "thumb",
+            "value": self.rng.choice((1, 1, -1)),
+        }
+
+
+async def sender(
+    address: tuple[str, int], path: str, queue: asyncio.Queue, counters: Counters, workload: Workload, kind: str
+) -> None:
+    """One keep-alive connection posting the batches of `queue` until it gets None."""
+    async with HttpConnection(*address) as connection:
+        while (items := await queue.get()) is not None:
+            started = time.perf_counter()
+            try:
+                status, body = await connection.request("POST", path, orjson.dumps(items))
+            except (OSError, asyncio.IncompleteReadError):
+                counters.http_errors += 1
+                continue
+            counters.latencies_s.append(time.perf_counter() - started)
+            if status != 202:
+                counters.http_errors += 1
+                continue
+            reply = orjson.loads(body)
+            counters.rejected += len(reply["rejected"])
+            # "duplicate" items are in `accepted` too, but publish nothing: only fresh ones are counted.
+            ids = {r["event_id"] for r in reply["results"] if r["status"] == "accepted"}
+            counters.duplicates += sum(1 for r in reply["results"] if r["status"] == "duplicate")
+            good = [item for item in items if item["event_id"] in ids]
+            if kind == "interactions":
+                counters.accepted_interactions.extend(i["event_id"] for i in good)
+                workload.accepted(good)
+            else:
+                counters.accepted_votes.extend(v["event_id"] for v in good)
+
+
+async def offer_load(stack: Stack, config: LoadConfig, counters: Counters, workload: Workload) -> float:
+    """Queue a tick's batches every TICK_S for `seconds` (open loop); returns when everything queued was sent."""
+    queues = {"interactions": asyncio.Queue(), "votes": asyncio.Queue()}
+    targets = {"interactions": ("ingest", "/v1/interactions/batch"), "votes": ("feedback", "/v1/votes/batch")}
+    tasks = []
+    for kind, (service, path) in targets.items():
+        url = urlsplit(stack.services[service].url)
+        address = (url.hostname or "127.0.0.1", url.port or 80)
+        tasks += [
+            asyncio.create_task(sender(address, path, queues[kind], counters, workload, kind))
+            for _ in range(config.connections)
+        ]
+    per_tick = config.rate * TICK_S
+    started = time.monotonic()
+    ticks = int(config.seconds / TICK_S)
+    for n in range(ticks):
+        # Fractional events per tick carry over, so any rate is offered exactly on average.
+        events = int(per_tick * (n + 1)) - int(per_tick * n)
+        interactions, votes = workload.tick(events)
+        for kind, items in (("interactions", interactions), ("votes", votes)):
+            if items:
+                queues[kind].put_nowait(items)
+        counters.backlog_max = max(counters.backlog_max, *(q.qsize() for q in queues.values()))
+        await asyncio.sleep(max(0.0, started + (n + 1) * TICK_S - time.monotonic()))
+    for kind in queues:
+        for _ in range(config.connections):
+            queues[kind].put_nowait(None)
+    await asyncio.gather(*tasks)
+    return time.monotonic() - started
+
+
+async def processed_by_aggregator(stack: Stack) -> dict[str, float]:
+    url = urlsplit(stack.services["aggregator"].url)
+    async with HttpConnection(url.hostname or "127.0.0.1", url.port or 80) as connection:
+        status, body = await connection.request("GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"aggregator /metrics: HTTP {status}")
+    found = dict.fromkeys(("interactions", "votes_applied", "votes_parked", "duplicates"), 0.0)
+    for line in body.decode().splitlines():
+        if line.startswith("aggregator_inputs_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            found[kind] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+@dataclass
+class Sampler:
+    """Once a second: accepted, processed, lag, and each service's resident memory."""
+
+    stack: Stack
+    counters: Counters
+    started: float = field(default_factory=time.monotonic)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    _connection: asyncpg.Connection | None = None
+
+    async def sample(self) -> dict[str, Any]:
+        processed = await processed_by_aggregator(self.stack)
+        parked_now = await self._parked_now()
+        # A vote parked (its interaction not there yet) counts in votes_parked, and again in votes_applied
+        # once its interaction comes: taken in = interactions + votes applied + votes parked right now.
+        taken = int(processed["interactions"] + processed["votes_applied"]) + parked_now
+        rss = {}
+        for name, service in self.stack.services.items():
+            try:
+                rss[name] = round(psutil.Process(service.pid).memory_info().rss / 2**20, 1)
+            except (psutil.Error, TypeError):
+                rss[name] = None
+        row = {
+            "t_s": round(time.monotonic() - self.started, 1),
+            "accepted": self.counters.accepted,
+            "processed": taken,
+            "lag": self.counters.accepted - taken,
+            "parked": parked_now,
+            "rss_mb": rss,
+        }
+        self.samples.append(row)
+        return row
+
+    async def _parked_now(self) -> int:
+        assert self.stack.database_url is not None
+        if self._connection is None:
+            self._connection = await asyncpg.connect(self.stack.database_url)
+        return await self._connection.fetchval("SELECT count(*) FROM agg_parked_votes")
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def run(self) -> None:
+        while True:
+            await self.sample()
+            await asyncio.sleep(SAMPLE_S)
+
+    async def drain(self, timeout_s: float) -> float | None:
+        """Seconds until the lag is zero (every accepted event taken in), None if not within `timeout_s`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if (await self.sample())["lag"] <= 0:
+                return time.monotonic() - started
+            await asyncio.sleep(SAMPLE_S / 4)
+        return None
+
+
+async def missing_effects(database_url: str, counters: Counters) -> dict[str, int]:
+    """Accepted event_ids with no trace in the aggregator's state: the loss."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        interactions = await connection.fetchval(
+            "SELECT count(DISTINCT event_id) FROM agg_interactions WHERE event_id = ANY($1::uuid[])",
+            counters.accepted_interactions,
+        )
+        votes = await connection.fetchval(
+            "SELECT count(*) FROM agg_seen_votes WHERE event_id = ANY($1::uuid[])", counters.accepted_votes
+        )
+    finally:
+        await connection.close()
+    return {
+        "interactions": len(set(counters.accepted_interactions)) - interactions,
+        "votes": len(set(counters.accepted_votes)) - votes,
+    }
+
+
+async def run(config: LoadConfig, run_dir: Path) -> dict[str, Any]:
+    counters, workload = Counters(), Workload(config)
+    async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120) as stack:
+        sampler = Sampler(stack, counters)
+        sampling = asyncio.create_task(sampler.run())
+        try:
+            load_s = await offer_load(stack, config, counters, workload)
+        finally:
+            sampling.cancel()
+            await asyncio.gather(sampling, return_exceptions=True)
+        during = list(sampler.samples)
+        drain_s = await sampler.drain(config.drain_timeout_s)
+        await sampler.close()
+        assert stack.database_url is not None
+        loss = await missing_effects(stack.database_url, counters)
+        final = await processed_by_aggregator(stack)
+    return summarize(config, counters, during, sampler.samples, load_s, drain_s, loss, final)
+
+
+def summarize(
+    config: LoadConfig,
+    counters: Counters,
+    during: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    load_s: float,
+    drain_s: float | None,
+    loss: dict[str, int],
+    final: dict[str, float],
+) -> dict[str, Any]:
+    services = sorted({name for s in samples for name in s["rss_mb"]})
+    memory = {
+        name: {
+            "peak_mb": max((s["rss_mb"][name] or 0) for s in samples),
+            "end_mb": samples[-1]["rss_mb"][name],
+            "start_mb": samples[0]["rss_mb"][name],
+        }
+        for name in services
+    }
+    # The steady part: after the first 10 s (warm-up: votes start after vote_delay_s, pools grow).
+    steady = [s for s in during if s["t_s"] >= 10] or during
+    rate = (steady[-1]["accepted"] - steady[0]["accepted"]) / max(steady[-1]["t_s"] - steady[0]["t_s"], 1e-9)
+    processed_rate = (steady[-1]["processed"] - steady[0]["processed"]) / max(
+        steady[-1]["t_s"] - steady[0]["t_s"], 1e-9
+    )
+    return {
+        "offered_events_per_s": config.rate,
+        "load_seconds": round(load_s, 1),
+        "accepted": {"interactions": len(counters.accepted_interactions), "votes": len(counters.accepted_votes)},
+        "accepted_events_per_s_overall": round(counters.accepted / load_s, 1),
+        "accepted_events_per_s_steady": round(rate, 1),
+        "processed_events_per_s_steady": round(processed_rate, 1),
+        "rejected_items": counters.rejected,
+        "duplicate_items": counters.duplicates,
+        "http_errors": counters.http_errors,
+        "send_backlog_max_batches": counters.backlog_max,
+        "http_latency_ms": {
+            "p50": round(percentile(counters.latencies_s, 50) * 1000, 1),
+            "p99": round(percentile(counters.latencies_s, 99) * 1000, 1),
+            "max": round(max(counters.latencies_s) * 1000, 1),
+        },
+        "lag_max_during_load": max(s["lag"] for s in during),
+        "lag_at_load_end": during[-1]["lag"],
+        "lag_end": samples[-1]["lag"],
+        "drain_seconds_after_load": None if drain_s is None else round(drain_s, 1),
+        "aggregator_inputs_total": final,
+        "missing_effects": loss,
+        "rss_mb": memory,
+        "samples": samples,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_results(config: LoadConfig, result: dict[str, Any]) -> dict[str, Any]:
+    report = {
+        "benchmark": "load",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "settings": asdict(config),
+        "result": result,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "load.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS_DIR / "load.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    r = report["result"]
+    latency = r["http_latency_ms"]
+    rows = [
+        ("offered", f"{r['offered_events_per_s']:,} events/s for {r['load_seconds']} s (interactions + thumbs votes)"),
+        (
+            "accepted (HTTP 202, fresh), steady state",
+            f"{r['accepted_events_per_s_steady']:,} events/s ({r['accepted_events_per_s_overall']:,} whole run)",
+        ),
+        ("taken in by the aggregator, steady state", f"{r['processed_events_per_s_steady']:,} events/s"),
+        ("accepted in total", f"{r['accepted']['interactions']:,} interactions, {r['accepted']['votes']:,} votes"),
+        (
+            "rejected / duplicate items, HTTP errors",
+            f"{r['rejected_items']} / {r['duplicate_items']}, {r['http_errors']}",
+        ),
+        ("HTTP batch latency p50 / p99 / max", f"{latency['p50']} / {latency['p99']} / {latency['max']} ms"),
+        ("largest send backlog", f"{r['send_backlog_max_batches']} batches"),
+        (
+            "lag (accepted - taken in): max during load / at load end",
+            f"{r['lag_max_during_load']:,} / {r['lag_at_load_end']:,} events",
+        ),
+        ("lag back to zero after the load stopped", f"{r['drain_seconds_after_load']} s (final lag {r['lag_end']})"),
+        (
+            "loss: accepted event_ids without effect in the aggregator",
+            f"{sum(r['missing_effects'].values())} ({r['missing_effects']})",
+        ),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    memory = "\n".join(
+        f"| {name} | {m['start_mb']} | {m['peak_mb']} | {m['end_mb']} |" for name, m in r["rss_mb"].items()
+    )
+    return f"""# Sustained load
+
+{report["date"]}, commit `{report["git_commit"]}`, Python {report["python"]}, {report["platform"]},
+{report["cpus"]} CPUs (load average {report["load_average_1m_after"]} after the run). Broker, database, the
+three services and this load generator all share those CPUs.
+
+Settings: `{json.dumps(report["settings"])}`.
+
+| | |
+|---|---|
+{table}
+
+Resident memory per service process (MB, sampled every second from the start of the load to the
+end of the drain):
+
+| service | start | peak | end |
+|---|---:|---:|---:|
+{memory}
+
+The lag is sent-minus-processed from the aggregator's Prometheus counters (`aggregator_inputs_total`:
+interactions + votes applied) plus the votes parked at that moment (agg_parked_votes: a parked vote is
+counted again in votes applied once its interaction arrives), not from the broker's end offsets (wrong
+on Tansu after multi-record batches). Per-second samples are in load.json.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        result = asyncio.run(run(config, Path(tmp)))
+    report = write_results(config, result)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
