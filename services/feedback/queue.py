@@ -75,6 +75,11 @@ def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> Annota
         raise ContractError("invalid annotation request", errors=errors) from exc
 
 
+def _empty_counts() -> dict[str, int]:
+    """Tasks of one domain by state: queued (open), leased now, and each way a task ends."""
+    return {"queued": 0, "leased": 0, "completed": 0, "contested": 0, "withdrawn": 0}
+
+
 class TaskQueue:
     """The queue's operations, as the HTTP routes and the annotation-requests consumer call them."""
 
@@ -221,11 +226,9 @@ class TaskQueue:
         counts = await store.count_tasks_by_domain(self.pool, domains)
         rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
         by_domain, by_annotator = rules.agreement_stats(rows)
-        per_domain: dict[str, dict[str, Any]] = {
-            d: {"queued": 0, "leased": 0, "completed": 0, "contested": 0} for d in domains or ()
-        }
+        per_domain: dict[str, dict[str, Any]] = {d: _empty_counts() for d in domains or ()}
         for row in counts:
-            entry = per_domain.setdefault(row["domain"], {"queued": 0, "leased": 0, "completed": 0, "contested": 0})
+            entry = per_domain.setdefault(row["domain"], _empty_counts())
             entry["queued" if row["status"] == "open" else row["status"]] += row["tasks"]
             entry["leased"] += row["leased"]
         for domain, entry in per_domain.items():
@@ -236,6 +239,7 @@ class TaskQueue:
             "queued": sum(e["queued"] for e in per_domain.values()),
             "completed": sum(e["completed"] for e in per_domain.values()),
             "contested": sum(e["contested"] for e in per_domain.values()),
+            "withdrawn": sum(e["withdrawn"] for e in per_domain.values()),
             "domains": per_domain,
             "annotators": annotators,
         }
@@ -248,7 +252,7 @@ class TaskQueue:
             log.warning("queue_gauges_not_refreshed", **exc.to_log_context())
             return
         for domain, entry in stats["domains"].items():
-            for status in ("queued", "completed", "contested"):
+            for status in ("queued", "completed", "contested", "withdrawn"):
                 self.metrics.depth.labels(domain, status).set(entry[status])
             self.metrics.leased.labels(domain).set(entry["leased"])
             alpha = (entry["agreement"] or {}).get("alpha")

@@ -190,6 +190,7 @@ async def test_auth_matrix(service: Service) -> None:
         "leased": 1,
         "completed": 0,
         "contested": 0,
+        "withdrawn": 0,
         "agreement": None,
     }
 

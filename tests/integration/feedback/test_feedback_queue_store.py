@@ -190,6 +190,9 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
         statuses = dict(await queue.pool.fetch("SELECT task_id, status FROM tasks ORDER BY task_id"))
         assert statuses == {"t1": "completed", "t2": "withdrawn"}, "a completed task keeps its verdict"
         assert await queue.lease(ALICE, None) is None
+        stats = await queue.stats(None)
+        assert (stats["withdrawn"], stats["completed"], stats["queued"]) == (1, 1, 0)
+        await queue.refresh_gauges()
         with pytest.raises(ConflictError):
             await queue.submit_verdict(BOB, "t2", Verdict("bob", "A"))
 
