@@ -160,7 +160,8 @@ async def _count_tasks(pool: asyncpg.Pool, task_ids: list[str]) -> bool:
     return await pool.fetchval("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])", task_ids) == len(task_ids)
 
 
-async def test_auth_matrix(service: Service) -> None:
+async def test_unknown_tasks_bad_verdicts_and_stats_scope(service: Service) -> None:
+    """Beyond who may call what (tests/hostile/test_security.py has that matrix): 404, 422, stats scope."""
     domain, other = new_domain(), new_domain()
     alice = await service.issue("alice-3", domain)
     bob = await service.issue("bob-3", domain)
@@ -169,20 +170,12 @@ async def test_auth_matrix(service: Service) -> None:
     await service.publish(request_body(task_id, domain))
     await service.lease_eventually(alice)
     post = service.client.post
-    assert (await post("/v1/tasks/lease")).status_code == 401
-    assert (await post("/v1/tasks/lease", headers=bearer("not-a-token"))).status_code == 401
-    assert (await service.lease(alice, other)).status_code == 403
-    assert (await post(f"/v1/tasks/{task_id}/verdict", json={"verdict": "A"}, headers=olga)).status_code == 403
-    assert (await post(f"/v1/tasks/{task_id}/verdict", json={"verdict": "A"}, headers=bob)).status_code == 403
-    assert (await post(f"/v1/tasks/{task_id}/extend", headers=bob)).status_code == 403
-    assert (await post(f"/v1/tasks/{task_id}/skip", headers=bob)).status_code == 403
     assert (await post("/v1/tasks/nope/extend", headers=bob)).status_code == 404
     assert (await post(f"/v1/tasks/{task_id}/verdict", json={"verdict": "maybe"}, headers=alice)).status_code == 422
     assert (
         await post(f"/v1/tasks/{task_id}/verdict", json={"verdict": "A", "rewrite": "x"}, headers=alice)
     ).status_code == 422
     assert (await post(f"/v1/tasks/{task_id}/extend", headers=alice)).status_code == 200
-    assert (await service.client.get("/v1/tasks/stats")).status_code == 401
     assert set((await service.client.get("/v1/tasks/stats", headers=olga)).json()["domains"]) == {other}
     everything = await service.client.get("/v1/tasks/stats", headers=bearer(ADMIN))
     assert everything.json()["domains"][domain] == {
