@@ -84,6 +84,22 @@ def batch_subscriber(
     )
 
 
+def document_output(
+    broker: KafkaBroker, settings: PipelineSettings, topic_name: str, model: type, *, key: str, description: str
+) -> None:
+    """Describe an output topic in the service's AsyncAPI document (/asyncapi.json).
+
+    Messages are sent through `publish_records` (acknowledged in bulk); this declares the channel,
+    its key and its payload schema so that readers of the topic find them beside the inputs.
+    """
+    broker.publisher(
+        topics.topic(settings.topic_prefix, topic_name),
+        title=topic_name,
+        description=f"{description} Key: {key}.",
+        schema=model,
+    )
+
+
 @dataclass
 class RedeliveryPause:
     """Capped exponential pause before a failed batch is redelivered.

@@ -8,7 +8,8 @@ from services.ingest.settings import IngestSettings
 from services.ingest.stream import interaction_stream
 from shared import topics
 from shared.edge_http import EdgeEndpoints, install_edge
-from shared.events import Interaction
+from shared.events import DeadLetter, Interaction
+from shared.kafka import document_output
 from shared.runtime import Runtime
 
 ENDPOINTS = EdgeEndpoints(
@@ -22,6 +23,10 @@ ENDPOINTS = EdgeEndpoints(
 
 def register(runtime: Runtime, settings: IngestSettings) -> APIRouter:
     """The interactions.raw consumer and the HTTP routes; returns the routes."""
+    document_output(runtime.broker, settings, topics.INTERACTIONS, Interaction, key="prompt_key",
+                    description="Canonical interactions: received_at and prompt_key stamped by ingest.")  # fmt: skip
+    document_output(runtime.broker, settings, topics.DEAD_LETTER, DeadLetter, key="source topic:partition:offset",
+                    description="Messages that could not be processed, with their origin and the reason.")  # fmt: skip
     return install_edge(
         runtime,
         stream=interaction_stream(settings.topic_prefix),

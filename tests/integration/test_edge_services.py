@@ -254,3 +254,16 @@ async def test_metrics_count_accepted_rejected_and_dead_lettered(edge: Edge) -> 
     assert value("events_rejected_total", stream="interactions", via="http") >= 1
     assert value("http_request_duration_seconds_count", route="/v1/interactions") >= 2
     assert "publish_duration_seconds_bucket" in text
+
+
+async def test_docs_describe_the_http_and_kafka_sides(edge: Edge) -> None:
+    for client, channels in (
+        (edge.ingest, {"interactions.raw", "interactions", "dead-letter"}),
+        (edge.feedback, {"feedback.raw", "votes", "dead-letter", "annotation-requests"}),
+    ):
+        assert (await client.get("/docs")).status_code == 200
+        openapi = (await client.get("/openapi.json")).json()
+        assert any(path.startswith("/v1/") for path in openapi["paths"])
+        asyncapi = (await client.get("/asyncapi.json")).json()
+        names = {channel["address"].removeprefix(edge.prefix) for channel in asyncapi["channels"].values()}
+        assert channels <= names, names
