@@ -21,13 +21,14 @@ from services.aggregator import routing
 from services.aggregator.pairs import (
     EDIT_MODEL,
     EXPERT_MODEL,
+    Answer,
     Group,
     PairDecision,
     PairSpec,
     TaskSpec,
 )
 from shared import topics
-from shared.events import AnnotationRequest, PreferencePair
+from shared.events import AnnotationRequest, Candidate, Message, PreferencePair
 
 RETRACTED = "retracted"
 _NAMESPACE = uuid.UUID("0b8f3c2d-5e0b-4f1c-8a52-1f0e9a394b8e")
@@ -99,8 +100,30 @@ def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
     return _hash([spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority])
 
 
-def _task_message(group: Group, spec: TaskSpec, domain: str, priority: float, now: datetime) -> AnnotationRequest:
-    state_hash = _task_hash(spec, domain, priority)
+@dataclass
+class _Redacted:
+    """What annotators may see of one group, redacted once per group: a group's tasks share its prompt and
+    answers (up to max_answers - 1 tasks show the same answer), and redaction is the costly part of a task."""
+
+    prompt: tuple[Message, ...]
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    _prompt: list[Message] | None = None
+
+    def redacted_prompt(self) -> list[Message]:
+        if self._prompt is None:
+            self._prompt = routing.redacted_prompt(self.prompt)
+        return list(self._prompt)
+
+    def candidate(self, answer: Answer) -> Candidate:
+        found = self.candidates.get(answer.interaction_id)
+        if found is None:
+            found = self.candidates[answer.interaction_id] = routing.redacted_candidate(answer.candidate())
+        return found
+
+
+def _task_message(
+    group: Group, spec: TaskSpec, domain: str, priority: float, state_hash: str, redacted: _Redacted, now: datetime
+) -> AnnotationRequest:
     labels = ("A", "B")
     return AnnotationRequest(
         event_id=uuid.uuid5(_NAMESPACE, f"{spec.task_id}:{state_hash}"),
@@ -111,10 +134,8 @@ def _task_message(group: Group, spec: TaskSpec, domain: str, priority: float, no
         kind=spec.kind,  # type: ignore[arg-type]
         domain=domain,
         priority=priority,
-        prompt=routing.redacted_prompt(group.prompt),
-        candidates={
-            label: routing.redacted_candidate(a.candidate()) for label, a in zip(labels, spec.candidates, strict=False)
-        },
+        prompt=redacted.redacted_prompt(),
+        candidates={label: redacted.candidate(a) for label, a in zip(labels, spec.candidates, strict=False)},
         reason=spec.reason,
         evidence=spec.evidence,
         occurred_at=spec.occurred_at,
@@ -148,12 +169,14 @@ def plan_outputs(
         if pid not in decision.pairs and state_hash != RETRACTED:
             plan.pair_rows.append(PairRow(pid, RETRACTED, None))
             plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, pid, None))
+    redacted = _Redacted(group.prompt)
     for spec in decision.tasks.values():
         task_priority = routing.priority(traffic, spec.uncertainty, rules)
-        if emitted_tasks.get(spec.task_id) == _task_hash(spec, domain, task_priority):
+        state_hash = _task_hash(spec, domain, task_priority)
+        if emitted_tasks.get(spec.task_id) == state_hash:
             continue
-        request = _task_message(group, spec, domain, task_priority, now)
-        plan.task_rows.append(TaskRow(spec.task_id, spec.kind, _task_hash(spec, domain, task_priority)))
+        request = _task_message(group, spec, domain, task_priority, state_hash, redacted, now)
+        plan.task_rows.append(TaskRow(spec.task_id, spec.kind, state_hash))
         plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, spec.task_id, request.model_dump_json().encode()))
         if spec.task_id not in emitted_tasks:
             plan.first_tasks.append(request)

@@ -130,9 +130,27 @@ def test_a_task_no_longer_needed_is_withdrawn_with_a_tombstone_and_can_come_back
     assert [(r.task_id, r.state_hash) for r in after.task_rows] == [(request.key, RETRACTED)]
     assert any(e.topic == topics.PREFERENCE_PAIRS and e.value for e in after.emissions)
 
-    assert not [e for e in _plan(settled, emitted_tasks={request.key: RETRACTED}).emissions
-                if e.topic == topics.ANNOTATION_REQUESTS], "a withdrawal is sent once"
+    assert not [
+        e
+        for e in _plan(settled, emitted_tasks={request.key: RETRACTED}).emissions
+        if e.topic == topics.ANNOTATION_REQUESTS
+    ], "a withdrawal is sent once"
     reopened = _plan(split, emitted_tasks={request.key: RETRACTED})
     (again,) = [e for e in reopened.emissions if e.topic == topics.ANNOTATION_REQUESTS]
     assert again.key == request.key and again.value is not None
     assert reopened.first_tasks == [], "a reopened task is not counted as new"
+
+
+def test_tasks_sharing_answers_each_show_their_own_redacted_candidates() -> None:
+    # Redaction is done once per answer of a group and shared by its tasks: each task must still
+    # show its own two answers, redacted.
+    answers = [answer(f"int-{n}", f"Answer {n}: write to person{n}@example.com") for n in range(4)]
+    votes = [v for a in answers for v in split_votes(a.interaction_id, 3, 2, prefix=a.interaction_id)]
+    plan = _plan(votes, answers=answers, prompt="Call me at +1 415 555 0100, please")
+    requests = [AnnotationRequest.model_validate_json(e.value) for e in plan.emissions]
+    assert len(requests) == 6  # every pair of the four answers is uncertain
+    for request in requests:
+        for candidate in request.candidates.values():
+            n = candidate.interaction_id.removeprefix("int-")
+            assert candidate.content == f"Answer {n}: write to [EMAIL]"
+        assert "555 0100" not in request.prompt[0].content
