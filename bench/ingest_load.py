@@ -7,6 +7,7 @@ import math
 import random
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -60,45 +61,88 @@ def _prompt(rng: random.Random) -> str:
     return template.format(**{name: rng.choice(values) for name, values in _SLOTS.items()})
 
 
-def make_interactions(count: int, seed: int) -> list[dict[str, Any]]:
-    """`count` valid v1 interactions of ~1 KB, distinct event_ids; a quarter regenerate an earlier prompt."""
+@dataclass(frozen=True)
+class PromptMix:
+    """How the user messages of generated interactions repeat (what sizes the aggregator's prompt groups).
+
+    Of the new interactions, `regenerate` re-ask a recent prompt (a regeneration, same prompt group),
+    `popular` ask one of `popular_prompts` exact prompts (hot groups that keep growing), and the rest
+    ask a prompt of their own (a template plus a per-conversation detail, so a group of one).
+    """
+
+    regenerate: float = 0.25
+    popular: float = 0.05
+    popular_prompts: int = 20
+
+
+# The default: the bench.ingest workload (a few hundred distinct prompts, a quarter regenerations).
+TEMPLATE_MIX = None
+
+
+def _user_prompt(rng: random.Random, mix: PromptMix | None, popular: list[str], n: int) -> str:
+    if mix is None:
+        return _prompt(rng)
+    if rng.random() < mix.popular / max(1e-9, 1.0 - mix.regenerate):
+        return rng.choice(popular)
+    detail = f"order {rng.randrange(10**6):06d}, {rng.choice(_SLOTS['place'])}, ticket {n}"
+    return f"{_prompt(rng)} (My details: {detail}.)"
+
+
+def make_interactions(count: int, seed: int, mix: PromptMix | None = TEMPLATE_MIX) -> list[dict[str, Any]]:
+    """`count` valid v1 interactions of ~1 KB, distinct event_ids.
+
+    Without `mix`: a quarter regenerate an earlier prompt, the others draw from the templates (a few
+    hundred distinct prompts, so groups grow large). With a `mix`: see PromptMix.
+    """
     rng = random.Random(seed)
+    regenerate = mix.regenerate if mix is not None else 0.25
+    # Its own generator: the default workload draws exactly what it always did.
+    popular = [_prompt(random.Random(f"popular-{seed}-{k}")) for k in range(mix.popular_prompts if mix else 0)]
     started = datetime(2026, 11, 26, 10, tzinfo=UTC)
     items: list[dict[str, Any]] = []
     for n in range(count):
-        regenerated = items and rng.random() < 0.25
+        regenerated = items and rng.random() < regenerate
         source = rng.choice(items[-200:]) if regenerated else None
         messages = (
             source["messages"]
             if source
             else [
                 {"role": "system", "content": "You are a careful, concise assistant for a helpdesk."},
-                {"role": "user", "content": _prompt(rng)},
+                {"role": "user", "content": _user_prompt(rng, mix, popular, n)},
             ]
         )
-        model, version = rng.choice(_MODELS)
-        items.append(
-            {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "app_id": rng.choice(["helpdesk", "coder", "health-coach"]),
-                "occurred_at": (started + timedelta(milliseconds=n)).isoformat(),
-                "interaction_id": f"int-{seed}-{n}",
-                "conversation_id": source["conversation_id"] if source else f"conv-{seed}-{n}",
-                "user_ref": f"u-{rng.randrange(5000):04x}",
-                "messages": messages,
-                "response": {
-                    "content": " ".join(rng.choices(_SENTENCES, k=8)),
-                    "model": model,
-                    "model_version": version,
-                },
-                "regenerated_from": source["interaction_id"] if source else None,
-                "domain": None,
-                "language": "en",
-                "tags": rng.sample(["web", "mobile", "beta", "pro"], k=rng.randrange(3)),
-                "metadata": {"latency_ms": rng.randrange(200, 4000), "client": "bench"},
-            }
-        )
+        items.append(_interaction(rng, seed, n, started, messages, source))
     return items
+
+
+def _interaction(
+    rng: random.Random,
+    seed: int,
+    n: int,
+    started: datetime,
+    messages: list[dict[str, str]],
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    model, version = rng.choice(_MODELS)
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "app_id": rng.choice(["helpdesk", "coder", "health-coach"]),
+        "occurred_at": (started + timedelta(milliseconds=n)).isoformat(),
+        "interaction_id": f"int-{seed}-{n}",
+        "conversation_id": source["conversation_id"] if source else f"conv-{seed}-{n}",
+        "user_ref": f"u-{rng.randrange(5000):04x}",
+        "messages": messages,
+        "response": {
+            "content": " ".join(rng.choices(_SENTENCES, k=8)),
+            "model": model,
+            "model_version": version,
+        },
+        "regenerated_from": source["interaction_id"] if source else None,
+        "domain": None,
+        "language": "en",
+        "tags": rng.sample(["web", "mobile", "beta", "pro"], k=rng.randrange(3)),
+        "metadata": {"latency_ms": rng.randrange(200, 4000), "client": "bench"},
+    }
 
 
 def percentile(values: list[float], q: float) -> float:

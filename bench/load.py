@@ -41,7 +41,7 @@ import asyncpg
 import orjson
 import psutil
 
-from bench.ingest_load import HttpConnection, make_interactions, percentile
+from bench.ingest_load import HttpConnection, PromptMix, make_interactions, percentile
 from deploy.stack import Stack
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -59,6 +59,12 @@ class LoadConfig:
     connections: int
     drain_timeout_s: float
     seed: int
+    regenerate: float = 0.25
+    popular: float = 0.05
+    popular_prompts: int = 20
+
+    def mix(self) -> PromptMix:
+        return PromptMix(self.regenerate, self.popular, self.popular_prompts)
 
 
 @dataclass
@@ -87,9 +93,21 @@ def parse_args(argv: list[str] | None = None) -> LoadConfig:
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per service")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="how long the lag may take to reach 0")
     parser.add_argument("--seed", type=int, default=11, help="seed of the generated events")
-    args = parser.parse_args(argv)
+    parser.add_argument("--regenerate", type=float, default=0.25, help="share of interactions re-asking a prompt")
+    parser.add_argument("--popular", type=float, default=0.05, help="share asking one of the popular prompts")
+    parser.add_argument("--popular-prompts", type=int, default=20, help="how many popular (exact) prompts")
+    a = parser.parse_args(argv)
     return LoadConfig(
-        args.seconds, args.rate, args.vote_share, args.vote_delay, args.connections, args.drain_timeout, args.seed
+        a.seconds,
+        a.rate,
+        a.vote_share,
+        a.vote_delay,
+        a.connections,
+        a.drain_timeout,
+        a.seed,
+        a.regenerate,
+        a.popular,
+        a.popular_prompts,
     )
 
 
@@ -101,7 +119,8 @@ class Workload:
         # Not config.seed itself: make_interactions draws its event_ids from Random(seed), and the same
         # stream here would give votes the interactions' event_ids (dropped as duplicates by the edge).
         self.rng = random.Random(f"votes-{config.seed}")
-        self.interactions = iter(make_interactions(int(config.rate * config.seconds) + config.rate, config.seed))
+        count = int(config.rate * config.seconds) + config.rate
+        self.interactions = iter(make_interactions(count, config.seed, config.mix()))
         self.votable: deque[tuple[float, dict[str, Any]]] = deque()  # (accepted at, interaction)
         self.ready: list[dict[str, Any]] = []
 
@@ -198,9 +217,10 @@ async def processed_by_aggregator(stack: Stack) -> dict[str, float]:
         raise RuntimeError(f"aggregator /metrics: HTTP {status}")
     found = dict.fromkeys(("interactions", "votes_applied", "votes_parked", "duplicates"), 0.0)
     for line in body.decode().splitlines():
-        if line.startswith("aggregator_inputs_total{"):
-            kind = line.split('kind="', 1)[1].split('"', 1)[0]
-            found[kind] = float(line.rsplit(" ", 1)[1])
+        for metric, prefix in (("aggregator_inputs_total{", ""), ("aggregator_outputs_total{", "outputs_")):
+            if line.startswith(metric):
+                kind = line.split('kind="', 1)[1].split('"', 1)[0]
+                found[prefix + kind] = float(line.rsplit(" ", 1)[1])
     return found
 
 
@@ -406,6 +426,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{sum(r['missing_effects'].values())} ({r['missing_effects']})",
         ),
     ]
+    outputs = {k.removeprefix("outputs_"): int(v) for k, v in r["aggregator_inputs_total"].items() if "outputs_" in k}
+    rows.append(("aggregator outputs queued (whole run)", ", ".join(f"{k} {v:,}" for k, v in sorted(outputs.items()))))
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     memory = "\n".join(
         f"| {name} | {m['start_mb']} | {m['peak_mb']} | {m['end_mb']} |" for name, m in r["rss_mb"].items()
@@ -417,6 +439,13 @@ def markdown(report: dict[str, Any]) -> str:
 three services and this load generator all share those CPUs.
 
 Settings: `{json.dumps(report["settings"])}`.
+
+Workload: every tick a batch of interactions (`POST /v1/interactions/batch`) and a batch of thumbs votes
+(`POST /v1/votes/batch`, `vote_share` of the events, on random interactions among the 5,000 last accepted
+at least `vote_delay_s` before). Prompts (bench/ingest_load.py PromptMix): `regenerate` of the interactions
+re-ask one of the 200 previous prompts (a regeneration, same prompt group), `popular` ask one of
+`popular_prompts` exact prompts (hot groups, ~100 answers each by the end of a 60 s run), the rest ask a
+prompt of their own (a template plus a per-conversation detail).
 
 | | |
 |---|---|

@@ -154,3 +154,11 @@ def test_tasks_sharing_answers_each_show_their_own_redacted_candidates() -> None
             n = candidate.interaction_id.removeprefix("int-")
             assert candidate.content == f"Answer {n}: write to [EMAIL]"
         assert "555 0100" not in request.prompt[0].content
+
+
+@pytest.mark.parametrize("filler", [0, routing.REDACTION_CACHE_MAX_CHARS])
+def test_candidates_are_redacted_every_time_short_cached_or_long(filler: int) -> None:
+    text = "x" * filler + " mail jane.doe@example.com"
+    candidate = answer("int-a", text).candidate()
+    for _ in range(2):  # the second time a short text comes from the cache
+        assert routing.redacted_candidate(candidate).content == "x" * filler + " mail [EMAIL]"
