@@ -39,6 +39,7 @@ def batch_rules(settings: AggregatorSettings) -> BatchRules:
             domain_rules=domain_rules,
             traffic_weight=settings.priority_traffic_weight,
             uncertainty_weight=settings.priority_uncertainty_weight,
+            priority_step=settings.priority_step,
         ),
         stats_window_s=settings.stats_window_s,
         parked_vote_ttl_s=settings.parked_vote_ttl_s,

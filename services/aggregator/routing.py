@@ -41,6 +41,7 @@ class RoutingRules:
     domain_rules: tuple[DomainRule, ...] = ()
     traffic_weight: float = 1.0
     uncertainty_weight: float = 2.0
+    priority_step: float = 0.25
 
 
 def parse_domain_rules(data: Mapping[str, Any]) -> tuple[DomainRule, ...]:
@@ -75,9 +76,15 @@ def route_domain(own_domains: Iterable[str | None], prompt: Sequence[Message], r
 
 
 def priority(traffic: int, uncertainty: float, rules: RoutingRules) -> float:
-    """Higher first; never negative."""
+    """Higher first; never negative; a multiple of `priority_step`.
+
+    A task is re-published when its priority changes: without steps, every vote on a busy group
+    (more traffic, a little less uncertainty) re-sent every open task of the group.
+    """
     score = rules.traffic_weight * math.log1p(max(traffic, 0)) + rules.uncertainty_weight * max(uncertainty, 0.0)
-    return round(max(score, 0.0), 6)
+    step = rules.priority_step
+    stepped = round(max(score, 0.0) / step) * step if step > 0 else max(score, 0.0)
+    return round(stepped, 6)
 
 
 def redacted_prompt(prompt: Sequence[Message]) -> list[Message]:

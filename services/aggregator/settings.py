@@ -41,6 +41,9 @@ class AggregatorSettings(ServiceSettings):
     )
     priority_traffic_weight: float = Field(1.0, description="Weight of log1p(group traffic) in a task's priority.")
     priority_uncertainty_weight: float = Field(2.0, description="Weight of uncertainty (0..1) in a task's priority.")
+    priority_step: float = Field(
+        0.25, description="Priorities are multiples of this; a task is re-sent only when its step changes.", ge=0
+    )
 
     parked_vote_ttl_s: float = Field(
         3600.0, description="How long a vote waits for its interaction before it is dead-lettered.", gt=0

@@ -89,6 +89,14 @@ def test_priority_grows_with_traffic_and_uncertainty() -> None:
     assert routing.priority(0, 0.0, ROUTING) == 0.0
 
 
+def test_priority_moves_in_steps_so_one_more_vote_does_not_resend_every_task() -> None:
+    assert routing.priority(120, 0.5, ROUTING) == routing.priority(121, 0.5, ROUTING)
+    assert routing.priority(120, 0.5, ROUTING) < routing.priority(400, 0.5, ROUTING)
+    assert all(routing.priority(t, 0.37, ROUTING) % ROUTING.priority_step == 0 for t in range(0, 500, 7))
+    exact = routing.RoutingRules(priority_step=0)
+    assert routing.priority(120, 0.5, exact) < routing.priority(121, 0.5, exact)
+
+
 def test_tumbling_windows_and_their_closing() -> None:
     start, end = stats.window_of(T0 + timedelta(seconds=75), 60)
     assert (start, end) == (T0 + timedelta(seconds=60), T0 + timedelta(seconds=120))
