@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Iterable, Mapping
@@ -360,7 +361,20 @@ def _summary(stack: Stack) -> str:
     return "\n".join(lines)
 
 
+def _forget_local_state(settings: StackSettings) -> None:
+    """With a local broker, start from an empty local database too.
+
+    The local broker keeps its topics in memory, so they are gone; state derived from them (what
+    was published, dedupe tables, queued tasks) would otherwise claim messages that no topic holds.
+    """
+    pgdata = settings.run_dir / "pgdata"
+    if settings.kafka_bootstrap_servers is None and settings.database_url is None and pgdata.exists():
+        shutil.rmtree(pgdata)
+        log.info("local_database_reset", data_dir=str(pgdata))
+
+
 async def _up(settings: StackSettings, log_format: str) -> int:
+    _forget_local_state(settings)
     stack = Stack.from_settings(settings, log_format=log_format)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
