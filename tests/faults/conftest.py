@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import FaultReport, Reference, cloned_database, figures, pipeline, report_path
+from tests.conftest import fresh_database
+from tests.faults.harness import FaultReport, Reference, figures, pipeline, report_path
 from tests.faults.state import compare
 from tests.faults.workload import build_workload
 
@@ -33,7 +34,7 @@ async def reference(
     workload = build_workload(SEED, WORKLOAD_GROUPS)
     run_dir = tmp_path_factory.mktemp("reference")
     async with (
-        cloned_database(pg_server_url, template_db) as database_url,
+        fresh_database(pg_server_url, template_db) as database_url,
         pipeline(run_dir, workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url) as run,
     ):
         await run.send_phase(0)

@@ -24,7 +24,6 @@ import httpx
 
 from deploy.stack import Stack
 from shared import topics
-from tests.conftest import _execute, _quoted, database_url_for
 from tests.faults.sender import Sender
 from tests.faults.state import CANONICAL_TOPICS, OUTPUT_TOPICS, Comparison, FinalState, final_state
 from tests.faults.workload import Workload
@@ -51,17 +50,6 @@ SELECT (SELECT count(*) FROM agg_interactions) AS interactions,
        (SELECT count(*) FROM outbox) AS outbox,
        (SELECT count(*) FROM agg_stats WHERE is_dirty) AS dirty_stats
 """
-
-
-@asynccontextmanager
-async def cloned_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh migrated database on the session server, dropped afterwards; its URL."""
-    name = f"fault_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(name)} TEMPLATE {_quoted(template_db)}")
-    try:
-        yield database_url_for(pg_server_url, name)
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
 
 
 @dataclass

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from tests.conftest import fresh_database
 from tests.faults.harness import (
     FaultReport,
     Reference,
-    cloned_database,
     committed_through_end,
     finish,
     metric_total,
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 async def database_url(pg_server_url: str, template_db: str):  # type: ignore[no-untyped-def]
-    async with cloned_database(pg_server_url, template_db) as url:
+    async with fresh_database(pg_server_url, template_db) as url:
         yield url
 
 

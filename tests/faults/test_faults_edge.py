@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import FaultReport, Reference, cloned_database, finish, pipeline, wait_until
+from tests.conftest import fresh_database
+from tests.faults.harness import FaultReport, Reference, finish, pipeline, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 EDGES = ("ingest", "feedback")
@@ -20,7 +21,7 @@ async def test_ingest_and_feedback_kill9_while_clients_send(
 ) -> None:  # fmt: skip
     workload = reference.workload
     async with (
-        cloned_database(pg_server_url, template_db) as database_url,
+        fresh_database(pg_server_url, template_db) as database_url,
         pipeline(tmp_path, workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url, rate=400) as run,
     ):
         sending = asyncio.create_task(run.send_phase(0))

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from tests.conftest import fresh_database
 from tests.faults.harness import (
     FaultReport,
     Reference,
     Run,
-    cloned_database,
     figures,
     finish,
     pipeline,
@@ -77,7 +77,7 @@ async def test_broker_stopped_and_restarted(
     from shared.settings import PipelineSettings
 
     workload = reference.workload
-    async with cloned_database(pg_server_url, template_db) as database_url, pipeline(
+    async with fresh_database(pg_server_url, template_db) as database_url, pipeline(
         tmp_path, workload, database_url=database_url
     ) as run:  # fmt: skip
         assert run.stack.broker is not None

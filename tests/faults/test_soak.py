@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import FaultReport, Reference, cloned_database, finish, pipeline, wait_until
+from tests.conftest import fresh_database
+from tests.faults.harness import FaultReport, Reference, finish, pipeline, wait_until
 from tests.faults.workload import build_workload
 
 pytestmark = [
@@ -33,7 +34,7 @@ async def test_soak_every_service_killed_in_turn(
 ) -> None:
     workload = build_workload(SOAK_SEED, SOAK_GROUPS)
     async with (
-        cloned_database(pg_server_url, template_db) as database_url,
+        fresh_database(pg_server_url, template_db) as database_url,
         pipeline(tmp_path / "reference", workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url) as run,
     ):
         for phase in range(len(workload.phases)):
@@ -41,7 +42,7 @@ async def test_soak_every_service_killed_in_turn(
             state = await run.settle(phase + 1, timeout=300)
     reference = Reference(workload, state)
     async with (
-        cloned_database(pg_server_url, template_db) as database_url,
+        fresh_database(pg_server_url, template_db) as database_url,
         # A slower offered load, so every kill lands while clients are still sending.
         pipeline(
             tmp_path / "faulted", workload, kafka_bootstrap=kafka_bootstrap, database_url=database_url, rate=150

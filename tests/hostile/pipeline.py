@@ -21,8 +21,7 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import DeadLetter
-from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import isolated_pipeline
 from tests.services import TopicReader, reading, running_app
 
 ADMIN = "hostile-admin-token"
@@ -50,11 +49,13 @@ async def running_pipeline(
     kafka_bootstrap: str, pg_server_url: str, template_db: str, **aggregator: Any
 ) -> AsyncIterator[Pipeline]:
     """ingest + feedback + aggregator on a fresh database and topic prefix (`aggregator`: its extra settings)."""
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
-    url = database_url_for(pg_server_url, database)
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        async with _running(kafka_bootstrap, url, prefix, aggregator) as pipeline:
+            yield pipeline
+
+
+@asynccontextmanager
+async def _running(kafka_bootstrap: str, url: str, prefix: str, aggregator: dict[str, Any]) -> AsyncIterator[Pipeline]:
     common: dict[str, Any] = {
         "kafka_bootstrap_servers": kafka_bootstrap,
         "database_url": url,
@@ -82,7 +83,6 @@ async def running_pipeline(
     finally:
         for context in reversed(started):
             await context.__aexit__(None, None, None)
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
 
 
 async def produce_spread(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +34,7 @@ from services.feedback.settings import FeedbackSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import db
-from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import isolated_pipeline
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -67,33 +65,26 @@ class FuzzEnv:
 
 @pytest.fixture(scope="module")
 async def fuzz_env(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[FuzzEnv]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
-    url = database_url_for(pg_server_url, database)
-    common: dict[str, Any] = {
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "database_url": url,
-        "topic_prefix": prefix,
-        "admin_token": ADMIN,
-        "http_port": 0,
-        "max_batch_items": MAX_BATCH,
-        "max_body_bytes": MAX_BODY_BYTES,
-        "log_format": "console",
-        "log_level": "WARNING",
-    }
-    env = FuzzEnv(url, prefix, common)
-    settings = FeedbackSettings(**common)
-    pool = await db.create_pool(settings)
-    try:
-        env.annotator_token = await auth.issue_token(pool, auth.grant_from("fuzz-annotator", ["general", "medical"]))
-    finally:
-        await pool.close()
-    try:
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        common: dict[str, Any] = {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "database_url": url,
+            "topic_prefix": prefix,
+            "admin_token": ADMIN,
+            "http_port": 0,
+            "max_batch_items": MAX_BATCH,
+            "max_body_bytes": MAX_BODY_BYTES,
+            "log_format": "console",
+            "log_level": "WARNING",
+        }
+        env = FuzzEnv(url, prefix, common)
+        pool = await db.create_pool(FeedbackSettings(**common))
+        try:
+            grant = auth.grant_from("fuzz-annotator", ["general", "medical"])
+            env.annotator_token = await auth.issue_token(pool, grant)
+        finally:
+            await pool.close()
         yield env
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
 
 
 class RunningApp:

@@ -20,7 +20,7 @@ import pytest
 
 from deploy.stack import Stack
 from shared import topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import fresh_database
 from tests.helpers import eventually
 from tests.services import produce, reading
 from tests.unit.test_events import interaction_body, vote_body
@@ -29,13 +29,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-async def fresh_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    try:
-        yield database_url_for(pg_server_url, database)
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
+async def logged_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    async with fresh_database(pg_server_url, template_db) as url:
+        yield url
 
 
 async def run_flow(stack: Stack, marker: str) -> list[str]:
@@ -103,7 +99,7 @@ async def wait_for_outputs(stack: Stack, marker: str) -> None:
 
 @pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
 async def test_no_content_or_secret_in_any_log(
-    tmp_path: Path, kafka_bootstrap: str, fresh_database: str, log_level: str
+    tmp_path: Path, kafka_bootstrap: str, logged_database: str, log_level: str
 ) -> None:
     marker = f"MARK{uuid.uuid4().hex}"
     extra_env = {"AGGREGATOR_OUTBOX_POLL_INTERVAL_S": "0.1", "FEEDBACK_OUTBOX_POLL_INTERVAL_S": "0.1"}
@@ -112,7 +108,7 @@ async def test_no_content_or_secret_in_any_log(
     stack = Stack(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
-        database_url=fresh_database,
+        database_url=logged_database,
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         extra_env=extra_env,
     )
