@@ -93,8 +93,12 @@ class Runtime:
         task.add_done_callback(self.jobs.discard)
         return task
 
-    def start_outbox_relay(self, *, batch_size: int, poll_interval_s: float) -> OutboxRelay:
-        """Relay this service's outbox in the background; flushed on shutdown before the producer closes."""
+    def start_outbox_relay(self, *, batch_size: int, poll_interval_s: float, is_enabled: bool = True) -> OutboxRelay:
+        """Relay this service's outbox in the background; flushed on shutdown before the producer closes.
+
+        With `is_enabled` False the relay is built but never runs: rows wait in the outbox (an
+        operator's switch to hold publishing, e.g. during Kafka maintenance).
+        """
         relay = OutboxRelay(
             service=self.service,
             pool=self.db,
@@ -105,8 +109,9 @@ class Runtime:
             publish_timeout_s=self.settings.publish_timeout_s,
             max_backoff_s=self.settings.retry_max_backoff_s,
         )
-        self.spawn("outbox_relay", relay.run())
-        self.on_stopping.append(lambda: relay.flush(self.settings.shutdown_grace_s))
+        if is_enabled:
+            self.spawn("outbox_relay", relay.run())
+            self.on_stopping.append(lambda: relay.flush(self.settings.shutdown_grace_s))
         return relay
 
     async def start(self) -> None:

@@ -8,12 +8,17 @@ from fastapi import FastAPI
 
 from services.aggregator import jobs
 from services.aggregator.batches import BatchRules
-from services.aggregator.handlers import Aggregator, AggregatorMetrics, http_router, register_subscribers
+from services.aggregator.handlers import (
+    Aggregator,
+    AggregatorMetrics,
+    document_outputs,
+    http_router,
+    register_subscribers,
+)
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
 from services.aggregator.settings import AggregatorSettings
 from shared.kafka import RedeliveryPause
-from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, build_app
 
 SERVICE = "aggregator"
@@ -64,17 +69,13 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     rules, background = batch_rules(settings), job_rules(settings)
     metrics = AggregatorMetrics(runtime.registry)
     register_subscribers(runtime, settings.group_id)
+    document_outputs(runtime)
 
     async def on_started(rt: Runtime) -> None:
-        relay = OutboxRelay(
-            service=SERVICE,
-            pool=rt.db,
-            broker=rt.broker,
-            registry=rt.registry,
+        relay = rt.start_outbox_relay(
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            max_backoff_s=settings.retry_max_backoff_s,
+            is_enabled=settings.outbox_relay_enabled,
         )
         rt.state["aggregator"] = Aggregator(
             rt.db,
@@ -85,9 +86,6 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
             settings.topic_prefix,
         )
-        if settings.outbox_relay_enabled:
-            rt.on_stopping.append(lambda: relay.flush(settings.shutdown_grace_s))
-            rt.spawn("outbox_relay", relay.run())
         rt.every(
             "publish_stats", settings.stats_publish_interval_s, lambda: jobs.publish_stats(rt.db, relay, background)
         )

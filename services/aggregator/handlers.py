@@ -22,8 +22,16 @@ from services.aggregator import store
 from services.aggregator.batches import BatchInput, BatchOutcome, BatchRules, apply_batch
 from shared import db, topics
 from shared.errors import ContractError, NotFoundError, ProcessingError, TransientError
-from shared.events import parse_interaction, parse_vote, utcnow
-from shared.kafka import RedeliveryPause, batch_subscriber, dead_letter_for
+from shared.events import (
+    AnnotationRequest,
+    DeadLetter,
+    FeedbackStats,
+    PreferencePair,
+    parse_interaction,
+    parse_vote,
+    utcnow,
+)
+from shared.kafka import RedeliveryPause, batch_subscriber, dead_letter_for, document_output
 from shared.outbox import OutboxRelay, insert_outbox
 from shared.runtime import Runtime
 from shared.settings import Limits
@@ -201,6 +209,18 @@ def register_subscribers(runtime: Runtime, group_id: str) -> None:
     async def on_votes(msg: KafkaMessage) -> None:
         aggregator = aggregator_of(runtime)
         await aggregator.take(msg.raw_message, decode_votes, topics.VOTES)
+
+
+def document_outputs(runtime: Runtime) -> None:
+    """The output topics in the AsyncAPI document (they are written through the outbox)."""
+    broker, settings = runtime.broker, runtime.settings
+    for name, model, key, description in (
+        (topics.PREFERENCE_PAIRS, PreferencePair, "pair_id", "Chosen/rejected pairs; compacted, null = retracted."),
+        (topics.ANNOTATION_REQUESTS, AnnotationRequest, "task_id", "Ambiguous cases for experts; null = withdrawn."),
+        (topics.FEEDBACK_STATS, FeedbackStats, "stats_id", "Counts per app, model version and window."),
+        (topics.DEAD_LETTER, DeadLetter, "source topic:partition:offset", "What could not be processed, and why."),
+    ):
+        document_output(broker, settings, name, model, key=key, description=description)
 
 
 def http_router() -> APIRouter:
