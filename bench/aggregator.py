@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.provenance import run_header
 from deploy.localstack import free_port, read_tail, start_broker, start_database
 from shared import topics
 from shared.db import migrate
@@ -332,14 +332,8 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
 
 
 def write_results(results: list[dict], config: BenchConfig) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
     report = {
-        "benchmark": "aggregator",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit or None,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        **run_header("aggregator"),
         "settings": asdict(config),
         "results": results,
     }
@@ -348,7 +342,8 @@ def write_results(results: list[dict], config: BenchConfig) -> dict:
     lines = [
         "# Aggregator throughput and latency",
         "",
-        f"{report['date']}, commit `{commit}`, Python {report['python']}, {report['platform']}, {report['cpus']} CPUs. "
+        f"{report['date']}, commit `{report['git_commit']}`, Python {report['python']}, {report['platform']}, "
+        f"{report['cpus']} CPUs. "
         f"Settings: `{json.dumps(report['settings'])}`. Each group: 2 answers + {2 * VOTES_PER_ANSWER} thumbs "
         "(a clear split, one pair). Throughput runs from the first send until every event is written "
         "(baseline table / aggregator state); latency from a group's send until its pair is on `preference-pairs`.",

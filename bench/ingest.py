@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
+from bench.provenance import run_header
 from deploy.localstack import free_port, read_tail, start_broker, start_database
 from shared import topics
 from shared.db import migrate
@@ -271,26 +271,10 @@ def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str,
     return parts
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def write_results(results: list[PhaseResult], config: BenchConfig, payload_bytes: float) -> dict[str, Any]:
     baseline = results[0].events_per_s
     report = {
-        "benchmark": "ingest",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        # Other work on the box skews every figure: the load average says how much there was.
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        **run_header("ingest"),
         "settings": {**asdict(config), "mean_payload_bytes": round(payload_bytes)},
         "results": [{**asdict(r), "ratio_to_baseline": round(r.events_per_s / baseline, 4)} for r in results],
     }

@@ -22,11 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -42,6 +38,7 @@ import orjson
 import psutil
 
 from bench.ingest_load import HttpConnection, PromptMix, make_interactions, percentile
+from bench.provenance import run_header
 from deploy.stack import Stack
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -372,24 +369,9 @@ def summarize(
     }
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def write_results(config: LoadConfig, result: dict[str, Any]) -> dict[str, Any]:
     report = {
-        "benchmark": "load",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        **run_header("load"),
         "settings": asdict(config),
         "result": result,
     }

@@ -1,0 +1,36 @@
+"""Where and when a benchmark ran: written at the top of every results file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_header(benchmark: str) -> dict[str, Any]:
+    """Benchmark name, date, commit, Python, platform, CPUs and the load average after the run."""
+    return {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        # Other work on the box skews every figure: the load average says how much there was.
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+    }
