@@ -46,6 +46,9 @@ class VerdictBody(BaseModel):
     verdict: Literal["A", "B", "tie", "both_bad"]
     rewrite: str | None = Field(None, min_length=1, description="The better answer; only with both_bad.")
     comment: str | None = Field(None, min_length=1)
+    shown_left: Literal["A", "B"] | None = Field(
+        None, description="Which task side the annotator's screen showed on the left (position bias is measured)."
+    )
 
 
 def queue_of(request: Request) -> TaskQueue:
@@ -92,7 +95,7 @@ def tasks_router() -> APIRouter:
     @router.post("/{task_id}/verdict", summary="Submit a verdict on a leased task")
     async def verdict(request: Request, task_id: str, body: VerdictBody, annotator: AnnotatorDep) -> Any:
         _check_lengths(body, request.app.state.runtime.settings.max_content_chars)
-        given = Verdict(annotator.annotator_id, body.verdict, body.rewrite, body.comment)
+        given = Verdict(annotator.annotator_id, body.verdict, body.rewrite, body.comment, body.shown_left)
         return await queue_of(request).submit_verdict(annotator, task_id, given)
 
     @router.post("/{task_id}/extend", summary="Extend a lease by the lease duration from now")

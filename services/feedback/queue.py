@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from services.feedback import queue_rules as rules
 from services.feedback import store
+from services.feedback.position_bias import position_bias
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.errors import ContractError, NotFoundError, PipelineError
@@ -47,6 +48,12 @@ class QueueMetrics:
         self.leased = Gauge("task_leased", "Live leases per domain", ["domain"], registry=registry)
         self.domain_alpha = Gauge(
             "task_agreement_alpha", "Krippendorff's alpha (nominal) per domain", ["domain"], registry=registry
+        )
+        self.position_left_share = Gauge(
+            "task_position_left_share",
+            "Share of A/B verdicts that chose the answer shown on the left (0.5: no position bias)",
+            ["domain"],
+            registry=registry,
         )
         self.annotator_alpha = Gauge(
             "annotator_agreement_alpha",
@@ -183,7 +190,7 @@ class TaskQueue:
         """Record a verdict; when it completes the task, queue the combined expert vote in the same transaction."""
         async with store.transaction(self.pool) as conn:
             locked = await self._locked(conn, task_id, annotator)
-            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite)
+            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite, verdict.shown_left)
             await store.insert_verdict(conn, task_id, verdict)
             verdicts = await store.select_task_verdicts(conn, task_id)
             outcome = rules.combine_verdicts(verdicts, locked.reviewers_needed, self.settings.max_reviewers)
@@ -226,6 +233,7 @@ class TaskQueue:
         counts = await store.count_tasks_by_domain(self.pool, domains)
         rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
         by_domain, by_annotator = rules.agreement_stats(rows)
+        positions = position_bias(await store.count_position_verdicts(self.pool, domains))
         per_domain: dict[str, dict[str, Any]] = {d: _empty_counts() for d in domains or ()}
         for row in counts:
             entry = per_domain.setdefault(row["domain"], _empty_counts())
@@ -234,6 +242,8 @@ class TaskQueue:
         for domain, entry in per_domain.items():
             agreement = by_domain.get(domain)
             entry["agreement"] = agreement.to_json() if agreement else None
+            position = positions.get(domain)
+            entry["position"] = position.to_json() if position else None
         annotators = {a: v.to_json() for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
         return {
             "queued": sum(e["queued"] for e in per_domain.values()),
@@ -258,6 +268,9 @@ class TaskQueue:
             alpha = (entry["agreement"] or {}).get("alpha")
             if alpha is not None:
                 self.metrics.domain_alpha.labels(domain).set(alpha)
+            left_share = (entry["position"] or {}).get("left_share")
+            if left_share is not None:
+                self.metrics.position_left_share.labels(domain).set(left_share)
         for annotator, entry in stats["annotators"].items():
             if entry["alpha"] is not None:
                 self.metrics.annotator_alpha.labels(annotator).set(entry["alpha"])

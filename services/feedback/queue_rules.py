@@ -13,6 +13,8 @@ Verdicts by task kind:
 - rewrite (a lone answer): "A" (the answer is fine as it is) or "both_bad" (it is bad), which then
   needs `rewrite` (the better answer).
 - A `rewrite` is accepted only with "both_bad": it is the better answer when no candidate is good.
+- `shown_left` (which task side the screen showed on the left) is "A" or "B" on a compare task; a
+  rewrite task shows its one answer, so only "A" fits there.
 
 Inter-annotator agreement: Krippendorff's alpha (nominal) over every task that has two or more
 verdicts, per domain, and per annotator over the tasks that annotator took part in; plus the plain
@@ -66,6 +68,8 @@ class Verdict:
     verdict: str
     rewrite: str | None = None
     comment: str | None = None
+    # The task's own side the annotator's screen showed on the left ("A" | "B"), when the client says.
+    shown_left: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +130,13 @@ def check_lease(task: TaskState, annotator_id: str, domains: Iterable[str]) -> d
     raise ConflictError("no lease on this task", task_id=task.task_id)
 
 
-def validate_verdict(kind: str, verdict: str, rewrite: str | None) -> None:
+def validate_verdict(kind: str, verdict: str, rewrite: str | None, shown_left: str | None = None) -> None:
     """Raises ContractError when a verdict does not fit the task kind (see the module docstring)."""
+    if kind == "rewrite" and shown_left not in (None, "A"):
+        raise ContractError(
+            "a rewrite task shows one answer, A",
+            errors=[{"loc": ["body", "shown_left"], "msg": "a rewrite task takes only 'A'", "type": "shown_left"}],
+        )
     if verdict not in VERDICTS_BY_KIND[kind]:
         allowed = sorted(VERDICTS_BY_KIND[kind])
         raise ContractError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from services.feedback.position_bias import PositionRow
 from services.feedback.queue_rules import AgreementRow, Outcome, TaskState, Verdict
 from shared import db
 
@@ -138,7 +139,13 @@ async def skip_task(conn: asyncpg.Connection, task_id: str, annotator_id: str) -
 
 async def insert_verdict(conn: asyncpg.Connection, task_id: str, verdict: Verdict) -> None:
     await conn.execute(
-        QUERIES["insert_verdict"], task_id, verdict.annotator_id, verdict.verdict, verdict.rewrite, verdict.comment
+        QUERIES["insert_verdict"],
+        task_id,
+        verdict.annotator_id,
+        verdict.verdict,
+        verdict.rewrite,
+        verdict.comment,
+        verdict.shown_left,
     )
 
 
@@ -177,6 +184,12 @@ async def select_agreement_verdicts(
             QUERIES["select_agreement_verdicts"], list(domains) if domains is not None else None, max_tasks
         )
     return [AgreementRow(r["task_id"], r["domain"], r["annotator_id"], r["verdict"], r["combined"]) for r in rows]
+
+
+async def count_position_verdicts(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[PositionRow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["count_position_verdicts"], list(domains) if domains is not None else None)
+    return [PositionRow(r["domain"], r["shown_left"], r["verdict"], r["verdicts"]) for r in rows]
 
 
 async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:

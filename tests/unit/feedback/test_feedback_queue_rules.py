@@ -247,3 +247,16 @@ def test_annotator_agreement_with_the_result() -> None:
     assert by_annotator["z"].extra["agreement_with_result"] == 0.0
     assert by_annotator["x"].extra["agreement_with_result"] == 1.0
     assert by_annotator["x"].pairwise == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown_left"), [("compare", "A"), ("compare", "B"), ("rewrite", "A"), ("rewrite", None)]
+)
+def test_shown_left_that_fits(kind: str, shown_left: str | None) -> None:
+    rules.validate_verdict(kind, "A", None, shown_left)
+
+
+def test_a_rewrite_task_was_never_shown_with_b_on_the_left() -> None:
+    with pytest.raises(ContractError) as caught:
+        rules.validate_verdict("rewrite", "A", None, "B")
+    assert caught.value.errors[0]["loc"] == ["body", "shown_left"]
