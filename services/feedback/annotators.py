@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.feedback import auth, store
 from services.feedback.queue import TaskQueue
@@ -111,13 +111,20 @@ def tasks_router() -> APIRouter:
         return await queue_of(request).skip(annotator, task_id)
 
     @router.get("/stats", summary="Queue depth, outcomes and agreement (annotators: their domains only)")
-    async def stats(request: Request, credentials: Annotated[Credentials, Depends(annotator_bearer)]) -> Any:
+    async def stats(
+        request: Request,
+        credentials: Annotated[Credentials, Depends(annotator_bearer)],
+        day_start: Annotated[
+            AwareDatetime | None,
+            Query(description="Annotators: count your verdicts since this moment (default: midnight UTC today)."),
+        ] = None,
+    ) -> Any:
         token = credentials.credentials if credentials is not None else None
         admin_token = request.app.state.runtime.settings.admin_token
         if token and admin_token and auth.is_admin_token(token, admin_token):
             return await queue_of(request).stats(None)
         annotator = await auth.authenticate(request.app.state.runtime.db, token)
-        return await queue_of(request).stats(annotator.domains, annotator.annotator_id)
+        return await queue_of(request).stats(annotator.domains, annotator.annotator_id, day_start)
 
     return router
 

@@ -9,6 +9,7 @@ deterministic event_id makes a replay harmless.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -228,8 +229,13 @@ class TaskQueue:
         if outcome.is_escalated:
             self.metrics.escalations.labels(domain).inc()
 
-    async def stats(self, domains: Sequence[str] | None, annotator_id: str | None = None) -> dict[str, Any]:
-        """Queue depth, outcomes and agreement per domain (`domains` None: all); annotators: all or just one."""
+    async def stats(
+        self, domains: Sequence[str] | None, annotator_id: str | None = None, day_start: datetime | None = None
+    ) -> dict[str, Any]:
+        """Queue depth, outcomes and agreement per domain (`domains` None: all); annotators: all or just one.
+
+        With `annotator_id`, also that annotator's verdicts since `day_start` (default: midnight UTC today).
+        """
         counts = await store.count_tasks_by_domain(self.pool, domains)
         rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
         by_domain, by_annotator = rules.agreement_stats(rows)
@@ -245,7 +251,7 @@ class TaskQueue:
             position = positions.get(domain)
             entry["position"] = position.to_json() if position else None
         annotators = {a: v.to_json() for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
-        return {
+        result = {
             "queued": sum(e["queued"] for e in per_domain.values()),
             "completed": sum(e["completed"] for e in per_domain.values()),
             "contested": sum(e["contested"] for e in per_domain.values()),
@@ -253,6 +259,15 @@ class TaskQueue:
             "domains": per_domain,
             "annotators": annotators,
         }
+        if annotator_id is not None:
+            result["annotator"] = await self._progress(annotator_id, day_start)
+        return result
+
+    async def _progress(self, annotator_id: str, day_start: datetime | None) -> dict[str, Any]:
+        """One annotator's "done today": its verdicts since the start of its day."""
+        since = day_start or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        done = await store.count_annotator_verdicts_since(self.pool, annotator_id, since)
+        return {"annotator_id": annotator_id, "day_start": since.isoformat(), "verdicts_today": done}
 
     async def refresh_gauges(self) -> None:
         """Recompute the queue depth and agreement gauges behind /metrics."""

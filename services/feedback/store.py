@@ -192,6 +192,11 @@ async def count_position_verdicts(pool: asyncpg.Pool, domains: Sequence[str] | N
     return [PositionRow(r["domain"], r["shown_left"], r["verdict"], r["verdicts"]) for r in rows]
 
 
+async def count_annotator_verdicts_since(pool: asyncpg.Pool, annotator_id: str, since: datetime) -> int:
+    async with db.translate_errors():
+        return await pool.fetchval(QUERIES["count_annotator_verdicts_since"], annotator_id, since)
+
+
 async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:
     await conn.execute(QUERIES["upsert_annotator"], annotator_id, list(domains))
 

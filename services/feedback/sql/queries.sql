@@ -124,6 +124,10 @@ JOIN tasks AS t ON t.task_id = v.task_id
 WHERE v.shown_left IS NOT NULL AND ($1::text[] IS NULL OR t.domain = ANY($1::text[]))
 GROUP BY t.domain, v.shown_left, v.verdict
 
+-- name: count_annotator_verdicts_since
+-- How many verdicts one annotator gave since a moment (the start of its day, for "done today").
+SELECT count(*) FROM task_verdicts WHERE annotator_id = $1 AND created_at >= $2
+
 -- name: upsert_annotator
 -- Create or re-enable an annotator with these domains.
 INSERT INTO annotators (annotator_id, domains)
