@@ -8,6 +8,7 @@ from services.feedback import handlers
 from services.feedback.annotators import admin_router, register_tasks_consumer, tasks_router
 from services.feedback.queue import SERVICE, QueueMetrics, TaskQueue
 from services.feedback.settings import FeedbackSettings
+from services.feedback.ui import ui_router
 from shared.runtime import Runtime, build_app
 
 
@@ -30,6 +31,6 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         runtime,
         title="feedback",
         description="What humans said: end-user votes to `votes`; the annotation queue for experts.",
-        routers=[votes_router, tasks_router(), admin_router()],
+        routers=[votes_router, tasks_router(), admin_router(), ui_router()],
         on_started=on_started,
     )
