@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 help:
 	@echo "make up     run the whole pipeline locally (broker, database, three services)"
 	@echo "make test   run the whole test suite against a real broker and database (and Chromium, for tests/browser)"
-	@echo "make bench  run the benchmarks in bench/, the 60 s load run included (results in bench/results/)"
+	@echo "make bench  run the benchmarks in bench/, the 60 s load run and the UI's verdict -> next task included (results in bench/results/)"
 	@echo "make lint   ruff"
 	@echo "make schemas regenerate shared/schemas/*.json from the contracts"
 
@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.queue
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.ui
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services deploy tests bench examples
