@@ -127,7 +127,7 @@ async def feedback(
 ) -> AsyncIterator[Feedback]:
     """One feedback service on a real port for a test module (each test works in its own domains)."""
     async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
-        async for running in running_feedback(kafka_bootstrap, url, prefix):
+        async for running in running_feedback(kafka_bootstrap, url, prefix, reviewers_per_domain={"twofold": 2}):
             yield running
 
 

@@ -25,6 +25,7 @@ from tests.browser.tasks import CARELESS, CAUTIOUS, compare_request, rewrite_req
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
+TWO_REVIEWERS = "twofold"  # the module's service asks two verdicts per task here
 
 
 async def test_sign_in_shows_the_task_every_turn_both_answers_and_the_guidelines(
@@ -170,11 +171,14 @@ async def test_write_a_better_answer_on_a_compare_task_and_on_a_rewrite_task(fee
     await press(page, "r")
     editor = page.get_by_role("textbox", name="Better answer")
     await expect(editor).to_be_focused()
+    await page.keyboard.type("1 2 s")  # in a text field keys type text: no verdict, no skip
+    await expect(editor).to_have_value("1 2 s")
+    await expect(page.locator("#task")).to_have_attribute("data-task-id", compare["task_id"])
     await page.get_by_role("button", name="Start from Answer A", exact=True).click()
     left, _ = await answer_texts(page)
     await expect(editor).to_have_value(left)
     await editor.fill("Check your glucose before, during and after; ask your team about the pump.")
-    await page.get_by_role("button", name="Submit rewrite").click()
+    await page.get_by_role("button", name="Submit rewrite", exact=True).click()
 
     await wait_for_task(page, lone["task_id"])
     await expect(region(page, "Answer B")).to_be_hidden()
@@ -234,7 +238,7 @@ async def test_errors_are_plain_sentences_and_nothing_typed_is_lost(feedback: Fe
     await page.unroute("**/verdict")
 
     await feedback.revoke("ann-errors")
-    await page.get_by_role("button", name="Submit rewrite").click()
+    await page.get_by_role("button", name="Submit rewrite", exact=True).click()
     await alert_text(page, r"token was not accepted")
     await expect(page.get_by_label("Annotator token", exact=True)).to_be_visible()
     await snap(page, "09-token-revoked")
@@ -287,3 +291,37 @@ async def test_the_page_fits_a_laptop_screen_and_shows_where_the_focus_is(
     assert outline.startswith("solid") and not outline.endswith(" 0px")
     if width == 1024:
         await snap(page, "13-focus-visible")
+
+
+async def test_a_task_outside_the_tokens_domains_now_is_refused_in_a_sentence(feedback: Feedback, page: Page) -> None:
+    domain, elsewhere = new_domain(), new_domain()
+    token = await feedback.issue("ann-moved", domain)
+    body = compare_request(domain)
+    await feedback.publish(body)
+    await sign_in(page, feedback.base_url, token)
+    await wait_for_task(page, body["task_id"])
+    await feedback.issue("ann-moved", elsewhere)  # the admin moves the annotator: its tokens open only that now
+    await press(page, "1")
+    await alert_text(page, r"does not open this domain or task")
+    await expect(page.get_by_role("button", name="Get a task")).to_be_visible()
+    assert await feedback.verdicts([body["task_id"]]) == {}
+
+
+async def test_progress_shows_agreement_once_a_second_reviewer_judged(feedback: Feedback, page: Page) -> None:
+    token = await feedback.issue("ann-agree", TWO_REVIEWERS)
+    other = await feedback.issue("ann-second", TWO_REVIEWERS)
+    body = compare_request(TWO_REVIEWERS)
+    await feedback.publish(body)
+    await sign_in(page, feedback.base_url, token)
+    await wait_for_task(page, body["task_id"])
+    left, _ = await answer_texts(page)
+    await press(page, "1" if left == CAUTIOUS else "2")  # A, the cautious answer
+    await expect(page.get_by_text("No task", exact=True)).to_be_visible()
+    headers = {"Authorization": f"Bearer {other}"}
+    leased = await feedback.client.post("/v1/tasks/lease", headers=headers)
+    assert leased.status_code == 200 and leased.json()["task_id"] == body["task_id"]
+    verdict = await feedback.client.post(f"/v1/tasks/{body['task_id']}/verdict", json={"verdict": "A"}, headers=headers)
+    assert verdict.json()["task_status"] == "completed"
+    await page.get_by_role("button", name="Check again", exact=True).click()  # also refreshes the progress
+    await expect(page.locator("#agreement")).to_have_text("100%")
+    await expect(page.locator("#done-today")).to_have_text("1")

@@ -45,7 +45,9 @@ function taskMeta(task) {
 
 // The whole task: prompt, the two answers in screen order, the diff marks, which buttons apply.
 export function renderTask(shown, showDiff) {
-  const { task, shown_left: left, diff } = shown;
+  const { task, shown_left: left } = shown;
+  // Two answers with no word in common would be marked from end to end: that says nothing.
+  const diff = shown.diff && shown.diff.similarity > 0 ? shown.diff : null;
   const isRewrite = task.kind === "rewrite";
   const right = left === "A" ? "B" : "A";
   $("task").dataset.taskId = task.task_id;
@@ -64,7 +66,7 @@ export function renderTask(shown, showDiff) {
   } else {
     $("right-text").replaceChildren();
   }
-  renderDiffLegend(task, diff, showDiff);
+  renderDiffLegend(task, shown.diff, showDiff);
   for (const id of ["act-left", "act-right", "act-tie", "act-both-bad", "copy-right"]) $(id).hidden = isRewrite;
   $("act-fine").hidden = !isRewrite;
   $("copy-left").textContent = isRewrite ? "Start from the answer" : "Start from Answer A";
@@ -72,11 +74,13 @@ export function renderTask(shown, showDiff) {
 
 function renderDiffLegend(task, diff, showDiff) {
   const legend = $("diff-legend");
-  legend.classList.toggle("marked", Boolean(diff && showDiff && task.kind !== "rewrite"));
+  legend.classList.toggle("marked", Boolean(diff && diff.similarity > 0 && showDiff && task.kind !== "rewrite"));
   if (task.kind === "rewrite") {
     legend.textContent = "";
   } else if (!diff) {
     legend.textContent = "The answers are too long to mark their differences.";
+  } else if (diff.similarity === 0) {
+    legend.textContent = "The two answers have no word in common, so nothing is marked.";
   } else if (showDiff) {
     const similar = Math.round(diff.similarity * 100);
     legend.textContent = `Marked: words found in only one of the two answers (they share ${similar}% of their words). Press d to hide the marks.`;
