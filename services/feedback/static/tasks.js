@@ -28,19 +28,15 @@ export const state = {
   lastActivity: 0,
   guidelines: new Map(),
   timers: [],
-  alertKind: null,
   warnedLeaseLow: false,
 };
 
-// ---- messages -------------------------------------------------------------------------------
-// `kind` says whether the next task on screen makes the message stale (a passing network failure).
-export function alertUser(message, kind = "task") {
+// ---- messages: an alert stays until the next success or the next task on screen ------------------
+export function alertUser(message) {
   $("alert").textContent = message;
-  state.alertKind = kind;
 }
 export function clearAlert() {
   $("alert").textContent = "";
-  state.alertKind = null;
 }
 export function say(message) {
   $("status").textContent = message;
@@ -51,10 +47,11 @@ function held(result) {
   const serverNow = result.date ? Date.parse(result.date) : NaN;
   // Trust this machine's clock unless it is clearly off from the server's (the Date header has 1 s steps).
   const skew = Number.isFinite(serverNow) && Math.abs(serverNow - Date.now()) > 3000 ? serverNow - Date.now() : 0;
+  const expiresAt = Date.parse(result.data.task.lease_expires_at) - skew;
   return {
     shown: result.data,
-    expiresAt: Date.parse(result.data.task.lease_expires_at) - skew,
-    leaseMs: state.me.lease_seconds * 1000,
+    expiresAt,
+    leaseMs: Math.max(1000, expiresAt - Date.now()), // the lease length, as just granted
     extendedAt: Date.now(),
     closed: null,
     extending: false,
@@ -95,7 +92,8 @@ export function prefetch() {
   if (state.next || state.prefetching || !state.me) return;
   state.prefetching = leaseOne()
     .then((h) => {
-      state.next = h;
+      if (state.me) state.next = h;
+      else releaseQuietly(h); // signed out meanwhile
     })
     .catch(() => {
       state.next = null;
@@ -135,7 +133,7 @@ export async function showNext() {
 function show(h) {
   state.current = h;
   state.warnedLeaseLow = false;
-  if (state.alertKind === "transient") clearAlert();
+  clearAlert();
   const { task } = h.shown;
   $("empty").hidden = true;
   $("task").hidden = false;
@@ -265,7 +263,7 @@ function handleError(error) {
   } else if (["lease_lost", "conflict", "forbidden"].includes(error.kind) && state.current) {
     closeCurrent(error.message);
   } else {
-    alertUser(error.message || "Something went wrong. Try again; nothing you typed is lost.", "transient");
+    alertUser(error.message || "Something went wrong. Try again; nothing you typed is lost.");
   }
   say("");
 }
