@@ -125,6 +125,8 @@ def write_results(rows: list[dict[str, Any]], config: UiBenchConfig) -> None:
     for row in rows:
         pace = f"{row['think_ms']:.0f} ms on each task" if row["think_ms"] else "keys back to back"
         lines.append(f"| {pace} | {row['verdicts']} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} |")
+    if report["cpus"] and report["load_average_1m_after"] > report["cpus"]:
+        lines += ["", "The machine was busy (load average above its CPU count): run it again on a quiet one."]
     (RESULTS_DIR / "ui.md").write_text("\n".join(lines) + "\n")
 
 
