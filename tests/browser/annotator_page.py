@@ -26,11 +26,11 @@ async def shown_task_id(page: Page) -> str | None:
     return await page.locator("#task").get_attribute("data-task-id")
 
 
-async def wait_for_task(page: Page, task_id: str | None = None) -> str:
-    """Until a task is on screen (this one, if given); its task_id."""
-    await expect(region(page, "Answer A")).to_be_visible()
+async def wait_for_task(page: Page, task_id: str | None = None, timeout_ms: float = 20_000) -> str:
+    """Until a task is on screen (this one, if given); its task_id. The empty page looks again every 5 s."""
+    await expect(region(page, "Answer A")).to_be_visible(timeout=timeout_ms)
     if task_id is not None:
-        await expect(page.locator("#task")).to_have_attribute("data-task-id", task_id)
+        await expect(page.locator("#task")).to_have_attribute("data-task-id", task_id, timeout=timeout_ms)
     shown = await shown_task_id(page)
     assert shown is not None
     return shown

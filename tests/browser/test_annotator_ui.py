@@ -119,6 +119,7 @@ async def test_a_prompt_holding_script_shows_as_text(
     body = compare_request(domain, prompt=[{"role": "user", "content": hostile}])
     body["candidates"]["B"]["content"] = "</div><script>window.__pwned = 3</script>"
     await feedback.publish(body)
+    await feedback.wait_queued(domain, 1)
     await sign_in(page, feedback.base_url, token)
     await wait_for_task(page, body["task_id"])
     await expect(region(page, "Prompt")).to_contain_text(hostile)
@@ -223,6 +224,7 @@ async def test_errors_are_plain_sentences_and_nothing_typed_is_lost(feedback: Fe
     token = await feedback.issue("ann-errors", domain)
     body = compare_request(domain)
     await feedback.publish(body)
+    await feedback.wait_queued(domain, 1)
     await sign_in(page, feedback.base_url, token)
     await wait_for_task(page, body["task_id"])
     await press(page, "r")
@@ -260,9 +262,13 @@ async def test_closing_the_tab_gives_the_shown_and_the_prefetched_task_back(feed
     await wait_for_task(page)
 
     async def leased(expected: int) -> bool:
-        return (await feedback.stats())["domains"][domain]["leased"] == expected
+        count = (await feedback.stats())["domains"][domain]["leased"]
+        assert count == expected, f"{count} leased, waiting for {expected}"
+        return True
 
     await eventually(lambda: leased(2), timeout=15)  # the task on screen and the prefetched one
+    # ... and the page knows the prefetched one (its lease answer has arrived): both can be given back.
+    await expect(page.locator("#task")).to_have_attribute("data-next", re.compile(r"^task-"))
     await page.close(run_before_unload=True)
     await eventually(lambda: leased(0), timeout=15)
 
@@ -275,6 +281,7 @@ async def test_the_page_fits_a_laptop_screen_and_shows_where_the_focus_is(
     token = await feedback.issue(f"ann-fit-{width}", domain)
     body = compare_request(domain)
     await feedback.publish(body)
+    await feedback.wait_queued(domain, 1)
     await page.set_viewport_size({"width": width, "height": height})
     await sign_in(page, feedback.base_url, token)
     await wait_for_task(page, body["task_id"])
@@ -298,6 +305,7 @@ async def test_a_task_outside_the_tokens_domains_now_is_refused_in_a_sentence(fe
     token = await feedback.issue("ann-moved", domain)
     body = compare_request(domain)
     await feedback.publish(body)
+    await feedback.wait_queued(domain, 1)
     await sign_in(page, feedback.base_url, token)
     await wait_for_task(page, body["task_id"])
     await feedback.issue("ann-moved", elsewhere)  # the admin moves the annotator: its tokens open only that now
@@ -312,6 +320,7 @@ async def test_progress_shows_agreement_once_a_second_reviewer_judged(feedback: 
     other = await feedback.issue("ann-second", TWO_REVIEWERS)
     body = compare_request(TWO_REVIEWERS)
     await feedback.publish(body)
+    await feedback.wait_queued(TWO_REVIEWERS, 1)
     await sign_in(page, feedback.base_url, token)
     await wait_for_task(page, body["task_id"])
     left, _ = await answer_texts(page)

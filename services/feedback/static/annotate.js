@@ -64,7 +64,7 @@ function signedOut(message) {
   session.token = null;
   state.me = null;
   state.current = null;
-  state.next = null;
+  tasks.dropNext();
   $("session").hidden = true;
   $("workspace").hidden = true;
   $("actions").hidden = true;
@@ -74,8 +74,7 @@ function signedOut(message) {
 }
 
 async function signOut() {
-  releaseQuietly(state.current);
-  releaseQuietly(state.next);
+  releaseQuietly(state.current); // the prefetched one is given back by signedOut
   for (let i = sessionStorage.length - 1; i >= 0; i--) {
     const key = sessionStorage.key(i);
     if (key && key.startsWith(DRAFT_PREFIX)) sessionStorage.removeItem(key);
@@ -171,11 +170,9 @@ function wire() {
 
 async function onDomainChange() {
   state.domain = $("domain-filter").value;
-  releaseQuietly(state.next);
-  state.next = null;
+  tasks.dropNext();
   if (state.prefetching) await state.prefetching;
-  releaseQuietly(state.next);
-  state.next = null;
+  tasks.dropNext();
   const current = state.current;
   if (current && !current.closed && state.domain && current.shown.task.domain !== state.domain) {
     releaseQuietly(current);

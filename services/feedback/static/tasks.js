@@ -76,7 +76,7 @@ async function extend(h) {
   } catch (error) {
     if (error.kind === "lease_lost" || error.kind === "conflict" || error.kind === "forbidden") {
       if (h === state.current) closeCurrent(error.message);
-      else if (h === state.next) state.next = null;
+      else if (h === state.next) setNext(null);
     }
     return false;
   } finally {
@@ -92,21 +92,25 @@ export function prefetch() {
   if (state.next || state.prefetching || !state.me) return;
   state.prefetching = leaseOne()
     .then((h) => {
-      if (state.me) state.next = h;
+      if (state.me) setNext(h);
       else releaseQuietly(h); // signed out meanwhile
     })
-    .catch(() => {
-      state.next = null;
-    })
+    .catch(() => setNext(null))
     .finally(() => {
       state.prefetching = null;
     });
 }
 
+// The prefetched task; its id is on the page (data-next) for whoever needs to know one is ready.
+function setNext(h) {
+  state.next = h;
+  $("task").dataset.next = h ? taskId(h) : "";
+}
+
 async function takeNext() {
   if (!state.next && state.prefetching) await state.prefetching;
   let h = state.next;
-  state.next = null;
+  setNext(null);
   if (h && msLeft(h) < EXTEND_BEFORE_SHOWING_MS && !(await extend(h))) h = null;
   return h || leaseOne();
 }
@@ -301,6 +305,11 @@ export function saveDraft() {
 }
 
 // ---- the lease clock: extension while active, a lost lease said at once ----------------------
+export function dropNext() {
+  releaseQuietly(state.next);
+  setNext(null);
+}
+
 export function tick() {
   for (const h of [state.current, state.next]) {
     if (!h || h.closed) continue;
@@ -309,7 +318,7 @@ export function tick() {
       if (h === state.current) {
         closeCurrent("Your lease on this task ran out, so it went back to the queue. Press n to get a task; anything you wrote is kept.");
       } else {
-        state.next = null;
+        setNext(null);
       }
     } else if (left < h.leaseMs / 2 && state.lastActivity > h.extendedAt && !h.extending) {
       extend(h);
