@@ -5,7 +5,8 @@ The annotator UI randomizes which of a task's two answers it shows on the left a
 one on the right. With no position bias, left and right are equally likely whatever the answers are
 (the sides were assigned at random), so a two-sided binomial test of "left" against 1/2 says whether
 the split is more uneven than chance allows. `tie` and `both_bad` choose no side: they are counted
-beside, not in the test. Verdicts without `shown_left` (API clients that do not say) are left out.
+beside, not in the test. Verdicts without `shown_left` (API clients that do not say) and verdicts on
+rewrite tasks (one answer, no position) are left out.
 """
 
 from __future__ import annotations

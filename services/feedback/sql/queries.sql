@@ -117,11 +117,12 @@ JOIN (
 ) AS t ON t.task_id = v.task_id
 
 -- name: count_position_verdicts
--- Verdicts that recorded the side shown left, per domain, shown side and verdict (all domains when $1 is NULL).
+-- Compare-task verdicts that recorded the side shown left, per domain, shown side and verdict (all domains
+-- when $1 is NULL). A rewrite task shows one answer: it has no position to be biased by.
 SELECT t.domain, v.shown_left, v.verdict, count(*) AS verdicts
 FROM task_verdicts AS v
 JOIN tasks AS t ON t.task_id = v.task_id
-WHERE v.shown_left IS NOT NULL AND ($1::text[] IS NULL OR t.domain = ANY($1::text[]))
+WHERE v.shown_left IS NOT NULL AND t.kind = 'compare' AND ($1::text[] IS NULL OR t.domain = ANY($1::text[]))
 GROUP BY t.domain, v.shown_left, v.verdict
 
 -- name: count_annotator_verdicts_since

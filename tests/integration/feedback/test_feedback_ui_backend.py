@@ -58,6 +58,9 @@ async def test_a_rewrite_task_refuses_b_on_the_left(database_url: str) -> None:
         with pytest.raises(ContractError):
             await queue.submit_verdict(ALICE, "r1", Verdict("alice", "A", shown_left="B"))
         await queue.submit_verdict(ALICE, "r1", Verdict("alice", "A", shown_left="A"))
+        # One answer alone has no position: the verdict is stored, but not counted as "chose left".
+        assert await queue.pool.fetchval("SELECT shown_left FROM task_verdicts WHERE task_id = 'r1'") == "A"
+        assert (await queue.stats(None))["domains"]["medical"]["position"] is None
 
 
 async def test_done_today_counts_only_this_annotators_verdicts_since_its_day_start(database_url: str) -> None:
