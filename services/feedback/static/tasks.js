@@ -281,8 +281,9 @@ export function openEditor(text) {
   $("rewrite").value = text ?? saved ?? (task.kind === "rewrite" ? task.candidates[left].content : "");
   view.renderEditorHint(task.kind);
   $("editor").hidden = false;
-  $("rewrite").focus();
-  $("editor").scrollIntoView({ block: "nearest" });
+  $("rewrite").focus({ preventScroll: true });
+  // Down to the editor's buttons, which the page's scroll padding keeps clear of the action bar.
+  $("editor").scrollIntoView({ block: "end" });
 }
 
 export function closeEditor(moveFocus = true) {
