@@ -139,7 +139,7 @@ def fit(
         args=(counts, played, scale, l2),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": _MAX_ITERATIONS, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+        options={"maxiter": _MAX_ITERATIONS, "gtol": gtol, "ftol": 1e-15},
     )
     theta = result.x - result.x.mean()
     return Strengths(theta, is_mle)
