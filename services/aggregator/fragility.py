@@ -2,32 +2,40 @@
 
 For two versions `upper` above `lower` (point ratings of one Bradley-Terry fit), the cost is the
 fewest battles to remove from the fitted counts so that the refitted `lower` is at or above
-`upper` (a tie counts as swapped). Every candidate is checked by a full refit with the same
-estimator as the leaderboard (`bradley_terry.fit`), so a reported number is always achieved:
+`upper` (a tie counts as swapped). The rated set stays as it is (a version is not dropped from
+the fit when removals take it below the leaderboard's minimum). Every candidate is checked by a
+full refit to the same estimate as the leaderboard's (`bradley_terry.refit`: the MLE, or the MAP
+where the MLE does not exist), so a reported number is always achieved:
 
-1. Two versions only (they met each other and no one else): removing one of `upper`'s wins over
-   `lower` is the only move that narrows the gap, and the fit ties exactly when both have won as
-   often, so the cost is wins(upper over lower) - wins(lower over upper). Exact.
+1. The fit has two versions only: removing one of `upper`'s wins over `lower` is the only move
+   that narrows the gap, and the fit ties exactly when both have won as often, so the cost is
+   wins(upper over lower) - wins(lower over upper). Exact.
 2. Otherwise, the influence of removing one battle on the gap theta_upper - theta_lower, from
    the linearised fit (one Newton step; the approximate-maximum-influence idea of Broderick et al.
    and arXiv 2508.11847): removing a battle that w won against l changes the gap by about
    -(1 - p_wl) (v_w - v_l), with v = J^-1 (e_upper - e_lower) and J the Fisher information.
    Battles are removed in order of that influence (whole (winner, loser) cells, most influential
-   first), and a search over the number removed (gallop from the linear prediction, then bisect,
-   each step a refit) finds the fewest along that order that swap the two: an upper bound.
+   first), and a search over the number removed finds the fewest along that order that swap the
+   two: an upper bound. The search starts at the linear prediction, extrapolates until a refit
+   swaps, then narrows the bracket by regula falsi with bisection (typically 2-4 refits).
 3. Exactness: a bound of 1 is exact. Otherwise, when every set of fewer battles (all multisets of
    removals over all cells, up to the bound minus one) fits within `exact_refit_budget` refits,
    they are all refitted; the smallest size that swaps (or the bound, if none does) is exact.
    Beyond the budget the bound stands, with `is_exact` False.
 
-When not even removing every battle with a narrowing influence swaps the two (possible only where
-the prior decides), the cost is None.
+When not even removing every battle with a narrowing influence swaps the two, the cost is None
+(no bound found; not expected in practice, since `upper`'s wins and `lower`'s losses are among
+those battles).
+
+Cost: one Cholesky factorisation of J per call, one solve per pair, a few Newton refits per pair
+(dense n x n: fine for tens to a few hundred versions; at 1,000 use `max_pairs`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,35 +133,27 @@ def _linear_guess(cells: _Cells, order: np.ndarray, effect: np.ndarray, gap: flo
     return int(per_cell[:reach].sum()) + math.ceil((gap + before) / -effect[reach])
 
 
-def _search_bound(
-    refitter: _Refitter, order: np.ndarray, effect: np.ndarray, gap: float, upper: int, lower: int
-) -> int | None:
-    """Fewest battles along `order` that swap the two, each probe a refit.
+def _first_swap(gap_at: Callable[[int], float], guess: int, available: int, gap: float) -> tuple | None:
+    """A bracket (low, gap at low, high, gap at high): low battles do not swap the two, high do.
 
-    From the linear guess, extrapolate along the refitted gap until a probe swaps them, then
-    shrink the bracket (low: not swapped, high: swapped) by regula falsi (Illinois), bisecting
-    every third step: O(log k) refits even where the gap is far from linear in k.
+    Starts at the linear guess and extrapolates along the refitted gap (at least one more battle
+    each step); None when even all `available` battles do not swap them.
     """
-    cells = refitter.cells
-
-    def gap_at(k: int) -> float:
-        return refitter.gap_after(_removal(cells, order, k), upper, lower) - _TIE_LOGITS
-
-    available = int(cells.count[order].sum())
-    if available == 0:
-        return None
-    low, gap_low = 0, gap - _TIE_LOGITS
-    k = min(max(_linear_guess(cells, order, effect, gap), 1), available)
+    low, gap_low = 0, gap
+    k = min(max(guess, 1), available)
     while True:
         value = gap_at(k)
         if value <= 0:
-            high, gap_high = k, value
-            break
+            return low, gap_low, k, value
         if k == available:
             return None
         slope = (gap_low - value) / (k - low)
         ahead = k + math.ceil(1.25 * value / slope) if slope > 0 else 2 * k
         low, gap_low, k = k, value, min(available, max(ahead, k + 1))
+
+
+def _shrink(gap_at: Callable[[int], float], low: int, gap_low: float, high: int, gap_high: float) -> int:
+    """The fewest battles that swap, within the bracket: regula falsi (Illinois), every third step a bisection."""
     kept, step = 0, 0
     while high - low > 1:
         step += 1
@@ -167,6 +167,22 @@ def _search_bound(
             low, gap_low = k, value
             gap_high, kept = (gap_high / 2 if kept == 1 else gap_high), 1
     return high
+
+
+def _search_bound(
+    refitter: _Refitter, order: np.ndarray, effect: np.ndarray, gap: float, upper: int, lower: int
+) -> int | None:
+    """Fewest battles along `order` that swap the two (each probe a refit): O(log k) refits."""
+    cells = refitter.cells
+
+    def gap_at(k: int) -> float:
+        return refitter.gap_after(_removal(cells, order, k), upper, lower) - _TIE_LOGITS
+
+    available = int(cells.count[order].sum())
+    if available == 0:
+        return None
+    bracket = _first_swap(gap_at, _linear_guess(cells, order, effect, gap), available, gap - _TIE_LOGITS)
+    return None if bracket is None else _shrink(gap_at, *bracket)
 
 
 def _exhaustive(refitter: _Refitter, bound: int, upper: int, lower: int) -> np.ndarray | None:

@@ -223,6 +223,11 @@ def _placings(
     return group, placings
 
 
+def _votes(approvals: Mapping[VersionKey, ApprovalCounts], version: VersionKey) -> tuple[int, int]:
+    votes = approvals.get(version, ApprovalCounts())
+    return votes.up, votes.down
+
+
 def _listing_order(s: Standing) -> tuple:
     return (not s.is_rated, -s.rating if s.rating is not None else 0.0, -s.battles, s.version)
 
@@ -249,18 +254,16 @@ def build_leaderboard(
     group, placings = _placings(
         wins, versions, min_battles, rounds=rounds, rng=rng, level=level, prior_sd_logit=prior_sd_logit
     )
-    standings = []
-    for i, version in enumerate(versions):
-        votes = approvals.get(version, ApprovalCounts())
-        standings.append(
-            Standing(
-                version=version,
-                wins=int(wins[i].sum()),
-                losses=int(wins[:, i].sum()),
-                approval=approval(votes.up, votes.down, level=level),
-                **placings.get(i, {"unrated_reason": TOO_FEW_BATTLES}),
-            )
+    standings = [
+        Standing(
+            version=version,
+            wins=int(wins[i].sum()),
+            losses=int(wins[:, i].sum()),
+            approval=approval(*_votes(approvals, version), level=level),
+            **placings.get(i, {"unrated_reason": TOO_FEW_BATTLES}),
         )
+        for i, version in enumerate(versions)
+    ]
     return Leaderboard(
         standings=tuple(sorted(standings, key=_listing_order)),
         battles=int(wins.sum()),
