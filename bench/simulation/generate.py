@@ -181,30 +181,35 @@ class _Builder:
     def approves(self, answer: _Answer, noise: float) -> bool:
         return self.rng.random() < (1 - noise if answer.truth.is_good else noise)
 
+    def honest_comparison(self, app_id: str, user_ref: str, noise: float) -> bool:
+        """Which of two answers is better: the good one with probability 1 - noise, a coin flip if alike."""
+        group = self.pick_group(app_id, 2)
+        if group is None:
+            return False
+        a, b = self.rng.sample(group, 2)
+        if not self.claim(user_ref, a.interaction_id, b.interaction_id):
+            return False
+        if a.truth.is_good == b.truth.is_good:
+            prefers_a = self.rng.random() < 0.5
+        else:
+            prefers_a = (self.rng.random() < 1 - noise) == a.truth.is_good
+        won, lost = (a, b) if prefers_a else (b, a)
+        self.vote(
+            app_id,
+            user_ref,
+            self.vote_time(a, b),
+            won.interaction_id,
+            kind="comparison",
+            preferred_interaction_id=won.interaction_id,
+            other_interaction_id=lost.interaction_id,
+        )
+        return True
+
     def honest_vote(self, app_id: str, user_ref: str, noise: float) -> bool:
+        """One vote of an honest user: a comparison, a rating or a thumb (False: found nothing new to vote on)."""
         draw = self.rng.random()
         if draw < self.s.comparison_share:
-            group = self.pick_group(app_id, 2)
-            if group is None:
-                return False
-            a, b = self.rng.sample(group, 2)
-            if not self.claim(user_ref, a.interaction_id, b.interaction_id):
-                return False
-            if a.truth.is_good == b.truth.is_good:
-                prefers_a = self.rng.random() < 0.5
-            else:
-                prefers_a = (self.rng.random() < 1 - noise) == a.truth.is_good
-            won, lost = (a, b) if prefers_a else (b, a)
-            self.vote(
-                app_id,
-                user_ref,
-                self.vote_time(a, b),
-                won.interaction_id,
-                kind="comparison",
-                preferred_interaction_id=won.interaction_id,
-                other_interaction_id=lost.interaction_id,
-            )
-            return True
+            return self.honest_comparison(app_id, user_ref, noise)
         group = self.pick_group(app_id)
         answer = self.rng.choice(group) if group else None
         if answer is None or not self.claim(user_ref, answer.interaction_id):

@@ -106,6 +106,30 @@ def flagged_voters(traces: Mapping[VoterKey, VoterTrace], rules: VoterRules) -> 
     return {key for key, trace in traces.items() if trace.flagged_after(rules) is not None}
 
 
+def _groups(interactions: Iterable[Interaction], votes: Iterable[Vote]) -> list[Group]:
+    """The prompt groups as the aggregator sees them: answers by prompt_key, evidence from effective votes."""
+    members: dict[str, list[Interaction]] = defaultdict(list)
+    group_of: dict[str, str] = {}
+    for interaction in interactions:
+        key = prompt_key(interaction.app_id, interaction.messages)
+        members[key].append(interaction)
+        group_of[interaction.interaction_id] = key
+    group_votes: dict[str, list[Vote]] = defaultdict(list)
+    for vote in _effective(votes):
+        if vote.interaction_id in group_of:
+            group_votes[group_of[vote.interaction_id]].append(vote)
+    groups = []
+    for key, group in members.items():
+        answers = tuple(
+            Answer(i.interaction_id, i.response.content, i.response.model, i.response.model_version, i.domain,
+                   i.occurred_at)
+            for i in group
+        )  # fmt: skip
+        evidence = collect_evidence(group_votes[key])
+        groups.append(Group(key, group[0].app_id, tuple(group[0].messages), answers, evidence))
+    return groups
+
+
 def offline_pairs(
     sim: Simulation, rules: PairRules | None = None, excluded: Iterable[VoterKey] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -115,30 +139,8 @@ def offline_pairs(
     """
     interactions, votes = parsed(sim)
     skip = set(excluded)
-    groups: dict[str, list[Interaction]] = defaultdict(list)
-    group_of: dict[str, str] = {}
-    for interaction in interactions:
-        key = prompt_key(interaction.app_id, interaction.messages)
-        groups[key].append(interaction)
-        group_of[interaction.interaction_id] = key
-    group_votes: dict[str, list[Vote]] = defaultdict(list)
-    for vote in _effective(v for v in votes if _key(v) not in skip):
-        if vote.interaction_id in group_of:
-            group_votes[group_of[vote.interaction_id]].append(vote)
     pairs: dict[str, dict[str, Any]] = {}
-    for key, members in groups.items():
-        answers = tuple(
-            Answer(
-                i.interaction_id,
-                i.response.content,
-                i.response.model,
-                i.response.model_version,
-                i.domain,
-                i.occurred_at,
-            )
-            for i in members
-        )
-        group = Group(key, members[0].app_id, tuple(members[0].messages), answers, collect_evidence(group_votes[key]))
+    for group in _groups(interactions, (v for v in votes if _key(v) not in skip)):
         for pid, spec in decide(group, rules or PairRules()).pairs.items():
             pairs[pid] = {
                 "chosen": {"interaction_id": spec.chosen.interaction_id},

@@ -16,21 +16,25 @@ only drops a list of banned IPs; the test itself is the paper's.
    and one vote's p-value takes two values. An always-👍 bot on a mix of answers sums -2 log p ~ 29 over
    20 votes (9 disagreements at d ~ 0.2) against chi2 with 40 degrees of freedom (mean 40): never
    flagged. Instead each vote's p-value becomes a likelihood-ratio e-value against a bad voter who
-   disagrees with probability rho (`alternative`): rho / d if it disagreed, (1 - rho) / (1 - d) if not,
-   mean 1 under the null. Their running product is a test martingale, and by Ville's inequality an honest
-   voter's ever reaches 1/alpha with probability at most alpha, however often the shell looks (Arena
-   checks at 5 points with alpha / 5 for the same reason). Three bets run at once: on disagreement either
-   way (contrarians), on 👍 against a 👎 consensus only (always-👍 bots, whose agreement on good answers
-   would otherwise dilute it), on 👎 against a 👍 consensus only; their average is again a test
-   martingale. p_value = min(1, 1 / the largest average so far), so it never rises.
+   disagrees with probability rho: rho / d if it disagreed, (1 - rho) / (1 - d) if not, mean 1 under
+   the null. Their running product is a test martingale, and by Ville's inequality an honest voter's
+   ever reaches 1/alpha with probability at most alpha, however often the shell looks (Arena checks at 5
+   points with alpha / 5 for the same reason). Three bets run at once: on disagreement either way
+   (contrarians; rho = `alternative`), on 👍 against a 👎 consensus only (always-👍 bots, whose agreement
+   on good answers would otherwise dilute it; rho = `one_sided_alternative`), and on 👎 against a 👍
+   consensus only. Their average is again a test martingale; p_value = min(1, 1 / its largest value
+   from the `min_votes`-th tested vote on), so it never rises, and an honest voter's early streak that
+   evens out by then does not count.
 4. Flag: at least `min_votes` tested votes and p_value < `significance`.
 5. Multiple testing. The requirement is a share (fewer than 1% of honest voters flagged), which a fixed
    per-voter alpha controls directly: the expected share of honest voters ever flagged is at most
-   `significance` (default 1e-3), at any number of voters and looks. Bonferroni over N voters (alpha / N)
-   would bound the chance of any false flag instead, at the price of log(N) / log(rho / d) more votes
-   before a bot is caught (~5 more at N = 10,000). Honest voters whose taste differs from the crowd
-   are the real risk (the null is the crowd's own rate): with rho = 0.9 a voter's bet only grows when
-   they disagree more often than about 60% of the time on questions where the crowd disagrees 20%.
+   `significance` (default 0.2%), at any number of voters and looks. Bonferroni over N voters (alpha / N)
+   would bound the chance of any false flag instead, at the price of log(N) / log(rho / d) more
+   disagreements before a bot is caught (~6 more at N = 10,000 and d = 0.2, ~13 more votes of an
+   always-👍 bot on a mix). The real risk is honest voters whose taste differs from the crowd (the null
+   is the crowd's own rate): where the crowd disagrees 20% of the time, the two-sided bet grows only for
+   voters who disagree more than half the time, the one-sided ones above 64%; a voter disagreeing 1.5x
+   as often as the crowd on 150 tested votes is flagged about 1% of the time.
 
 `VoterTally` is the incremental form the shell keeps per voter (six numbers): add a vote's observation
 when its question first settles without it; `decide` reads the flag from it in O(1).
@@ -47,7 +51,6 @@ from services.aggregator.evidence import Tally
 from services.aggregator.pairs import prob_above_half
 
 Direction = Literal["up", "down"]
-_BETS = 3  # any direction, up only, down only
 
 
 @dataclass(frozen=True)
