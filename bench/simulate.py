@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet-s", type=float, default=10.0, help="pairs unchanged this long: the pipeline is done")
     parser.add_argument("--settle-timeout-s", type=float, default=300.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    parser.add_argument("--offline", action="store_true", help="no stack: only the pure core on the generated stream")
     return parser.parse_args(argv)
 
 
@@ -149,7 +150,7 @@ def summary(result: dict[str, Any]) -> str:
     lines = [f"scenario: {json.dumps(result['scenario'], default=str)}", f"generated: {result['generated']}"]
     lines.append(f"sent: {json.dumps(result['sent'])}")
     for name, score in (("pipeline", result["pipeline"]), *result["offline"].items()):
-        if name == "voters":
+        if name == "voters" or score is None:
             continue
         overall = score["overall"]
         by = ", ".join(f"{m} {s['agree']}/{s['scored']}" for m, s in score["by_method"].items())
@@ -167,16 +168,20 @@ def summary(result: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = StackInfo.load(args.stack)
     scenario = scenario_of(args)
     sim = generate(scenario)
-    report = await send(sim, stack, args.raw)
-    pairs = await settled_pairs(stack, sim.truth, args.quiet_s, args.settle_timeout_s)
+    sent: dict[str, Any] | None = None
+    pipeline: dict[str, Any] | None = None
+    if not args.offline:
+        stack = StackInfo.load(args.stack)
+        sent = (await send(sim, stack, args.raw)).as_dict()
+        pairs = await settled_pairs(stack, sim.truth, args.quiet_s, args.settle_timeout_s)
+        pipeline = score_pairs(pairs, sim.truth).as_dict()
     return {
         "scenario": {k: v for k, v in vars(scenario).items() if k not in ("versions", "start")},
         "generated": sim.counts(),
-        "sent": report.as_dict(),
-        "pipeline": score_pairs(pairs, sim.truth).as_dict(),
+        "sent": sent,
+        "pipeline": pipeline,
         "offline": offline_reference(sim, VoterRules()),
         "version_ranking": [(v, sim.truth.versions[v]) for v in sim.truth.version_ranking()],
     }

@@ -134,20 +134,22 @@ async def drive_http(
     batch_size: int = 200,
     single_every: int = 10,
 ) -> DriveReport:
-    """POST interactions to ingest and votes to feedback: batches per tick, every `single_every`-th event alone."""
+    """POST interactions to ingest, then votes to feedback, per tick: batches, and every `single_every`-th
+    event alone; the posts of one kind in a tick go concurrently."""
     report = DriveReport()
     index = 0
     async for interactions, votes in _paced(events, time_scale, report):
         for kind, client, items in (("interaction", ingest, interactions), ("vote", feedback, votes)):
+            singles: list[list[SimEvent]] = []
             batch: list[SimEvent] = []
             for event in items:
                 index += 1
                 if single_every and index % single_every == 0:
-                    await _post(client, kind, [event], report)
+                    singles.append([event])
                 else:
                     batch.append(event)
-            for chunk in _chunks(batch, batch_size):
-                await _post(client, kind, chunk, report)
+            posts = [*singles, *_chunks(batch, batch_size)]
+            await asyncio.gather(*(_post(client, kind, chunk, report) for chunk in posts))
     return report
 
 
