@@ -23,7 +23,7 @@ priority first, and at equal priority the greater task_id, so ties never depend 
 - A released task (verdict applied, or the pair math no longer asks) leaves; if it was open, the best
   waiting task is promoted into its place.
 The shell needs, per decision, only: is the task open, how many are open, the lowest open and the best
-waiting task of the domain (two indexed queries under a per-domain lock). `DomainQueue` is the same
+waiting task of the domain (small indexed queries under a per-domain lock). `DomainQueue` is the same
 rules on whole sets: the reference model of what the shell's tables must hold.
 """
 

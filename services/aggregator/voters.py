@@ -37,7 +37,8 @@ only drops a list of banned IPs; the test itself is the paper's.
    as often as the crowd on 150 tested votes is flagged about 1% of the time.
 
 `VoterTally` is the incremental form the shell keeps per voter (six numbers): add a vote's observation
-when its question first settles without it; `decide` reads the flag from it in O(1).
+when its question first settles without it; `decide` reads the flag from it in O(1). When an admin
+clears a flag the tally starts again from `VoterTally()`: its peak would otherwise flag the voter at once.
 """
 
 from __future__ import annotations
