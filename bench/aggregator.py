@@ -40,9 +40,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.provenance import run_header
+from deploy.init import migrate_all
 from deploy.localstack import free_port, read_tail, start_broker, start_database
 from shared import topics
-from shared.db import migrate
 from shared.events import Message
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
@@ -304,7 +304,7 @@ async def warm_up(producer: AIOKafkaProducer, bootstrap: str, port: int, log: Pa
 
 
 async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) -> list[dict]:
-    await migrate(dsn)
+    await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
         await ensure_topics(bootstrap, prefix, partitions=config.partitions)
     run = uuid.uuid4().hex[:6]

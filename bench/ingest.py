@@ -37,9 +37,9 @@ from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
 from bench.provenance import run_header
+from deploy.init import migrate_all
 from deploy.localstack import free_port, read_tail, start_broker, start_database
 from shared import topics
-from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
 
@@ -242,7 +242,7 @@ async def wait_ready(base: tuple[str, int], log_path: Path) -> None:
 
 
 async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdir: Path) -> list[PhaseResult]:
-    await migrate(database_url)
+    await migrate_all(database_url)
     await ensure_topics(bootstrap, "", partitions=config.partitions)
     await ensure_topics(bootstrap, BASELINE_PREFIX, partitions=config.partitions)
     warmup, baseline, batch, single = _split(

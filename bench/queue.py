@@ -29,6 +29,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.feedback import store
+from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
+from services.feedback.app import SERVICE as FEEDBACK_SERVICE
 from services.feedback.queue import QueueMetrics, TaskQueue
 from services.feedback.queue_rules import Verdict
 from services.feedback.settings import FeedbackSettings
@@ -172,7 +174,7 @@ async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
     registry = CollectorRegistry()
     # The relay never runs here: verdicts' outbox rows are written (that cost is measured), not published.
     relay = OutboxRelay(
-        service="feedback",
+        service=FEEDBACK_SERVICE,
         pool=pool,
         broker=make_broker(settings, client_id="bench"),
         registry=registry,
@@ -181,7 +183,9 @@ async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
         publish_timeout_s=settings.publish_timeout_s,
         max_backoff_s=settings.retry_max_backoff_s,
     )
-    return TaskQueue(pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry))
+    return TaskQueue(
+        service=FEEDBACK_SERVICE, pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry)
+    )
 
 
 async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
@@ -190,7 +194,7 @@ async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{name}"')  # generated name: not a bind parameter
     database_url = _database_url(server_url, name)
     try:
-        await db.migrate(database_url, ["shared", "feedback"])
+        await db.migrate(database_url, FEEDBACK_MIGRATIONS)
         async with AsyncExitStack() as stack:
             queue = await _queue_on(database_url, stack)
             await queue.pool.execute(BASELINE_SETUP)

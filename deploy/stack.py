@@ -27,6 +27,7 @@ import structlog
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy.init import migrate_all
 from deploy.localstack import (
     BrokerProcess,
     DatabaseProcess,
@@ -36,7 +37,6 @@ from deploy.localstack import (
     start_database,
 )
 from deploy.service_process import SERVICE_HOST, ServiceProcess
-from shared.db import migrate
 from shared.kafka import ensure_topics_for
 from shared.logging import configure_logging
 from shared.settings import PipelineSettings
@@ -180,7 +180,7 @@ class Stack:
             )
             self.database_url = self.database.url
         self._raise_if_stop_requested()
-        await migrate(self.database_url)
+        await migrate_all(self.database_url)
         # Partitions and retention come from the same environment the services read.
         await ensure_topics_for(
             PipelineSettings(kafka_bootstrap_servers=self.kafka_bootstrap, topic_prefix=self.topic_prefix)

@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
@@ -29,7 +28,7 @@ from shared.kafka import OutRecord, RedeliveryPause, dead_letter_for, publish_re
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+QUERIES = db.SHARED_QUERIES
 
 ItemStatus = Literal["accepted", "duplicate", "rejected"]
 

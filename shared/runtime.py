@@ -43,7 +43,7 @@ class Runtime:
     settings: ServiceSettings
     broker: KafkaBroker
     registry: CollectorRegistry
-    migration_components: Sequence[str] = ("shared",)
+    migrations: Sequence[db.Migrations] = (db.SHARED_MIGRATIONS,)
     pool: asyncpg.Pool | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # The periodic jobs among `tasks`: stopped before the final outbox flush, since they write to it.
@@ -55,13 +55,13 @@ class Runtime:
     on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, service: str, settings: ServiceSettings, migration_components: Sequence[str]) -> Runtime:
+    def create(cls, service: str, settings: ServiceSettings, migrations: Sequence[db.Migrations]) -> Runtime:
         return cls(
             service=service,
             settings=settings,
             broker=make_broker(settings, client_id=service),
             registry=CollectorRegistry(),
-            migration_components=tuple(migration_components),
+            migrations=tuple(migrations),
         )
 
     @property
@@ -117,7 +117,7 @@ class Runtime:
     async def start(self) -> None:
         settings = self.settings
         self.pool = await db.create_pool(settings)
-        await db.migrate(settings.database_url, list(self.migration_components))
+        await db.migrate(settings.database_url, self.migrations)
         await ensure_topics_for(settings)
         # Connect the producer only: subscribers start in `start_consuming`, once `on_started`
         # has built what their handlers use.

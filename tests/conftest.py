@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from deploy.init import migrate_all
 from deploy.localstack import start_broker, start_database
-from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import PipelineSettings
 
@@ -98,7 +98,7 @@ async def template_db(pg_server_url: str) -> AsyncIterator[str]:
     name = _quoted(TEMPLATE_DB)
     await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await _execute(pg_server_url, f"CREATE DATABASE {name}")
-    await migrate(database_url_for(pg_server_url, TEMPLATE_DB))
+    await migrate_all(database_url_for(pg_server_url, TEMPLATE_DB))
     yield TEMPLATE_DB
     await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

@@ -6,7 +6,7 @@ import json
 
 from fastapi import FastAPI
 
-from services.aggregator import jobs
+from services.aggregator import jobs, store
 from services.aggregator.batches import BatchRules
 from services.aggregator.handlers import (
     Aggregator,
@@ -18,18 +18,21 @@ from services.aggregator.handlers import (
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
 from services.aggregator.settings import AggregatorSettings
+from shared.db import SHARED_MIGRATIONS, Migrations
 from shared.kafka import RedeliveryPause
 from shared.runtime import Runtime, build_app
 
 SERVICE = "aggregator"
+MIGRATIONS = (SHARED_MIGRATIONS, Migrations(SERVICE, store.MIGRATIONS_DIR))
 
 
-def batch_rules(settings: AggregatorSettings) -> BatchRules:
+def batch_rules(settings: AggregatorSettings, service: str) -> BatchRules:
     """The pure core's rules from the settings (reads the domain rules file: a bad one stops the start)."""
     domain_rules = parse_domain_rules(json.loads(settings.domain_rules_path.read_text()))
     return BatchRules(
-        service=SERVICE,
+        service=service,
         topic_prefix=settings.topic_prefix,
+        limits=settings.limits,
         pairs=PairRules(
             confidence_threshold=settings.confidence_threshold,
             min_votes=settings.min_votes,
@@ -51,9 +54,9 @@ def batch_rules(settings: AggregatorSettings) -> BatchRules:
     )
 
 
-def job_rules(settings: AggregatorSettings) -> jobs.JobRules:
+def job_rules(settings: AggregatorSettings, service: str) -> jobs.JobRules:
     return jobs.JobRules(
-        service=SERVICE,
+        service=service,
         topic_prefix=settings.topic_prefix,
         stats_allowed_lateness_s=settings.stats_allowed_lateness_s,
         stats_publish_batch=settings.stats_publish_batch,
@@ -65,8 +68,8 @@ def job_rules(settings: AggregatorSettings) -> jobs.JobRules:
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     settings = settings or AggregatorSettings()
-    runtime = Runtime.create(SERVICE, settings, migration_components=["shared", "aggregator"])
-    rules, background = batch_rules(settings), job_rules(settings)
+    runtime = Runtime.create(SERVICE, settings, migrations=MIGRATIONS)
+    rules, background = batch_rules(settings, runtime.service), job_rules(settings, runtime.service)
     metrics = AggregatorMetrics(runtime.registry)
     register_subscribers(runtime, settings.group_id)
     document_outputs(runtime)
@@ -81,10 +84,8 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             rt.db,
             relay,
             rules,
-            settings.limits,
             metrics,
             RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
-            settings.topic_prefix,
         )
         rt.every(
             "publish_stats", settings.stats_publish_interval_s, lambda: jobs.publish_stats(rt.db, relay, background)

@@ -27,6 +27,7 @@ from shared import topics
 from shared.events import Interaction, Vote
 from shared.kafka import OutRecord
 from shared.outbox import insert_outbox
+from shared.settings import Limits
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class BatchRules:
 
     service: str
     topic_prefix: str
+    limits: Limits
     pairs: PairRules
     routing: RoutingRules
     stats_window_s: float

@@ -34,7 +34,6 @@ from shared.events import (
 from shared.kafka import RedeliveryPause, batch_subscriber, dead_letter_for, document_output
 from shared.outbox import OutboxRelay, insert_outbox
 from shared.runtime import Runtime
-from shared.settings import Limits
 
 log = structlog.get_logger(__name__)
 # A record that fails this many times for a reason other than an outage is dead-lettered: a
@@ -68,11 +67,8 @@ class Aggregator:
     pool: asyncpg.Pool
     relay: OutboxRelay
     rules: BatchRules
-    limits: Limits
     metrics: AggregatorMetrics
-
     pause: RedeliveryPause
-    prefix: str
 
     async def take(
         self, records: tuple[ConsumerRecord, ...], decode: Callable[..., BatchInput], topic_name: str
@@ -84,7 +80,7 @@ class Aggregator:
         fails is dead-lettered: nothing blocks a partition.
         """
         try:
-            await self._apply(decode(records, self.prefix, self.limits), topic_name)
+            await self._apply(decode(records, self.rules), topic_name)
         except TransientError as exc:
             await self._pause_and_raise(exc, topic_name)
         except Exception as exc:
@@ -97,7 +93,7 @@ class Aggregator:
         """Apply one record; after `POISON_ATTEMPTS` non-transient failures, dead-letter it."""
         for attempt in range(1, POISON_ATTEMPTS + 1):
             try:
-                await self._apply(decode((record,), self.prefix, self.limits), topic_name)
+                await self._apply(decode((record,), self.rules), topic_name)
                 return
             except TransientError as exc:
                 await self._pause_and_raise(exc, topic_name)
@@ -125,13 +121,14 @@ class Aggregator:
     async def _dead_letter_failed(self, record: ConsumerRecord, exc: Exception) -> None:
         error = ProcessingError(f"could not be processed: {type(exc).__name__}")
         async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
-            await insert_outbox(conn, "aggregator", [dead_letter_for(self.prefix, "aggregator", record, error)])
+            letter = dead_letter_for(self.rules.topic_prefix, self.rules.service, record, error)
+            await insert_outbox(conn, self.rules.service, [letter])
         self.relay.notify()
         self.metrics.taken.labels("dead_letters").inc()
 
 
-def _dead_letter(batch: BatchInput, prefix: str, record: ConsumerRecord, exc: ContractError) -> None:
-    batch.dead_letters.append(dead_letter_for(prefix, "aggregator", record, exc))
+def _dead_letter(batch: BatchInput, rules: BatchRules, record: ConsumerRecord, exc: ContractError) -> None:
+    batch.dead_letters.append(dead_letter_for(rules.topic_prefix, rules.service, record, exc))
     log.warning(
         "message_dead_lettered",
         topic=record.topic,
@@ -147,11 +144,11 @@ def _value(record: ConsumerRecord) -> bytes:
     return record.value
 
 
-def decode_interactions(records: tuple[ConsumerRecord, ...], prefix: str, limits: Limits) -> BatchInput:
+def decode_interactions(records: tuple[ConsumerRecord, ...], rules: BatchRules) -> BatchInput:
     batch = BatchInput()
     for record in records:
         try:
-            interaction = parse_interaction(_value(record), limits)
+            interaction = parse_interaction(_value(record), rules.limits)
             if not interaction.prompt_key:
                 raise ContractError(
                     "canonical interaction without prompt_key",
@@ -159,18 +156,18 @@ def decode_interactions(records: tuple[ConsumerRecord, ...], prefix: str, limits
                 )
             batch.interactions.append(interaction)
         except ContractError as exc:
-            _dead_letter(batch, prefix, record, exc)
+            _dead_letter(batch, rules, record, exc)
     return batch
 
 
-def decode_votes(records: tuple[ConsumerRecord, ...], prefix: str, limits: Limits) -> BatchInput:
+def decode_votes(records: tuple[ConsumerRecord, ...], rules: BatchRules) -> BatchInput:
     batch = BatchInput()
     for record in records:
         try:
-            vote = parse_vote(_value(record), limits)
+            vote = parse_vote(_value(record), rules.limits)
             batch.votes.append(store.ParkedVote(vote, record.topic, record.partition, record.offset))
         except ContractError as exc:
-            _dead_letter(batch, prefix, record, exc)
+            _dead_letter(batch, rules, record, exc)
     return batch
 
 

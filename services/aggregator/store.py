@@ -23,7 +23,9 @@ from services.aggregator.stats import StatsDeltas, columns
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
 
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+SQL_DIR = Path(__file__).parent / "sql"
+QUERIES = db.load_queries(SQL_DIR / "queries.sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
 @dataclass

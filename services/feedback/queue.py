@@ -27,7 +27,6 @@ from shared.kafka import OutRecord, dead_letter_for
 from shared.outbox import OutboxRelay, insert_outbox
 
 log = structlog.get_logger(__name__)
-SERVICE = "feedback"
 
 
 class QueueMetrics:
@@ -84,8 +83,9 @@ class TaskQueue:
     """The queue's operations, as the HTTP routes and the annotation-requests consumer call them."""
 
     def __init__(
-        self, *, pool: asyncpg.Pool, settings: FeedbackSettings, relay: OutboxRelay, metrics: QueueMetrics
+        self, *, service: str, pool: asyncpg.Pool, settings: FeedbackSettings, relay: OutboxRelay, metrics: QueueMetrics
     ) -> None:
+        self.service = service
         self.pool = pool
         self.settings = settings
         self.relay = relay
@@ -100,7 +100,7 @@ class TaskQueue:
                 request = _parse_request(record, self.settings)
             except ContractError as exc:
                 log.warning("annotation_request_dead_lettered", **exc.to_log_context(), offset=record.offset)
-                dead.append(dead_letter_for(self.settings.topic_prefix, SERVICE, record, exc))
+                dead.append(dead_letter_for(self.settings.topic_prefix, self.service, record, exc))
                 continue
             if isinstance(request, str):
                 # A tombstone follows the requests of its task on the same partition: it wins.
@@ -114,7 +114,7 @@ class TaskQueue:
         async with store.transaction(self.pool) as conn:
             await store.withdraw_tasks(conn, withdrawn)
             await store.upsert_tasks(conn, rows)
-            await insert_outbox(conn, SERVICE, dead)
+            await insert_outbox(conn, self.service, dead)
         if dead:
             self.relay.notify()
         self.metrics.requests.labels("queued").inc(len(rows))
@@ -195,7 +195,7 @@ class TaskQueue:
                     key=vote.interaction_id.encode(),
                     value=vote.model_dump_json().encode(),
                 )
-                await insert_outbox(conn, SERVICE, [record])
+                await insert_outbox(conn, self.service, [record])
         self._observe_verdict(locked.state.domain, outcome)
         log.info(
             "verdict_recorded",

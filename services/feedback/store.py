@@ -18,7 +18,9 @@ import asyncpg
 from services.feedback.queue_rules import AgreementRow, Outcome, TaskState, Verdict
 from shared import db
 
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+SQL_DIR = Path(__file__).parent / "sql"
+QUERIES = db.load_queries(SQL_DIR / "queries.sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
 @dataclass(frozen=True, slots=True)

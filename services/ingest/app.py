@@ -6,14 +6,17 @@ from fastapi import FastAPI
 
 from services.ingest import handlers
 from services.ingest.settings import IngestSettings
+from shared.db import SHARED_MIGRATIONS
 from shared.runtime import Runtime, build_app
 
 SERVICE = "ingest"
+# ingest keeps no state of its own: only the shared tables (published event ids).
+MIGRATIONS = (SHARED_MIGRATIONS,)
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
-    runtime = Runtime.create(SERVICE, settings, migration_components=["shared"])
+    runtime = Runtime.create(SERVICE, settings, migrations=MIGRATIONS)
     return build_app(
         runtime,
         title="ingest",

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from services.aggregator.app import batch_rules
+from services.aggregator.app import SERVICE, batch_rules
+from services.aggregator.batches import BatchRules
 from services.aggregator.handlers import Aggregator, AggregatorMetrics, decode_interactions
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
@@ -30,17 +31,17 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
     poison = interaction("app", "A question our code chokes on", "int-poison", "Boom.").value
     attempts: list[int] = []
 
-    def decode(records: tuple[ConsumerRecord, ...], prefix: str, limits: object):
+    def decode(records: tuple[ConsumerRecord, ...], rules: BatchRules):
         # Stands in for a bug or an unforeseen state: this one record always makes the batch fail.
         if any(r.value == poison for r in records):
             attempts.append(len(records))
             raise RuntimeError("the rules met a state they never met before")
-        return decode_interactions(records, prefix, limits)  # type: ignore[arg-type]
+        return decode_interactions(records, rules)
 
     pool = await db.create_pool(settings)
     registry = CollectorRegistry()
     relay = OutboxRelay(  # never started: the outbox rows stay in the table to be read
-        service="aggregator",
+        service=SERVICE,
         pool=pool,
         broker=make_broker(settings, client_id="t"),
         registry=registry,
@@ -52,11 +53,9 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
     aggregator = Aggregator(
         pool,
         relay,
-        batch_rules(settings),
-        settings.limits,
+        batch_rules(settings, SERVICE),
         AggregatorMetrics(registry),
         RedeliveryPause(0.01, 0.05),
-        "p.",
     )
     try:
         await aggregator.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
+from services.feedback.app import SERVICE
 from services.feedback.queue import QueueMetrics, TaskQueue
 from services.feedback.settings import FeedbackSettings
 from shared import db
@@ -63,7 +64,7 @@ async def task_queue(database_url: str, **overrides: Any) -> AsyncIterator[TaskQ
     pool = await db.create_pool(settings)
     registry = CollectorRegistry()
     relay = OutboxRelay(
-        service="feedback",
+        service=SERVICE,
         pool=pool,
         broker=make_broker(settings, client_id="test"),
         registry=registry,
@@ -73,6 +74,6 @@ async def task_queue(database_url: str, **overrides: Any) -> AsyncIterator[TaskQ
         max_backoff_s=1.0,
     )
     try:
-        yield TaskQueue(pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry))
+        yield TaskQueue(service=SERVICE, pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry))
     finally:
         await pool.close()
