@@ -46,6 +46,7 @@ from shared import topics
 from shared.events import Message
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
+from shared.settings import PipelineSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +307,9 @@ async def warm_up(producer: AIOKafkaProducer, bootstrap: str, port: int, log: Pa
 async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) -> list[dict]:
     await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
-        await ensure_topics(bootstrap, prefix, partitions=config.partitions)
+        await ensure_topics(
+            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+        )
     run = uuid.uuid4().hex[:6]
     records = [r for g in range(config.groups) for r in group_records(run, g, config.answer_chars)[1]]
     interactions = sum(1 for t, _, _ in records if t == topics.INTERACTIONS)

@@ -42,6 +42,7 @@ from deploy.localstack import free_port, read_tail, start_broker, start_database
 from shared import topics
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
+from shared.settings import PipelineSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +244,10 @@ async def wait_ready(base: tuple[str, int], log_path: Path) -> None:
 
 async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdir: Path) -> list[PhaseResult]:
     await migrate_all(database_url)
-    await ensure_topics(bootstrap, "", partitions=config.partitions)
-    await ensure_topics(bootstrap, BASELINE_PREFIX, partitions=config.partitions)
+    for prefix in ("", BASELINE_PREFIX):
+        await ensure_topics(
+            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+        )
     warmup, baseline, batch, single = _split(
         make_interactions(64 + 2 * config.batch_size + 2 * config.events + config.single_events, config.seed),
         [64 + 2 * config.batch_size, config.events, config.events, config.single_events],

@@ -10,7 +10,7 @@ from services.aggregator.app import MIGRATIONS as AGGREGATOR_MIGRATIONS
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.ingest.app import MIGRATIONS as INGEST_MIGRATIONS
 from shared.db import Migrations, migrate
-from shared.kafka import ensure_topics_for
+from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import PipelineSettings
 
@@ -33,7 +33,7 @@ async def migrate_all(database_url: str) -> list[str]:
 
 async def initialise(settings: PipelineSettings) -> None:
     applied = await migrate_all(settings.database_url)
-    created = await ensure_topics_for(settings)
+    created = await ensure_topics(settings)
     log.info("deployment_initialised", migrations_applied=len(applied), topics_created=created)
 
 

@@ -102,7 +102,7 @@ def _resolve_broker_binary() -> str:
 class BrokerProcess:
     """A Tansu broker with memory storage: stopping or restarting it loses every topic, message and offset."""
 
-    def __init__(self, binary: str, host: str, port: int, log_path: Path) -> None:
+    def __init__(self, *, binary: str, host: str, port: int, log_path: Path) -> None:
         self.binary = binary
         self.host = host
         self.port = port
@@ -208,7 +208,9 @@ def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path
     else:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "tansu.log"
-    broker = BrokerProcess(binary, host, port if port is not None else free_port(host), log_path)
+    broker = BrokerProcess(
+        binary=binary, host=host, port=port if port is not None else free_port(host), log_path=log_path
+    )
     broker.start()
     return broker
 
@@ -227,7 +229,7 @@ def _postgres_bin_dir() -> Path:
 class DatabaseProcess:
     """A PostgreSQL server whose data directory survives stop/start (and kill/start, by crash recovery)."""
 
-    def __init__(self, data_dir: Path, host: str, port: int, log_path: Path, server_options: list[str]) -> None:
+    def __init__(self, *, data_dir: Path, host: str, port: int, log_path: Path, server_options: list[str]) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port
@@ -422,11 +424,11 @@ def start_database(
     if fast_unsafe:
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     database = DatabaseProcess(
-        data_dir,
-        host,
-        port if port is not None else free_port(host),
-        Path(log_path).resolve() if log_path is not None else data_dir.with_name(data_dir.name + ".log"),
-        options,
+        data_dir=data_dir,
+        host=host,
+        port=port if port is not None else free_port(host),
+        log_path=Path(log_path).resolve() if log_path is not None else data_dir.with_name(data_dir.name + ".log"),
+        server_options=options,
     )
     database.start()
     return database

@@ -37,7 +37,7 @@ from deploy.localstack import (
     start_database,
 )
 from deploy.service_process import SERVICE_HOST, ServiceProcess
-from shared.kafka import ensure_topics_for
+from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import PipelineSettings
 
@@ -182,7 +182,7 @@ class Stack:
         self._raise_if_stop_requested()
         await migrate_all(self.database_url)
         # Partitions and retention come from the same environment the services read.
-        await ensure_topics_for(
+        await ensure_topics(
             PipelineSettings(kafka_bootstrap_servers=self.kafka_bootstrap, topic_prefix=self.topic_prefix)
         )
         self._raise_if_stop_requested()
@@ -321,7 +321,9 @@ class Stack:
             **self.extra_env,
         }
         key = self._key(service, instance)
-        process = ServiceProcess(service, instance, port, env, self.log_dir / f"{key}.log")
+        process = ServiceProcess(
+            service=service, instance=instance, port=port, env=env, log_path=self.log_dir / f"{key}.log"
+        )
         self.services[key] = process
         return process
 

@@ -152,7 +152,7 @@ def edge_router(
     return router
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class EdgeEndpoints:
     """Where one edge stream comes in: its raw topic and its HTTP path."""
 

@@ -1,7 +1,7 @@
 """Versioned v1 contracts of every event on the pipeline's topics (pydantic models).
 
 Size bounds are settings (`shared.settings.Limits`): pass them as validation context with
-`parse_interaction(..., limits=...)` / `parse_vote(...)`; without a context the defaults apply.
+`parse_interaction(..., limits=...)` / `parse_vote(...)`; without a context the settings' defaults apply.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -25,22 +27,42 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, PydanticKnownError, core_schema
 
 from shared.errors import ContractError
-from shared.settings import Limits
+from shared.settings import Limits, default_limits
 
 SCHEMA_VERSION = 1
-
-# Identifiers: 1-256 characters, no control characters.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Domain = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _limits(info: ValidationInfo) -> Limits:
     context = info.context or {}
-    return context.get("limits") or Limits()
+    return context.get("limits") or default_limits()
+
+
+class _IdLength:
+    """At most `Limits.max_id_chars` characters; the JSON Schema shows the default bound."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_info_after_validator_function(_check_id_length, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {**handler(schema), "maxLength": default_limits().max_id_chars}
+
+
+def _check_id_length(value: str, info: ValidationInfo) -> str:
+    limit = _limits(info).max_id_chars
+    if len(value) > limit:
+        # pydantic's own error for a max_length constraint: clients see the same type and message.
+        raise PydanticKnownError("string_too_long", {"max_length": limit})
+    return value
+
+
+# Identifiers: 1 to `max_id_chars` characters, no control characters.
+Id = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$"), _IdLength()]
+Domain = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def _check_text(value: str | None, info: ValidationInfo) -> str | None:
@@ -386,7 +408,7 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 def _validate(adapter_or_model: Any, name: str, data: bytes | str | dict[str, Any], limits: Limits | None) -> Any:
-    context = {"limits": limits or Limits()}
+    context = {"limits": limits or default_limits()}
     validate_json = isinstance(data, (bytes, str))
     try:
         if isinstance(adapter_or_model, TypeAdapter):

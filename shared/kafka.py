@@ -26,9 +26,11 @@ from shared.events import DeadLetter, utcnow
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
+# Creating topics is a deploy step, not a hot path: one bound for the whole admin exchange.
+TOPIC_ADMIN_TIMEOUT_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class OutRecord:
     """One message to publish. `value=None` with a key is a tombstone."""
 
@@ -207,48 +209,36 @@ def dead_letter_for(prefix: str, service: str, record: ConsumerRecord, error: Pi
     )
 
 
-async def ensure_topics(
-    bootstrap: str,
-    prefix: str = "",
-    *,
-    partitions: int = 6,
-    replication_factor: int = 1,
-    retention_ms: int = 7 * 24 * 3600 * 1000,
-    dead_letter_retention_ms: int = 30 * 24 * 3600 * 1000,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create every topic of the pipeline that does not exist yet; return the ones created."""
+async def ensure_topics(settings: PipelineSettings) -> list[str]:
+    """Create every topic of the pipeline that does not exist yet (partitions, retention: `settings`).
+
+    Returns the names of the topics created now.
+    """
+    bootstrap, timeout_s = settings.kafka_bootstrap_servers, TOPIC_ADMIN_TIMEOUT_S
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     async with asyncio.timeout(timeout_s):
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = []
-            for spec in topics.ALL_TOPICS:
-                name = topics.topic(prefix, spec.name)
-                if name in existing:
-                    continue
-                if spec.is_compacted:
-                    config = {"cleanup.policy": "compact"}
-                else:
-                    keep = dead_letter_retention_ms if spec.is_dead_letter else retention_ms
-                    config = {"cleanup.policy": "delete", "retention.ms": str(keep)}
-                wanted.append(NewTopic(name, partitions, replication_factor, topic_configs=config))
+            wanted = [_new_topic(spec, settings) for spec in topics.ALL_TOPICS]
+            wanted = [t for t in wanted if t.name not in existing]
             if wanted:
                 await admin.create_topics(wanted)
-                log.info("topics_created", topics=[t.name for t in wanted], partitions=partitions)
+                log.info("topics_created", topics=[t.name for t in wanted], partitions=settings.topic_partitions)
             return [t.name for t in wanted]
         finally:
             await admin.close()
 
 
-async def ensure_topics_for(settings: PipelineSettings) -> list[str]:
-    """`ensure_topics` with a service's settings."""
-    return await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.topic_prefix,
-        partitions=settings.topic_partitions,
-        replication_factor=settings.topic_replication_factor,
-        retention_ms=settings.topic_retention_ms,
-        dead_letter_retention_ms=settings.dead_letter_retention_ms,
+def _new_topic(spec: topics.TopicSpec, settings: PipelineSettings) -> NewTopic:
+    if spec.is_compacted:
+        config = {"cleanup.policy": "compact"}
+    else:
+        keep = settings.dead_letter_retention_ms if spec.is_dead_letter else settings.topic_retention_ms
+        config = {"cleanup.policy": "delete", "retention.ms": str(keep)}
+    return NewTopic(
+        topics.topic(settings.topic_prefix, spec.name),
+        settings.topic_partitions,
+        settings.topic_replication_factor,
+        topic_configs=config,
     )

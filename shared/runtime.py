@@ -27,7 +27,7 @@ from shared.http import (
     install_request_metrics,
     ops_router,
 )
-from shared.kafka import ensure_topics_for, make_broker
+from shared.kafka import ensure_topics, make_broker
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -118,7 +118,7 @@ class Runtime:
         settings = self.settings
         self.pool = await db.create_pool(settings)
         await db.migrate(settings.database_url, self.migrations)
-        await ensure_topics_for(settings)
+        await ensure_topics(settings)
         # Connect the producer only: subscribers start in `start_consuming`, once `on_started`
         # has built what their handlers use.
         await self.broker.connect()

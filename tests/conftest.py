@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -48,6 +49,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in list(os.environ):
         if name.upper() in shared_names or name.upper().startswith(SERVICE_ENV_PREFIXES):
             del os.environ[name]
+
+
+def topic_settings(kafka_bootstrap: str, prefix: str, **overrides: Any) -> PipelineSettings:
+    """The settings topics are created with (partitions, retention) for a test's prefix."""
+    return PipelineSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, **overrides)
 
 
 def database_url_for(server_url: str, database: str) -> str:
@@ -120,7 +126,7 @@ async def isolated_pipeline(
 ) -> AsyncIterator[tuple[str, str]]:
     """For a module's running services: a fresh database and a topic prefix with every topic created."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix)
+    await ensure_topics(topic_settings(kafka_bootstrap, prefix))
     async with fresh_database(pg_server_url, template_db) as url:
         yield url, prefix
 
@@ -141,5 +147,5 @@ def topic_prefix() -> str:
 @pytest.fixture
 async def topics(kafka_bootstrap: str, topic_prefix: str) -> str:
     """Every pipeline topic created under this test's prefix; the prefix."""
-    await ensure_topics(kafka_bootstrap, topic_prefix)
+    await ensure_topics(topic_settings(kafka_bootstrap, topic_prefix))
     return topic_prefix

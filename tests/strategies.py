@@ -82,7 +82,14 @@ vote_streams = st.lists(any_votes(), max_size=40)
 
 
 def answer(interaction_id: str, content: str | None = None, model_version: str = "v1") -> Answer:
-    return Answer(interaction_id, content or f"answer {interaction_id}", "acme-chat", model_version, None, T0)
+    return Answer(
+        interaction_id=interaction_id,
+        content=content or f"answer {interaction_id}",
+        model="acme-chat",
+        model_version=model_version,
+        domain=None,
+        occurred_at=T0,
+    )
 
 
 def group_of(answers: Iterable[Answer], votes: Iterable[Vote], prompt: str = "What is a good answer?") -> Group:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import FastAPI
 
 from services.aggregator import jobs, store
-from services.aggregator.batches import BatchRules
 from services.aggregator.handlers import (
     Aggregator,
     AggregatorMetrics,
@@ -15,8 +12,7 @@ from services.aggregator.handlers import (
     http_router,
     register_subscribers,
 )
-from services.aggregator.pairs import PairRules
-from services.aggregator.routing import RoutingRules, parse_domain_rules
+from services.aggregator.rules import batch_rules, job_rules
 from services.aggregator.settings import AggregatorSettings
 from shared.db import SHARED_MIGRATIONS, Migrations
 from shared.kafka import RedeliveryPause
@@ -24,46 +20,6 @@ from shared.runtime import Runtime, build_app
 
 SERVICE = "aggregator"
 MIGRATIONS = (SHARED_MIGRATIONS, Migrations(SERVICE, store.MIGRATIONS_DIR))
-
-
-def batch_rules(settings: AggregatorSettings, service: str) -> BatchRules:
-    """The pure core's rules from the settings (reads the domain rules file: a bad one stops the start)."""
-    domain_rules = parse_domain_rules(json.loads(settings.domain_rules_path.read_text()))
-    return BatchRules(
-        service=service,
-        topic_prefix=settings.topic_prefix,
-        limits=settings.limits,
-        pairs=PairRules(
-            confidence_threshold=settings.confidence_threshold,
-            min_votes=settings.min_votes,
-            min_votes_per_answer=settings.min_votes_per_answer,
-            min_votes_for_task=settings.min_votes_for_task,
-            min_comparisons=settings.min_comparisons,
-            rewrite_min_down=settings.rewrite_min_down,
-            edit_confidence=settings.edit_confidence,
-            max_answers=settings.max_answers_per_group,
-        ),
-        routing=RoutingRules(
-            domain_rules=domain_rules,
-            traffic_weight=settings.priority_traffic_weight,
-            uncertainty_weight=settings.priority_uncertainty_weight,
-            priority_step=settings.priority_step,
-        ),
-        stats_window_s=settings.stats_window_s,
-        parked_vote_ttl_s=settings.parked_vote_ttl_s,
-    )
-
-
-def job_rules(settings: AggregatorSettings, service: str) -> jobs.JobRules:
-    return jobs.JobRules(
-        service=service,
-        topic_prefix=settings.topic_prefix,
-        stats_allowed_lateness_s=settings.stats_allowed_lateness_s,
-        stats_publish_batch=settings.stats_publish_batch,
-        parked_vote_ttl_s=settings.parked_vote_ttl_s,
-        parked_sweep_batch=settings.parked_sweep_batch,
-        vote_dedupe_window_s=settings.vote_dedupe_window_s,
-    )
 
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
@@ -81,11 +37,11 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             is_enabled=settings.outbox_relay_enabled,
         )
         rt.state["aggregator"] = Aggregator(
-            rt.db,
-            relay,
-            rules,
-            metrics,
-            RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
+            pool=rt.db,
+            relay=relay,
+            rules=rules,
+            metrics=metrics,
+            pause=RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         )
         rt.every(
             "publish_stats", settings.stats_publish_interval_s, lambda: jobs.publish_stats(rt.db, relay, background)

@@ -60,7 +60,7 @@ class AggregatorMetrics:
             self.outputs.labels(kind).inc(getattr(outcome, kind))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Aggregator:
     """Per-process state of the consumers: the pool, the outbox relay, the rules."""
 
@@ -165,7 +165,11 @@ def decode_votes(records: tuple[ConsumerRecord, ...], rules: BatchRules) -> Batc
     for record in records:
         try:
             vote = parse_vote(_value(record), rules.limits)
-            batch.votes.append(store.ParkedVote(vote, record.topic, record.partition, record.offset))
+            batch.votes.append(
+                store.ParkedVote(
+                    vote=vote, source_topic=record.topic, source_partition=record.partition, source_offset=record.offset
+                )
+            )
         except ContractError as exc:
             _dead_letter(batch, rules, record, exc)
     return batch

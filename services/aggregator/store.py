@@ -28,7 +28,7 @@ QUERIES = db.load_queries(SQL_DIR / "queries.sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GroupRows:
     """The stored state of one locked group."""
 
@@ -40,7 +40,7 @@ class GroupRows:
     emitted_tasks: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class ParkedVote:
     vote: Vote
     source_topic: str
@@ -77,7 +77,9 @@ async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> d
     """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
     return {
-        r["prompt_key"]: GroupRows(r["app_id"], tuple(Message.model_validate(m) for m in r["prompt"]["messages"]))
+        r["prompt_key"]: GroupRows(
+            app_id=r["app_id"], prompt=tuple(Message.model_validate(m) for m in r["prompt"]["messages"])
+        )
         for r in rows
     }
 
@@ -162,7 +164,14 @@ async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows
     keys = sorted(groups)
     for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
         groups[r["prompt_key"]].answers.append(
-            Answer(r["interaction_id"], r["content"], r["model"], r["model_version"], r["domain"], r["occurred_at"])
+            Answer(
+                interaction_id=r["interaction_id"],
+                content=r["content"],
+                model=r["model"],
+                model_version=r["model_version"],
+                domain=r["domain"],
+                occurred_at=r["occurred_at"],
+            )
         )
     for r in await conn.fetch(QUERIES["select_group_votes"], keys):
         groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])

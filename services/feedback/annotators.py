@@ -92,7 +92,9 @@ def tasks_router() -> APIRouter:
     @router.post("/{task_id}/verdict", summary="Submit a verdict on a leased task")
     async def verdict(request: Request, task_id: str, body: VerdictBody, annotator: AnnotatorDep) -> Any:
         _check_lengths(body, request.app.state.runtime.settings.max_content_chars)
-        given = Verdict(annotator.annotator_id, body.verdict, body.rewrite, body.comment)
+        given = Verdict(
+            annotator_id=annotator.annotator_id, verdict=body.verdict, rewrite=body.rewrite, comment=body.comment
+        )
         return await queue_of(request).submit_verdict(annotator, task_id, given)
 
     @router.post("/{task_id}/extend", summary="Extend a lease by the lease duration from now")

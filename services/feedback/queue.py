@@ -25,6 +25,7 @@ from shared.errors import ContractError, NotFoundError, PipelineError
 from shared.events import AnnotationRequest
 from shared.kafka import OutRecord, dead_letter_for
 from shared.outbox import OutboxRelay, insert_outbox
+from shared.settings import Limits, limits_from
 
 log = structlog.get_logger(__name__)
 
@@ -61,14 +62,14 @@ class QueueMetrics:
         )
 
 
-def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> AnnotationRequest | str:
+def _parse_request(record: ConsumerRecord, limits: Limits) -> AnnotationRequest | str:
     """The request, or for a tombstone (null value) the task_id the aggregator withdraws."""
     if record.value is None:
         if not record.key:
             raise ContractError("annotation request tombstone without a key")
         return record.key.decode("utf-8", "replace")
     try:
-        return AnnotationRequest.model_validate_json(record.value, context={"limits": settings.limits})
+        return AnnotationRequest.model_validate_json(record.value, context={"limits": limits})
     except ValidationError as exc:
         errors = [dict(e) for e in exc.errors(include_url=False, include_input=False, include_context=False)]
         raise ContractError("invalid annotation request", errors=errors) from exc
@@ -90,6 +91,7 @@ class TaskQueue:
         self.settings = settings
         self.relay = relay
         self.metrics = metrics
+        self.limits = limits_from(settings)
 
     async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
         """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
@@ -97,7 +99,7 @@ class TaskQueue:
         dead: list[OutRecord] = []
         for record in records:
             try:
-                request = _parse_request(record, self.settings)
+                request = _parse_request(record, self.limits)
             except ContractError as exc:
                 log.warning("annotation_request_dead_lettered", **exc.to_log_context(), offset=record.offset)
                 dead.append(dead_letter_for(self.settings.topic_prefix, self.service, record, exc))

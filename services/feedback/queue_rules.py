@@ -47,7 +47,7 @@ VERDICT_EVENT_NAMESPACE = uuid.UUID("5f1f6f0e-2b8e-5c55-9f5e-6a0d0c4e7a11")
 TaskStatus = Literal["open", "completed", "contested"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class TaskState:
     """A locked task's lease state, read with the database clock (`now`)."""
 
@@ -60,7 +60,7 @@ class TaskState:
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Verdict:
     annotator_id: str
     verdict: str
@@ -68,7 +68,7 @@ class Verdict:
     comment: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Outcome:
     """What a task becomes after a verdict: still open (maybe escalated), completed, or contested."""
 
@@ -223,7 +223,7 @@ def task_view(request: AnnotationRequest, lease_expires_at: datetime, priority: 
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class AgreementRow:
     """One verdict of a multi-reviewer task, with the task's combined verdict if any."""
 
@@ -234,7 +234,7 @@ class AgreementRow:
     combined: str | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Agreement:
     """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count."""
 
@@ -289,16 +289,18 @@ def agreement_stats(rows: Iterable[AgreementRow]) -> tuple[dict[str, Agreement],
     by_domain: dict[str, Agreement] = {}
     for domain in sorted(set(domain_of[t] for t in units)):
         mine = {t: u for t, u in units.items() if domain_of[t] == domain}
-        by_domain[domain] = Agreement(krippendorff_alpha(mine), _pairwise(mine.values()), len(mine))
+        by_domain[domain] = Agreement(
+            alpha=krippendorff_alpha(mine), pairwise=_pairwise(mine.values()), tasks=len(mine)
+        )
     by_annotator: dict[str, Agreement] = {}
     for annotator in sorted({a for u in units.values() for a in u}):
         mine = {t: u for t, u in units.items() if annotator in u}
         decided = [t for t in mine if combined[t] is not None]
         with_result = sum(mine[t][annotator] == combined[t] for t in decided) / len(decided) if decided else None
         by_annotator[annotator] = Agreement(
-            krippendorff_alpha(mine),
-            _pairwise(mine.values(), annotator),
-            len(mine),
-            {"agreement_with_result": with_result},
+            alpha=krippendorff_alpha(mine),
+            pairwise=_pairwise(mine.values(), annotator),
+            tasks=len(mine),
+            extra={"agreement_with_result": with_result},
         )
     return by_domain, by_annotator

@@ -23,7 +23,7 @@ QUERIES = db.load_queries(SQL_DIR / "queries.sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class NewTask:
     """One row of `upsert_tasks`."""
 
@@ -37,7 +37,7 @@ class NewTask:
     reviewers_needed: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class LeasedTask:
     task_id: str
     kind: str
@@ -47,7 +47,7 @@ class LeasedTask:
     lease_expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class LockedTask:
     """A task row locked FOR UPDATE: its lease state plus what a verdict needs."""
 
@@ -146,7 +146,10 @@ async def insert_verdict(conn: asyncpg.Connection, task_id: str, verdict: Verdic
 
 async def select_task_verdicts(conn: asyncpg.Connection, task_id: str) -> list[Verdict]:
     rows = await conn.fetch(QUERIES["select_task_verdicts"], task_id)
-    return [Verdict(r["annotator_id"], r["verdict"], r["rewrite"], r["comment"]) for r in rows]
+    return [
+        Verdict(annotator_id=r["annotator_id"], verdict=r["verdict"], rewrite=r["rewrite"], comment=r["comment"])
+        for r in rows
+    ]
 
 
 async def update_task_after_verdict(
@@ -178,7 +181,16 @@ async def select_agreement_verdicts(
         rows = await pool.fetch(
             QUERIES["select_agreement_verdicts"], list(domains) if domains is not None else None, max_tasks
         )
-    return [AgreementRow(r["task_id"], r["domain"], r["annotator_id"], r["verdict"], r["combined"]) for r in rows]
+    return [
+        AgreementRow(
+            task_id=r["task_id"],
+            domain=r["domain"],
+            annotator_id=r["annotator_id"],
+            verdict=r["verdict"],
+            combined=r["combined"],
+        )
+        for r in rows
+    ]
 
 
 async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:

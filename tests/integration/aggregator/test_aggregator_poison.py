@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from services.aggregator.app import SERVICE, batch_rules
+from services.aggregator.app import SERVICE
 from services.aggregator.batches import BatchRules
 from services.aggregator.handlers import Aggregator, AggregatorMetrics, decode_interactions
+from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
 from shared.kafka import RedeliveryPause, make_broker
@@ -51,11 +52,11 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         max_backoff_s=1.0,
     )
     aggregator = Aggregator(
-        pool,
-        relay,
-        batch_rules(settings, SERVICE),
-        AggregatorMetrics(registry),
-        RedeliveryPause(0.01, 0.05),
+        pool=pool,
+        relay=relay,
+        rules=batch_rules(settings, SERVICE),
+        metrics=AggregatorMetrics(registry),
+        pause=RedeliveryPause(0.01, 0.05),
     )
     try:
         await aggregator.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)

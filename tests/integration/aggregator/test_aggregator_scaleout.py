@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from shared import topics
 from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
+from tests.conftest import _execute, _quoted, database_url_for, topic_settings
 from tests.helpers import eventually
 from tests.integration.aggregator.aggregator_flow import (
     Outputs,
@@ -70,7 +70,7 @@ async def deployment(kafka_bootstrap: str, pg_server_url: str, template_db: str,
     database = f"test_{uuid.uuid4().hex}"
     await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)
+    await ensure_topics(topic_settings(kafka_bootstrap, prefix, topic_partitions=PARTITIONS))
     group_id = f"aggregator-{prefix}"
     settings = settings_for(kafka_bootstrap, database_url_for(pg_server_url, database), prefix, group_id)
     try:

@@ -57,7 +57,7 @@ async def test_twenty_annotators_drain_a_thousand_tasks_once_per_reviewer(databa
                 # No awaits between the check and the update: the invariant holds at every lease.
                 assert len(holders[task_id]) + len(judged[task_id]) < needed[task_id], task_id
                 holders[task_id].add(name)
-                await queue.submit_verdict(me, task_id, Verdict(name, "A"))
+                await queue.submit_verdict(me, task_id, Verdict(annotator_id=name, verdict="A"))
                 holders[task_id].discard(name)
                 judged[task_id].append(name)
 
@@ -83,7 +83,7 @@ async def test_expired_lease_returns_the_task_to_the_queue(database_url: str) ->
         task = await eventually(lambda: queue.lease(BOB, None), timeout=5, interval=0.1)
         assert task["task_id"] == "t1"
         with pytest.raises(ConflictError, match="expired"):
-            await queue.submit_verdict(ALICE, "t1", Verdict("alice", "A"))
+            await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="A"))
         with pytest.raises(ConflictError, match="expired"):
             await queue.extend(ALICE, "t1")
 
@@ -118,26 +118,26 @@ async def test_judged_task_never_offered_again_to_its_reviewer(database_url: str
     async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
         await ingest(queue, request_body("t1", "medical"))
         await queue.lease(ALICE, None)
-        result = await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+        result = await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
         assert (result["task_status"], result["verdicts"]) == ("open", 1)
         assert await queue.lease(ALICE, None) is None
         assert (await queue.lease(BOB, None))["task_id"] == "t1"
         with pytest.raises(ConflictError, match="already judged"):
-            await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+            await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
 
 
 async def test_rerequest_updates_priority_and_keeps_verdicts(database_url: str) -> None:
     async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
         await ingest(queue, request_body("t1", "medical", priority=1.0))
         await queue.lease(ALICE, None)
-        await queue.submit_verdict(ALICE, "t1", Verdict("alice", "B"))
+        await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
         newer = request_body("t1", "medical", priority=9.0, reason="more_votes", updated_at=later(60))
         stale = request_body("t1", "medical", priority=0.1, reason="stale", updated_at=later(-60))
         await ingest(queue, newer, stale)
         await ingest(queue, stale)
         task = await queue.lease(BOB, None)
         assert (task["priority"], task["reason"]) == (9.0, "more_votes")
-        result = await queue.submit_verdict(BOB, "t1", Verdict("bob", "B"))
+        result = await queue.submit_verdict(BOB, "t1", Verdict(annotator_id="bob", verdict="B"))
         assert (result["task_status"], result["verdicts"]) == ("completed", 2)
         (vote,) = await outbox_votes(queue)
         assert (vote["reviewers"], vote["verdict"], vote["agreement"]) == (["alice", "bob"], "B", 1.0)
@@ -149,9 +149,9 @@ async def test_split_verdicts_escalate_then_contest(database_url: str) -> None:
         await ingest(queue, request_body("t1", "medical"))
         for annotator, verdict in ((ALICE, "A"), (BOB, "B")):
             await queue.lease(annotator, None)
-            await queue.submit_verdict(annotator, "t1", Verdict(annotator.annotator_id, verdict))
+            await queue.submit_verdict(annotator, "t1", Verdict(annotator_id=annotator.annotator_id, verdict=verdict))
         assert (await queue.lease(carol, None))["task_id"] == "t1"
-        result = await queue.submit_verdict(carol, "t1", Verdict("carol", "tie"))
+        result = await queue.submit_verdict(carol, "t1", Verdict(annotator_id="carol", verdict="tie"))
         assert result["task_status"] == "contested"
         assert await outbox_votes(queue) == []
         stats = await queue.stats(None)
@@ -183,7 +183,7 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
     async with task_queue(database_url) as queue:
         await ingest(queue, request_body("t1", "general"), request_body("t2", "general"))
         await queue.lease(ALICE, None)
-        await queue.submit_verdict(ALICE, "t1", Verdict("alice", "A"))  # t1 is completed
+        await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="A"))  # t1 is completed
         leased = await queue.lease(BOB, None)
         assert leased["task_id"] == "t2"
         await queue.ingest([record(None, 5, key=b"t1"), record(None, 6, key=b"t2")])
@@ -194,7 +194,7 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
         assert (stats["withdrawn"], stats["completed"], stats["queued"]) == (1, 1, 0)
         await queue.refresh_gauges()
         with pytest.raises(ConflictError):
-            await queue.submit_verdict(BOB, "t2", Verdict("bob", "A"))
+            await queue.submit_verdict(BOB, "t2", Verdict(annotator_id="bob", verdict="A"))
 
         # Requested again after the tombstone, then withdrawn and requested in one batch: the last wins.
         again = json.dumps(request_body("t2", "general", updated_at=later(60))).encode()

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from services.aggregator.evidence import Tally, approval_of, fold_votes, vote_slot
 from services.aggregator.pairs import (
-    PairRules,
     PairSpec,
     TaskSpec,
     decide,
@@ -22,6 +21,8 @@ from services.aggregator.pairs import (
     prob_better,
     task_id,
 )
+from services.aggregator.rules import pair_rules
+from services.aggregator.settings import AggregatorSettings
 from shared.events import EditVote, VerdictVote
 from tests.strategies import (
     APP,
@@ -36,7 +37,7 @@ from tests.strategies import (
     vote_streams,
 )
 
-RULES = PairRules()
+RULES = pair_rules(AggregatorSettings())
 A, B = answer("int-a"), answer("int-b")
 
 

@@ -121,7 +121,7 @@ def test_verdicts_that_do_not_fit(kind: str, verdict: str, rewrite: str | None, 
 
 
 def verdicts(*given: str) -> list[Verdict]:
-    return [Verdict(f"r{i}", v) for i, v in enumerate(given)]
+    return [Verdict(annotator_id=f"r{i}", verdict=v) for i, v in enumerate(given)]
 
 
 def test_one_reviewer_decides_alone() -> None:
@@ -167,9 +167,9 @@ def test_cap_never_below_the_domain_count() -> None:
 
 def test_rewrite_and_comment_come_from_the_majority_side() -> None:
     given = [
-        Verdict("r0", "A", None, "minority"),
-        Verdict("r1", "both_bad", "first rewrite", None),
-        Verdict("r2", "both_bad", "second rewrite", "majority comment"),
+        Verdict(annotator_id="r0", verdict="A", rewrite=None, comment="minority"),
+        Verdict(annotator_id="r1", verdict="both_bad", rewrite="first rewrite", comment=None),
+        Verdict(annotator_id="r2", verdict="both_bad", rewrite="second rewrite", comment="majority comment"),
     ]
     outcome = rules.combine_verdicts(given, 3, 3)
     assert (outcome.rewrite, outcome.comment) == ("first rewrite", "majority comment")
@@ -179,7 +179,9 @@ def test_rewrite_and_comment_come_from_the_majority_side() -> None:
 
 
 def test_expert_vote_is_deterministic_and_complete() -> None:
-    outcome = rules.combine_verdicts([Verdict("ann", "B"), Verdict("bea", "B")], 2, 3)
+    outcome = rules.combine_verdicts(
+        [Verdict(annotator_id="ann", verdict="B"), Verdict(annotator_id="bea", verdict="B")], 2, 3
+    )
     vote = rules.expert_vote(request(), outcome, NOW)
     again = rules.expert_vote(request(), outcome, NOW + timedelta(hours=1))
     assert vote.event_id == again.event_id == uuid.uuid5(rules.VERDICT_EVENT_NAMESPACE, "task-1verdict")
@@ -190,7 +192,7 @@ def test_expert_vote_is_deterministic_and_complete() -> None:
 
 def test_rewrite_task_vote_has_no_b() -> None:
     lone = request(kind="rewrite", candidates={"A": request().candidates["A"].model_dump()})
-    outcome = rules.combine_verdicts([Verdict("ann", "both_bad", "better answer")], 1, 3)
+    outcome = rules.combine_verdicts([Verdict(annotator_id="ann", verdict="both_bad", rewrite="better answer")], 1, 3)
     vote = rules.expert_vote(lone, outcome, NOW)
     assert (vote.b_interaction_id, vote.rewrite) == (None, "better answer")
 
@@ -213,7 +215,11 @@ def test_task_view_redacts_prompt_and_candidates() -> None:
 
 
 def rows(domain: str, units: dict[str, dict[str, str]]) -> list[AgreementRow]:
-    return [AgreementRow(t, domain, a, v, None) for t, unit in units.items() for a, v in unit.items()]
+    return [
+        AgreementRow(task_id=t, domain=domain, annotator_id=a, verdict=v, combined=None)
+        for t, unit in units.items()
+        for a, v in unit.items()
+    ]
 
 
 def test_perfect_agreement_on_varied_items_gives_alpha_one() -> None:
@@ -239,9 +245,9 @@ def test_alpha_undefined_with_one_category_and_single_reviews_ignored() -> None:
 
 def test_annotator_agreement_with_the_result() -> None:
     data = [
-        AgreementRow("t1", "m", "x", "A", "A"),
-        AgreementRow("t1", "m", "y", "A", "A"),
-        AgreementRow("t1", "m", "z", "B", "A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="x", verdict="A", combined="A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="y", verdict="A", combined="A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="z", verdict="B", combined="A"),
     ]
     _, by_annotator = rules.agreement_stats(data)
     assert by_annotator["z"].extra["agreement_with_result"] == 0.0
