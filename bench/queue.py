@@ -159,7 +159,7 @@ async def queue_rate(queue: TaskQueue, workers: int, level: int, tasks: int, sec
         task = await queue.lease(me, None)
         if task is None:
             return False
-        await queue.submit_verdict(me, task["task_id"], Verdict(annotator_id=me.annotator_id, verdict="A"))
+        await queue.submit_verdict(me, task.request.task_id, Verdict(annotator_id=me.annotator_id, verdict="A"))
         return True
 
     started = time.perf_counter()

@@ -40,6 +40,34 @@ class GroupRows:
     emitted_tasks: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StoredPair:
+    """A pair as last published: `pair` is None once it was retracted."""
+
+    pair_id: str
+    prompt_key: str
+    pair: dict[str, Any] | None
+    updated_at: datetime
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StatsWindow:
+    """One stored feedback-stats window (counts so far; `is_final` once it closed)."""
+
+    app_id: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    interactions: int
+    thumbs_up: int
+    thumbs_down: int
+    ratings: int
+    rating_sum: int
+    pairs_emitted: int
+    tasks_queued: int
+    is_final: bool
+
+
 @dataclass(kw_only=True, frozen=True)
 class ParkedVote:
     vote: Vote
@@ -269,9 +297,17 @@ async def mark_stats_published(conn: asyncpg.Connection, rows: Sequence[Any], fi
     )
 
 
-async def select_pair(pool: asyncpg.Pool, pair_id: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(QUERIES["select_pair"], pair_id)
+async def select_pair(pool: asyncpg.Pool, pair_id: str) -> StoredPair | None:
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["select_pair"], pair_id)
+    if row is None:
+        return None
+    return StoredPair(
+        pair_id=row["pair_id"], prompt_key=row["prompt_key"], pair=row["pair"], updated_at=row["updated_at"]
+    )
 
 
-async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(QUERIES["select_stats"], app_id, limit)
+async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[StatsWindow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["select_stats"], app_id, limit)
+    return [StatsWindow(**{name: row[name] for name in StatsWindow.__dataclass_fields__}) for row in rows]

@@ -25,7 +25,7 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -234,17 +234,17 @@ class AgreementRow:
     combined: str | None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Agreement:
-    """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count."""
+    """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count.
+
+    For an annotator, `with_result` is the share of its decided tasks where it gave the combined verdict.
+    """
 
     alpha: float | None
     pairwise: float | None
     tasks: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "pairwise_agreement": self.pairwise, "tasks": self.tasks, **self.extra}
+    with_result: float | None = None
 
 
 def krippendorff_alpha(units: Mapping[str, Mapping[str, str]]) -> float | None:
@@ -301,6 +301,63 @@ def agreement_stats(rows: Iterable[AgreementRow]) -> tuple[dict[str, Agreement],
             alpha=krippendorff_alpha(mine),
             pairwise=_pairwise(mine.values(), annotator),
             tasks=len(mine),
-            extra={"agreement_with_result": with_result},
+            with_result=with_result,
         )
     return by_domain, by_annotator
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class TaskCount:
+    """Tasks of one domain in one status, and how many of them hold live leases (`count_tasks_by_domain`)."""
+
+    domain: str
+    status: str
+    tasks: int
+    leased: int
+
+
+@dataclass(kw_only=True, slots=True)
+class DomainStats:
+    """One domain's tasks by state (queued = open), and its agreement (None: no multi-reviewer task yet)."""
+
+    queued: int = 0
+    leased: int = 0
+    completed: int = 0
+    contested: int = 0
+    withdrawn: int = 0
+    agreement: Agreement | None = None
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class QueueStats:
+    """The queue per domain and the agreement per annotator, with totals over the domains."""
+
+    domains: dict[str, DomainStats]
+    annotators: dict[str, Agreement]
+
+    def total(self, state: Literal["queued", "completed", "contested", "withdrawn"]) -> int:
+        return sum(getattr(entry, state) for entry in self.domains.values())
+
+
+def queue_stats(
+    counts: Iterable[TaskCount],
+    agreement_rows: Iterable[AgreementRow],
+    *,
+    domains: Sequence[str] | None,
+    annotator_id: str | None,
+) -> QueueStats:
+    """Roll counts and verdicts up per domain (every one of `domains`, even empty; None: those seen).
+
+    `annotator_id` keeps one annotator's agreement only (None: everyone's).
+    """
+    by_domain, by_annotator = agreement_stats(agreement_rows)
+    per_domain = {domain: DomainStats() for domain in domains or ()}
+    for count in counts:
+        entry = per_domain.setdefault(count.domain, DomainStats())
+        state = "queued" if count.status == "open" else count.status
+        setattr(entry, state, getattr(entry, state) + count.tasks)
+        entry.leased += count.leased
+    for domain, entry in per_domain.items():
+        entry.agreement = by_domain.get(domain)
+    annotators = {a: v for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
+    return QueueStats(domains=per_domain, annotators=annotators)

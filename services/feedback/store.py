@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.feedback.queue_rules import AgreementRow, Outcome, TaskState, Verdict
+from services.feedback.queue_rules import AgreementRow, Outcome, TaskCount, TaskState, Verdict
 from shared import db
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -167,11 +167,10 @@ async def update_task_after_verdict(
     return row["completed_at"] or row["updated_at"]
 
 
-async def count_tasks_by_domain(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Rows of domain, status, tasks, leased."""
+async def count_tasks_by_domain(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[TaskCount]:
     async with db.translate_errors():
         rows = await pool.fetch(QUERIES["count_tasks_by_domain"], list(domains) if domains is not None else None)
-    return [dict(r) for r in rows]
+    return [TaskCount(domain=r["domain"], status=r["status"], tasks=r["tasks"], leased=r["leased"]) for r in rows]
 
 
 async def select_agreement_verdicts(

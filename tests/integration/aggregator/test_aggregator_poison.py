@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from services.aggregator.app import SERVICE
 from services.aggregator.batches import BatchRules
-from services.aggregator.handlers import Aggregator, AggregatorMetrics, decode_interactions
+from services.aggregator.decoders import decode_interactions
+from services.aggregator.intake import BatchIntake
+from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
@@ -51,7 +53,7 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         publish_timeout_s=1.0,
         max_backoff_s=1.0,
     )
-    aggregator = Aggregator(
+    intake = BatchIntake(
         pool=pool,
         relay=relay,
         rules=batch_rules(settings, SERVICE),
@@ -59,7 +61,7 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         pause=RedeliveryPause(0.01, 0.05),
     )
     try:
-        await aggregator.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
+        await intake.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
         stored = await pool.fetch("SELECT interaction_id FROM agg_interactions ORDER BY interaction_id")
         letters = await pool.fetch("SELECT topic, value FROM outbox WHERE service = 'aggregator'")
     finally:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from shared import topics
 from shared.kafka import ensure_topics
+from shared.runtime import runtime_of
 from tests.conftest import _execute, _quoted, database_url_for, topic_settings
 from tests.helpers import eventually
 from tests.integration.aggregator.aggregator_flow import (
@@ -88,7 +89,7 @@ def assigned(apps: list[FastAPI], prefix: str) -> bool:
     covered: set[tuple[str, int]] = set()
     for app in apps:
         mine = set()
-        for subscriber in app.state.runtime.broker.subscribers:
+        for subscriber in runtime_of(app).broker.subscribers:
             if subscriber.consumer is not None:
                 mine |= {(tp.topic, tp.partition) for tp in subscriber.consumer.assignment()}
         assert mine, "an instance has no partition yet"

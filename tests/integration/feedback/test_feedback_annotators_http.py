@@ -15,6 +15,7 @@ from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.events import DeadLetter, VerdictVote
+from shared.runtime import runtime_of
 from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
 from tests.integration.feedback.queue_fixtures import request_body
@@ -129,7 +130,7 @@ async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(ser
     alice, bob, carol = [await service.issue(f"{n}-2", "medical") for n in ("alice", "bob", "carol")]
     task_ids = [f"med-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     await service.publish(*(request_body(t, "medical", priority=5.0 - i) for i, t in enumerate(task_ids)))
-    pool = service.app.state.runtime.db
+    pool = runtime_of(service.app).db
     # The two requests may sit on different partitions: lease only once both are queued.
     await eventually(lambda: _count_tasks(pool, task_ids), timeout=15)
     async with service.reading(topics.VOTES) as reader:
@@ -151,7 +152,8 @@ async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(ser
     assert set(stats["domains"]) == {"medical"} and stats["domains"]["medical"]["completed"] == 2
     assert stats["domains"]["medical"]["agreement"]["alpha"] == pytest.approx(1.0)
     assert stats["annotators"] == {}
-    await service.app.state.runtime.state["queue"].refresh_gauges()
+    context = await runtime_of(service.app).context()
+    await context.queue.refresh_gauges()
     metrics = (await service.client.get("/metrics")).text
     assert 'task_agreement_alpha{domain="medical"} 1.0' in metrics
 

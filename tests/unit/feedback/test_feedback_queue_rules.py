@@ -250,6 +250,6 @@ def test_annotator_agreement_with_the_result() -> None:
         AgreementRow(task_id="t1", domain="m", annotator_id="z", verdict="B", combined="A"),
     ]
     _, by_annotator = rules.agreement_stats(data)
-    assert by_annotator["z"].extra["agreement_with_result"] == 0.0
-    assert by_annotator["x"].extra["agreement_with_result"] == 1.0
+    assert by_annotator["z"].with_result == 0.0
+    assert by_annotator["x"].with_result == 1.0
     assert by_annotator["x"].pairwise == 0.5
