@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 up: $(STAMP)
-	$(BIN)/python -m deploy.stack up
+	$(BIN)/python -m deploy.up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -1,6 +1,6 @@
 """Aggregator throughput and event->pair latency, against a raw aiokafka consume + asyncpg write baseline.
 
-`python -m bench.aggregator` starts its own Tansu broker and PostgreSQL (deploy.localstack, fsync
+`python -m bench.aggregator` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync
 off), runs `python -m services.aggregator` as a real process, and measures on that one broker:
 
 1. baseline: a raw aiokafka consumer reads the same canonical events (interactions keyed by
@@ -41,7 +41,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.provenance import run_header
 from deploy.init import migrate_all
-from deploy.localstack import free_port, read_tail, start_broker, start_database
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
+from deploy.localstack import free_port, read_tail
 from shared import topics
 from shared.events import Message
 from shared.kafka import ensure_topics

@@ -1,6 +1,6 @@
 """Ingest throughput: HTTP batch and single posts through services.ingest against a raw aiokafka producer.
 
-`python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy.localstack, fsync off),
+`python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync off),
 runs `python -m services.ingest` as a real process, and measures on that one broker, with the same
 ~1 KB interactions (distinct event_ids):
 
@@ -38,7 +38,9 @@ from aiokafka import AIOKafkaProducer
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
 from bench.provenance import run_header
 from deploy.init import migrate_all
-from deploy.localstack import free_port, read_tail, start_broker, start_database
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
+from deploy.localstack import free_port, read_tail
 from shared import topics
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key

@@ -4,7 +4,7 @@
 lease with SKIP LOCKED, the task view with PII redaction, the verdict transaction with its outbox row)
 and, on the same database in the same run, a bare asyncpg SKIP LOCKED dequeue loop (one
 `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)` per job), and reports the ratio.
-Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.localstack, fsync off).
+Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.local_database, fsync off).
 Results: bench/results/queue.json and queue.md.
 """
 
@@ -80,7 +80,7 @@ def _database_url(server_url: str, name: str) -> str:
 
 @contextmanager
 def _local_server():
-    from deploy.localstack import start_database
+    from deploy.local_database import start_database
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp,

@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from deploy.init import migrate_all
-from deploy.localstack import start_broker, start_database
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
 from shared.kafka import ensure_topics
 from shared.settings import PipelineSettings
 

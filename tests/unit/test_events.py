@@ -1,4 +1,4 @@
-"""Contract round trips and validation errors of shared/events.py."""
+"""Contract round trips and validation errors of shared/events/."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.stack import StackSettings, _forget_local_state
+from deploy.up import StackSettings, forget_local_state
 
 
 def _run_dir(tmp_path: Path) -> Path:
@@ -15,12 +15,12 @@ def _run_dir(tmp_path: Path) -> Path:
 
 def test_local_broker_means_a_fresh_local_database(tmp_path: Path) -> None:
     run_dir = _run_dir(tmp_path)
-    _forget_local_state(StackSettings(run_dir=run_dir))
+    forget_local_state(StackSettings(run_dir=run_dir))
     assert not (run_dir / "pgdata").exists()
-    _forget_local_state(StackSettings(run_dir=run_dir))  # nothing to forget: no error
+    forget_local_state(StackSettings(run_dir=run_dir))  # nothing to forget: no error
 
 
 def test_external_broker_keeps_the_local_database(tmp_path: Path) -> None:
     run_dir = _run_dir(tmp_path)
-    _forget_local_state(StackSettings(run_dir=run_dir, kafka_bootstrap_servers="kafka:9092"))
+    forget_local_state(StackSettings(run_dir=run_dir, kafka_bootstrap_servers="kafka:9092"))
     assert (run_dir / "pgdata" / "PG_VERSION").exists()
