@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from faststream import AckPolicy
+from faststream import AckPolicy, Depends
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from shared import topics
 from shared.errors import PipelineError, TransientError
@@ -69,8 +70,10 @@ def batch_subscriber(
 
     The handler gets the raw `aiokafka` records (`msg.raw_message`). Returning commits the batch;
     raising rewinds every partition of the batch to its first record, so it is delivered again
-    (at-least-once: handlers must be idempotent).
+    (at-least-once: handlers must be idempotent). Every log line of the handler carries the batch's
+    topic, partitions and offsets (structlog contextvars, see `bind_batch_log_context`).
     """
+    dependencies = [Depends(bind_batch_log_context), *extra.pop("dependencies", ())]
     return broker.subscriber(
         topics.topic(settings.topic_prefix, topic_name),
         group_id=group_id,
@@ -82,8 +85,28 @@ def batch_subscriber(
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        dependencies=dependencies,
         **extra,
     )
+
+
+def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
+    """Where a batch comes from: its topic, partitions, and first-last offset per partition."""
+    spans: dict[int, tuple[int, int]] = {}
+    for record in records:
+        first, last = spans.get(record.partition, (record.offset, record.offset))
+        spans[record.partition] = (min(first, record.offset), max(last, record.offset))
+    return {
+        "topic": records[0].topic if records else None,
+        "partitions": sorted(spans),
+        "offsets": [f"{partition}:{first}-{last}" for partition, (first, last) in sorted(spans.items())],
+    }
+
+
+async def bind_batch_log_context(msg: KafkaMessage) -> AsyncIterator[None]:
+    """Subscriber dependency: bind the batch's origin to structlog's contextvars while its handler runs."""
+    with structlog.contextvars.bound_contextvars(**batch_log_context(msg.raw_message)):
+        yield
 
 
 def document_output(

@@ -68,10 +68,6 @@ class ContextDependency(Generic[C]):
             raise TransientError("the service is not started")
         return self._context
 
-    @property
-    def is_set(self) -> bool:
-        return self._context is not None
-
     def set(self, context: C) -> None:
         self._context = context
 

@@ -46,9 +46,9 @@ class BatchIntake:
         try:
             await self._apply(decode(records, self.rules), topic_name)
         except TransientError as exc:
-            await self._pause_and_raise(exc, topic_name)
+            await self._pause_and_raise(exc)
         except Exception as exc:
-            log.warning("batch_isolating_poison", topic=topic_name, records=len(records), error=type(exc).__name__)
+            log.warning("batch_isolating_poison", records=len(records), error=type(exc).__name__)
             for record in records:
                 await self._take_one(record, decode, topic_name)
         self.pause.succeeded()
@@ -60,15 +60,15 @@ class BatchIntake:
                 await self._apply(decode((record,), self.rules), topic_name)
                 return
             except TransientError as exc:
-                await self._pause_and_raise(exc, topic_name)
+                await self._pause_and_raise(exc)
             except Exception as exc:
                 if attempt == POISON_ATTEMPTS:
-                    log.exception("message_processing_failed", topic=topic_name, offset=record.offset)
+                    log.exception("message_processing_failed", partition=record.partition, offset=record.offset)
                     await self._dead_letter_failed(record, exc)
 
-    async def _pause_and_raise(self, exc: TransientError, topic_name: str) -> NoReturn:
+    async def _pause_and_raise(self, exc: TransientError) -> NoReturn:
         pause_s = await self.pause.failed()
-        log.warning("batch_failed", topic=topic_name, **exc.to_log_context(), backoff_s=pause_s)
+        log.warning("batch_failed", **exc.to_log_context(), backoff_s=pause_s)
         raise exc
 
     async def _apply(self, batch: BatchInput, topic_name: str) -> None:

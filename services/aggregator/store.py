@@ -183,10 +183,6 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
     return await conn.fetch(QUERIES["expire_parked_votes"], now, limit)
 
 
-async def count_parked_votes(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval(QUERIES["count_parked_votes"])
-
-
 async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
     """Fill the locked groups with their answers, latest votes and what was published for them."""
     keys = sorted(groups)

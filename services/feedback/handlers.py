@@ -91,7 +91,7 @@ def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: Fe
             await context.queue.ingest(msg.raw_message)
         except PipelineError as exc:
             pause_s = await pause.failed()
-            log.warning("batch_failed", topic=topics.ANNOTATION_REQUESTS, **exc.to_log_context(), backoff_s=pause_s)
+            log.warning("batch_failed", **exc.to_log_context(), backoff_s=pause_s)
             raise
         pause.succeeded()
 
