@@ -280,6 +280,8 @@ def _apply_verdict(group: Group, verdict: VerdictVote, answers: dict[str, Answer
     when = max(verdict.occurred_at, *(a.occurred_at for a in shown))
     counts = {"experts": max(1, len(verdict.reviewers))}
     if len(shown) == 2 and verdict.verdict in ("A", "B"):
+        if shown[0].content == shown[1].content:
+            return  # two answers with one text make no pair, whoever judged them
         chosen, rejected = shown if verdict.verdict == "A" else shown[::-1]
         spec = _pair(group, chosen, rejected, "expert", confidence)
         out[spec.pair_id] = replace(spec, evidence={**spec.evidence, **counts}, occurred_at=when)

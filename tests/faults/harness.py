@@ -27,8 +27,8 @@ from shared import topics
 from tests.faults.sender import Sender
 from tests.faults.state import CANONICAL_TOPICS, OUTPUT_TOPICS, Comparison, FinalState, final_state
 from tests.faults.workload import Workload
-from tests.helpers import eventually
-from tests.services import TopicReader
+from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually
 
 # Every run uses these settings. 6 s sessions (Kafka's usual group minimum) let a killed member's
 # partitions move in seconds rather than the default 10 s.

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.faults.harness import (
     FaultReport,
     Reference,
@@ -19,6 +18,7 @@ from tests.faults.harness import (
     wait_until,
 )
 from tests.faults.state import compare
+from tests.support.isolation import fresh_database
 
 pytestmark = pytest.mark.timeout(240)
 SERVICES = ("ingest", "feedback", "aggregator")

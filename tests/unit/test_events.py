@@ -21,41 +21,7 @@ from shared.events import (
     parse_vote,
 )
 from shared.settings import Limits, PipelineSettings, limits_from
-
-
-def interaction_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "helpdesk",
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "interaction_id": "int-42",
-        "conversation_id": "conv-7",
-        "user_ref": "u-9f3",
-        "messages": [{"role": "user", "content": "Can diabetic patients do intense exercise?"}],
-        "response": {"content": "With care.", "model": "acme-chat", "model_version": "2026-11-01"},
-        "regenerated_from": None,
-        "domain": None,
-        "language": "en",
-        "tags": [],
-        "metadata": {},
-    }
-    body.update(overrides)
-    return body
-
-
-def vote_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "helpdesk",
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "interaction_id": "int-42",
-        "user_ref": "u-1",
-        "source": "end_user",
-        "kind": "thumb",
-        "value": 1,
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if not (k == "value" and v is None)}
+from tests.support.builders import interaction_body, vote_body
 
 
 def limits(**overrides: Any) -> Limits:

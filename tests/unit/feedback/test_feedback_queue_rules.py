@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.feedback import queue_rules as rules
 from services.feedback.queue_rules import AgreementRow, TaskState, Verdict
@@ -176,6 +180,65 @@ def test_rewrite_and_comment_come_from_the_majority_side() -> None:
 
 
 # --- the expert vote ------------------------------------------------------------------------------
+
+
+@st.composite
+def panels(draw: st.DrawFn) -> tuple[list[Verdict], int, int]:
+    """Verdicts of distinct annotators (oldest first), the domain's reviewer count and the cap."""
+    verdicts = draw(
+        st.lists(
+            st.builds(
+                Verdict,
+                annotator_id=st.sampled_from([f"a{i}" for i in range(8)]),
+                verdict=st.sampled_from(rules.VERDICTS),
+                rewrite=st.none() | st.just("Better."),
+                comment=st.none() | st.just("Why."),
+            ),
+            max_size=8,
+            unique_by=lambda v: v.annotator_id,
+        )
+    )
+    return verdicts, draw(st.integers(1, 4)), draw(st.integers(1, 5))
+
+
+@given(panels())
+def test_combining_verdicts_follows_the_majority_rule(panel: tuple[list[Verdict], int, int]) -> None:
+    """Open until N verdicts; then a strict majority completes, otherwise one more reviewer up to the cap, then
+    contested. A completed task names the majority verdict, its share, every reviewer and the first of its side."""
+    verdicts, needed, cap = panel
+    outcome = rules.combine_verdicts(verdicts, needed, cap)
+    counts = Counter(v.verdict for v in verdicts)
+    top, top_count = counts.most_common(1)[0] if verdicts else (None, 0)
+    if len(verdicts) < needed:
+        assert (outcome.status, outcome.reviewers_needed, outcome.is_escalated) == ("open", needed, False)
+    elif top_count * 2 > len(verdicts):
+        side = [v for v in verdicts if v.verdict == top]
+        assert (outcome.status, outcome.verdict) == ("completed", top)
+        assert outcome.agreement == pytest.approx(top_count / len(verdicts)) and outcome.agreement > 0.5
+        assert outcome.reviewers == tuple(v.annotator_id for v in verdicts)
+        assert outcome.decided_by == side[0].annotator_id
+        assert outcome.rewrite in {v.rewrite for v in side} and outcome.comment in {v.comment for v in side}
+    elif len(verdicts) < max(cap, needed):
+        assert (outcome.status, outcome.reviewers_needed, outcome.is_escalated) == ("open", len(verdicts) + 1, True)
+    else:
+        assert (outcome.status, outcome.verdict) == ("contested", None)
+    assert outcome.status != "completed" or outcome.to_result() is not None
+
+
+@given(panels(), st.randoms(use_true_random=False))
+def test_the_order_of_verdicts_changes_who_decided_never_what(
+    panel: tuple[list[Verdict], int, int], rnd: random.Random
+) -> None:
+    verdicts, needed, cap = panel
+    shuffled = list(verdicts)
+    rnd.shuffle(shuffled)
+    first, second = rules.combine_verdicts(verdicts, needed, cap), rules.combine_verdicts(shuffled, needed, cap)
+    assert (first.status, first.verdict, first.reviewers_needed) == (
+        second.status,
+        second.verdict,
+        second.reviewers_needed,
+    )
+    assert first.agreement == second.agreement
 
 
 def test_expert_vote_is_deterministic_and_complete() -> None:
