@@ -38,6 +38,13 @@ KILL_WAIT_S = 10.0  # after SIGKILL, how long the kernel may take to tear a proc
 SUPERVISE_INTERVAL_S = 0.5
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part (a rename within one directory is atomic)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 class StackError(RuntimeError):
     """The stack could not start, or a service failed."""
 
@@ -106,8 +113,13 @@ class Stack:
         self._stop_requested.set()
 
     async def start(self) -> None:
-        """Start the servers not given, migrate, create topics, start the services and wait until all are ready."""
+        """Start the servers not given, migrate, create topics, start the services and wait until all are ready.
+
+        `stack.json` exists exactly while the stack is ready: a script waiting for it never reads the
+        addresses of a previous run (even one killed before it could remove the file).
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stack_json_path.unlink(missing_ok=True)
         if self.kafka_bootstrap is None:
             self.broker = await asyncio.to_thread(start_broker, log_dir=self.log_dir)
             self.kafka_bootstrap = self.broker.bootstrap
@@ -130,12 +142,13 @@ class Stack:
         for service in self.initial_services:
             self._add_service(service, 1).spawn()
         await self._wait_all_ready([self._key(service, 1) for service in self.initial_services])
-        self.stack_json_path.write_text(json.dumps(self.info, indent=2) + "\n")
+        write_atomically(self.stack_json_path, json.dumps(self.info, indent=2) + "\n")
         log.info("stack_ready", stack_json=str(self.stack_json_path))
 
     async def stop(self) -> None:
         """Services first (SIGTERM; SIGKILL after `stop_timeout_s`), then the broker, then the database."""
         self._stop_requested.set()
+        self.stack_json_path.unlink(missing_ok=True)
         try:
             await asyncio.gather(*(self.stop_service(name) for name in self.services))
         finally:

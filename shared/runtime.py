@@ -32,6 +32,7 @@ from shared.http import (
     BodySizeLimit,
     HttpMetrics,
     install_error_handlers,
+    install_offline_docs,
     install_request_metrics,
     ops_router,
 )
@@ -241,7 +242,8 @@ def build_app(
         finally:
             await runtime.aclose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan, docs_url=None)
+    install_offline_docs(app, title=title)
     # For tests and debugging only (`runtime_of`): handlers take `runtime.context` by Depends.
     app.state.runtime = runtime
     install_error_handlers(app)
