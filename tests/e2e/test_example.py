@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from deploy.stack import Stack
+from tests.support.isolation import consumer_groups_env, new_topic_prefix
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,14 +24,13 @@ EXAMPLE_TIMEOUT_S = 60.0
 async def test_the_example_drives_a_running_stack_to_a_pair_and_a_task(
     tmp_path: Path, kafka_bootstrap: str, database_url: str
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    groups = {f"{s}_GROUP_ID": f"{s.lower()}-{prefix}" for s in ("INGEST", "FEEDBACK", "AGGREGATOR")}
+    prefix = new_topic_prefix()
     stack = Stack(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
         topic_prefix=prefix,
-        extra_env={**groups, "FEEDBACK_TASKS_GROUP_ID": f"tasks-{prefix}", "AGGREGATOR_OUTBOX_POLL_INTERVAL_S": "0.1"},
+        extra_env={**consumer_groups_env(prefix), "AGGREGATOR_OUTBOX_POLL_INTERVAL_S": "0.1"},
     )
     async with stack:
         assert json.loads(stack.stack_json_path.read_text())["topic_prefix"] == prefix

@@ -69,6 +69,12 @@ def new_topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}."
 
 
+def consumer_groups_env(prefix: str) -> dict[str, str]:
+    """Environment giving a stack's services consumer groups of their own, named after the topic prefix."""
+    groups = {f"{s}_GROUP_ID": f"{s.lower()}-{prefix}" for s in ("INGEST", "FEEDBACK", "AGGREGATOR")}
+    return {**groups, "FEEDBACK_TASKS_GROUP_ID": f"tasks-{prefix}"}
+
+
 def topic_settings(kafka_bootstrap: str, prefix: str, **overrides: Any) -> PipelineSettings:
     """The settings topics are created with (partitions, retention) for a test's prefix."""
     return PipelineSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, **overrides)

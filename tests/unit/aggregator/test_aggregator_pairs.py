@@ -11,6 +11,7 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.evidence import Tally, approval_of, fold_votes, vote_slot
+from services.aggregator.outputs import plan_outputs
 from services.aggregator.pairs import (
     PairSpec,
     TaskSpec,
@@ -21,9 +22,9 @@ from services.aggregator.pairs import (
     prob_better,
     task_id,
 )
-from services.aggregator.rules import pair_rules
+from services.aggregator.rules import pair_rules, routing_rules
 from services.aggregator.settings import AggregatorSettings
-from shared.events import EditVote, PreferencePair, VerdictVote
+from shared.events import EditVote, VerdictVote
 from tests.strategies import (
     APP,
     T0,
@@ -40,6 +41,7 @@ from tests.strategies import (
 )
 
 RULES = pair_rules(AggregatorSettings())
+ROUTING = routing_rules(AggregatorSettings())
 A, B = answer("int-a"), answer("int-b")
 
 
@@ -101,28 +103,17 @@ def test_every_pair_is_two_different_texts_and_a_valid_contract(answers, votes) 
     chosen and rejected differ in content, and they are different answers unless the pair is an edit (the
     edited text over the original of the same answer)."""
     group = group_of(answers, votes)
-    for spec in decide(group, RULES).pairs.values():
+    decision = decide(group, RULES)
+    for spec in decision.pairs.values():
         assert spec.chosen.content != spec.rejected.content
         if spec.method == "edit":
             assert spec.chosen.interaction_id == spec.rejected.interaction_id
         else:
             assert spec.chosen.interaction_id != spec.rejected.interaction_id
         assert 0.0 <= spec.confidence <= 1.0
-        PreferencePair(
-            event_id=uuid.UUID(int=0),
-            app_id=group.app_id,
-            pair_id=spec.pair_id,
-            prompt_key=group.prompt_key,
-            prompt=list(group.prompt),
-            chosen=spec.chosen,
-            rejected=spec.rejected,
-            confidence=spec.confidence,
-            method=spec.method,
-            evidence=spec.evidence,
-            domain="general",
-            occurred_at=spec.occurred_at,
-            updated_at=T0,
-        )
+    # What the shell publishes: every pair becomes a PreferencePair message (the contract validates it).
+    plan = plan_outputs(group, decision, {}, {}, ROUTING, traffic=len(votes), now=T0)
+    assert len(plan.first_pairs) == len(decision.pairs)
 
 
 @pytest.mark.parametrize("method", ["votes", "comparison", "edit", "expert"])
