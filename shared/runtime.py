@@ -118,6 +118,7 @@ class Runtime(Generic[C]):
         task = asyncio.create_task(coro, name=f"{self.service}:{name}")  # type: ignore[arg-type]
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_log_if_failed)
         return task
 
     def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
@@ -211,6 +212,12 @@ class Runtime(Generic[C]):
 
     async def is_database_ready(self) -> bool:
         return self.pool is not None and await db.ping(self.pool, timeout_s=2.0)
+
+
+def _log_if_failed(task: asyncio.Task[Any]) -> None:
+    """A background task should run until cancelled: one that ended on an error says so at once."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
 
 
 def runtime_of(app: FastAPI) -> Runtime[Any]:

@@ -146,3 +146,16 @@ def test_batch_log_context_spans_every_partition() -> None:
         "partitions": [0, 1],
         "offsets": ["0:3-4", "1:7-9"],
     }
+
+
+async def test_a_background_task_that_fails_is_logged_at_once() -> None:
+    runtime: Runtime[Any] = Runtime.create(service="unit", settings=SETTINGS, migrations=())
+
+    async def broken() -> None:
+        raise RuntimeError("relay bug")
+
+    with structlog.testing.capture_logs() as logs:
+        task = runtime.spawn("relay", broken())
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)
+    assert [(e["event"], e["task"]) for e in logs] == [("background_task_failed", "unit:relay")]
