@@ -45,7 +45,12 @@ log = structlog.get_logger(__name__)
 
 
 class ServiceContext(Protocol):
-    """What every service context offers: closing what it opened itself."""
+    """What every service context offers: closing what it opened itself.
+
+    Each service has one (`services/<service>/context.py`), a dataclass built by its `start` classmethod.
+    A new per-process resource is a new field there: built in `start` (jobs go to `runtime.every`),
+    closed in `aclose` if the context opened it, and read by handlers as `context.<field>`.
+    """
 
     async def aclose(self) -> None: ...
 

@@ -16,7 +16,7 @@ from shared.runtime import Runtime
 
 @dataclass(kw_only=True, slots=True)
 class FeedbackContext:
-    """Built by `start` (the one start hook), closed by `aclose`; routes and subscribers get it by Depends."""
+    """Built by `start` (the one start hook), closed by `aclose`; handlers get it by Depends (shared.runtime)."""
 
     pool: asyncpg.Pool
     """The runtime's pool: annotator tokens (authentication, the admin routes)."""

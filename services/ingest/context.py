@@ -13,7 +13,7 @@ from shared.runtime import Runtime
 
 @dataclass(kw_only=True, slots=True)
 class IngestContext:
-    """Built by `start` (the one start hook), closed by `aclose`; routes and subscribers get it by Depends."""
+    """Built by `start` (the one start hook), closed by `aclose`; handlers get it by Depends (shared.runtime)."""
 
     edge: EdgePublisher
     """Validates, dedupes and publishes interactions, from HTTP and from interactions.raw."""
