@@ -5,4 +5,5 @@
 - `apps`: a service app's lifespan in-process, with an HTTP client bound to it.
 - `waiting`: `eventually()`, the deadline-bound poll every asynchronous check uses.
 - `builders`: request bodies of the HTTP APIs and contracts (interaction, vote, annotation request).
+- `logs`: structlog events captured in-process, module loggers cached or not.
 """

@@ -15,10 +15,12 @@ import structlog
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from shared import runtime as runtime_module
 from shared.errors import TransientError
 from shared.kafka import batch_log_context, batch_subscriber, make_broker
 from shared.runtime import ContextDependency, Runtime
 from shared.settings import ServiceSettings
+from tests.support.logs import captured_logs
 
 SETTINGS = ServiceSettings(topic_prefix="p.", shutdown_grace_s=1.0)
 
@@ -102,7 +104,7 @@ async def test_aclose_stops_in_order() -> None:
 async def test_a_failed_step_is_logged_and_the_next_steps_still_run(failing: str) -> None:
     steps = Steps(failing=failing)
     runtime = await started_runtime(steps)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs(runtime_module) as logs:
         await runtime.aclose()
     assert steps.done[-1] == "close_pool"
     assert [e["step"] for e in logs if e["event"] == "shutdown_step_failed"] == [failing]
@@ -154,7 +156,7 @@ async def test_a_background_task_that_fails_is_logged_at_once() -> None:
     async def broken() -> None:
         raise RuntimeError("relay bug")
 
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs(runtime_module) as logs:
         task = runtime.spawn("relay", broken())
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.sleep(0)

@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 from faststream.kafka import TestKafkaBroker
 from structlog.contextvars import merge_contextvars
-from structlog.testing import capture_logs
 
+from services.feedback import handlers
 from services.feedback.app import SERVICE
 from services.feedback.handlers import register_annotation_requests
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.errors import TransientError
 from shared.runtime import Runtime
+from tests.support.logs import captured_logs
 
 SETTINGS = FeedbackSettings(topic_prefix="p.", retry_initial_backoff_s=0.01, retry_max_backoff_s=0.02)
 TOPIC = topics.topic("p.", topics.ANNOTATION_REQUESTS)
@@ -54,7 +55,7 @@ async def test_a_batch_goes_to_the_queue() -> None:
 async def test_a_batch_the_queue_cannot_take_is_logged_with_its_origin_and_raised() -> None:
     queue = Queue(failure=TransientError("database unavailable"))
     async with TestKafkaBroker(runtime_with(queue).broker) as broker:
-        with capture_logs(processors=[merge_contextvars]) as logs, pytest.raises(TransientError):
+        with captured_logs(handlers, processors=[merge_contextvars]) as logs, pytest.raises(TransientError):
             await broker.publish_batch(b"r1", topic=TOPIC, partition=3)
     (failed,) = [e for e in logs if e["event"] == "batch_failed"]
     assert (failed["error_code"], failed["backoff_s"]) == ("transient", 0.01)
