@@ -15,6 +15,8 @@ from typing import Any
 from bench.simulation.scenario import Simulation, VoterKind
 from services.aggregator.evidence import Tally, approval_of, collect_evidence, fold_votes
 from services.aggregator.pairs import Answer, Group, PairRules, decide
+from services.aggregator.rules import pair_rules
+from services.aggregator.settings import AggregatorSettings
 from services.aggregator.voters import (
     Observation,
     VoterRules,
@@ -121,12 +123,26 @@ def _groups(interactions: Iterable[Interaction], votes: Iterable[Vote]) -> list[
     groups = []
     for key, group in members.items():
         answers = tuple(
-            Answer(i.interaction_id, i.response.content, i.response.model, i.response.model_version, i.domain,
-                   i.occurred_at)
+            Answer(
+                interaction_id=i.interaction_id,
+                content=i.response.content,
+                model=i.response.model,
+                model_version=i.response.model_version,
+                domain=i.domain,
+                occurred_at=i.occurred_at,
+            )
             for i in group
-        )  # fmt: skip
+        )
         evidence = collect_evidence(group_votes[key])
-        groups.append(Group(key, group[0].app_id, tuple(group[0].messages), answers, evidence))
+        groups.append(
+            Group(
+                prompt_key=key,
+                app_id=group[0].app_id,
+                prompt=tuple(group[0].messages),
+                answers=answers,
+                evidence=evidence,
+            )
+        )
     return groups
 
 
@@ -141,7 +157,7 @@ def offline_pairs(
     skip = set(excluded)
     pairs: dict[str, dict[str, Any]] = {}
     for group in _groups(interactions, (v for v in votes if _key(v) not in skip)):
-        for pid, spec in decide(group, rules or PairRules()).pairs.items():
+        for pid, spec in decide(group, rules or pair_rules(AggregatorSettings())).pairs.items():
             pairs[pid] = {
                 "chosen": {"interaction_id": spec.chosen.interaction_id},
                 "rejected": {"interaction_id": spec.rejected.interaction_id},

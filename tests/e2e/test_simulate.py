@@ -6,7 +6,6 @@ and with clear quality gaps most scored pairs must pick the truly better answer.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,8 +32,9 @@ from services.feedback.settings import FeedbackSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import topics
-from tests.helpers import eventually
-from tests.services import TopicReader, reading, running_app
+from tests.support.apps import running_apps
+from tests.support.kafka import TopicReader, reading
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 CLEAR_GAPS = (
@@ -70,18 +70,8 @@ async def stack(kafka_bootstrap: str, database_url: str, topics: str) -> AsyncIt
         ),
         create_aggregator(AggregatorSettings(**common, group_id=f"aggregator-{topics}", outbox_poll_interval_s=0.1)),
     ]
-    # Started together: each start waits for its consumer groups to join (seconds each on Tansu).
-    contexts = [running_app(app) for app in apps]
-    results = await asyncio.gather(*(c.__aenter__() for c in contexts), return_exceptions=True)
-    started = [c for c, r in zip(contexts, results, strict=True) if not isinstance(r, BaseException)]
-    try:
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        yield Stack(results[0], results[1], kafka_bootstrap, topics)
-    finally:
-        for context in reversed(started):
-            await context.__aexit__(None, None, None)
+    async with running_apps(*apps) as (ingest, feedback, _aggregator):
+        yield Stack(ingest, feedback, kafka_bootstrap, topics)
 
 
 def honest_traffic(app_id: str, seed: int) -> Simulation:

@@ -23,7 +23,7 @@ from services.aggregator.leaderboard import (
     leaderboard_body,
     order_fragility,
 )
-from tests.battle_counts import as_counts, keys, mm_strengths, separated_strengths, simulate_wins, to_ratings
+from tests.support.battle_counts import as_counts, keys, mm_strengths, separated_strengths, simulate_wins, to_ratings
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pytest
 from services.aggregator import bradley_terry as bt
 from services.aggregator.fragility import adjacent_swap_costs
 from services.aggregator.leaderboard import VersionKey, build_leaderboard, order_fragility
-from tests.battle_counts import as_counts, keys, simulate_wins
+from tests.support.battle_counts import as_counts, keys, simulate_wins
 
 A, B, C = (VersionKey("m", v) for v in ("a", "b", "c"))
 
