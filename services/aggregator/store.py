@@ -23,10 +23,12 @@ from services.aggregator.stats import StatsDeltas, columns
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
 
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+SQL_DIR = Path(__file__).parent / "sql"
+QUERIES = db.load_queries(SQL_DIR / "queries.sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GroupRows:
     """The stored state of one locked group."""
 
@@ -38,7 +40,35 @@ class GroupRows:
     emitted_tasks: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StoredPair:
+    """A pair as last published: `pair` is None once it was retracted."""
+
+    pair_id: str
+    prompt_key: str
+    pair: dict[str, Any] | None
+    updated_at: datetime
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StatsWindow:
+    """One stored feedback-stats window (counts so far; `is_final` once it closed)."""
+
+    app_id: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    interactions: int
+    thumbs_up: int
+    thumbs_down: int
+    ratings: int
+    rating_sum: int
+    pairs_emitted: int
+    tasks_queued: int
+    is_final: bool
+
+
+@dataclass(kw_only=True, frozen=True)
 class ParkedVote:
     vote: Vote
     source_topic: str
@@ -75,7 +105,9 @@ async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> d
     """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
     return {
-        r["prompt_key"]: GroupRows(r["app_id"], tuple(Message.model_validate(m) for m in r["prompt"]["messages"]))
+        r["prompt_key"]: GroupRows(
+            app_id=r["app_id"], prompt=tuple(Message.model_validate(m) for m in r["prompt"]["messages"])
+        )
         for r in rows
     }
 
@@ -151,16 +183,19 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
     return await conn.fetch(QUERIES["expire_parked_votes"], now, limit)
 
 
-async def count_parked_votes(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval(QUERIES["count_parked_votes"])
-
-
 async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
     """Fill the locked groups with their answers, latest votes and what was published for them."""
     keys = sorted(groups)
     for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
         groups[r["prompt_key"]].answers.append(
-            Answer(r["interaction_id"], r["content"], r["model"], r["model_version"], r["domain"], r["occurred_at"])
+            Answer(
+                interaction_id=r["interaction_id"],
+                content=r["content"],
+                model=r["model"],
+                model_version=r["model_version"],
+                domain=r["domain"],
+                occurred_at=r["occurred_at"],
+            )
         )
     for r in await conn.fetch(QUERIES["select_group_votes"], keys):
         groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
@@ -258,9 +293,17 @@ async def mark_stats_published(conn: asyncpg.Connection, rows: Sequence[Any], fi
     )
 
 
-async def select_pair(pool: asyncpg.Pool, pair_id: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(QUERIES["select_pair"], pair_id)
+async def select_pair(pool: asyncpg.Pool, pair_id: str) -> StoredPair | None:
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["select_pair"], pair_id)
+    if row is None:
+        return None
+    return StoredPair(
+        pair_id=row["pair_id"], prompt_key=row["prompt_key"], pair=row["pair"], updated_at=row["updated_at"]
+    )
 
 
-async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(QUERIES["select_stats"], app_id, limit)
+async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[StatsWindow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["select_stats"], app_id, limit)
+    return [StatsWindow(**{name: row[name] for name in StatsWindow.__dataclass_fields__}) for row in rows]

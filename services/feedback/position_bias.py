@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from scipy.stats import binomtest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class PositionRow:
     """How many verdicts of one domain gave `verdict` with the task's `shown_left` side on the left."""
 
@@ -29,13 +28,17 @@ class PositionRow:
     verdicts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class PositionBias:
     """One domain's split: answers chosen on the left, on the right, and verdicts that chose neither."""
 
     left: int
     right: int
     neither: int
+
+    @property
+    def verdicts(self) -> int:
+        return self.left + self.right + self.neither
 
     @property
     def left_share(self) -> float | None:
@@ -47,16 +50,6 @@ class PositionBias:
         """Two-sided binomial test of `left` out of `left + right` against 1/2 (None with no sided verdict)."""
         sided = self.left + self.right
         return float(binomtest(self.left, sided, 0.5).pvalue) if sided else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdicts": self.left + self.right + self.neither,
-            "chose_left": self.left,
-            "chose_right": self.right,
-            "chose_neither": self.neither,
-            "left_share": self.left_share,
-            "p_value": self.p_value,
-        }
 
 
 def chose(verdict: str, shown_left: str) -> str:
@@ -71,4 +64,7 @@ def position_bias(rows: Iterable[PositionRow]) -> dict[str, PositionBias]:
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"left": 0, "right": 0, "neither": 0})
     for row in rows:
         counts[row.domain][chose(row.verdict, row.shown_left)] += row.verdicts
-    return {domain: PositionBias(c["left"], c["right"], c["neither"]) for domain, c in sorted(counts.items())}
+    return {
+        domain: PositionBias(left=c["left"], right=c["right"], neither=c["neither"])
+        for domain, c in sorted(counts.items())
+    }

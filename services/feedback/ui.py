@@ -31,11 +31,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.feedback import auth, store, ui_view
-from services.feedback.queue import TaskQueue
-from services.feedback.queue_rules import check_domain
+from services.feedback.context import FeedbackContext
+from services.feedback.queue import Lease
+from services.feedback.queue_rules import check_domain, task_view
 from services.feedback.settings import FeedbackSettings
 from shared.errors import NotFoundError
 from shared.events import Domain
+from shared.runtime import ContextDependency
 
 log = structlog.get_logger(__name__)
 
@@ -55,25 +57,6 @@ SECURITY_HEADERS = {
 GENERAL_GUIDELINES = "general"
 
 ui_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
-
-
-# The service's resources, reached in one place (the app's runtime today).
-def _settings(request: Request) -> FeedbackSettings:
-    return request.app.state.runtime.settings
-
-
-def _queue(request: Request) -> TaskQueue:
-    return request.app.state.runtime.state["queue"]
-
-
-async def _annotator(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ui_bearer)]
-) -> store.Annotator:
-    token = credentials.credentials if credentials is not None else None
-    return await auth.authenticate(request.app.state.runtime.db, token)
-
-
-AnnotatorDep = Annotated[store.Annotator, Depends(_annotator)]
 
 
 class UiLeaseBody(BaseModel):
@@ -145,12 +128,19 @@ def _json(body: Any, status_code: int = 200) -> Response:
     return _with_headers(JSONResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"}))
 
 
-def ui_router() -> APIRouter:
+def ui_router(dependency: ContextDependency[FeedbackContext], settings: FeedbackSettings) -> APIRouter:
     """The page, its assets, and the UI-support routes; no state beyond the assets and rendered guidelines."""
     router = APIRouter(prefix="/ui", tags=["annotator UI"])
     assets = load_assets()
     page = render_page(assets)
     guidelines = GuidelinesCache()
+
+    async def current_annotator(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ui_bearer)],
+        context: FeedbackContext = Depends(dependency),
+    ) -> store.Annotator:
+        token = credentials.credentials if credentials is not None else None
+        return await auth.authenticate(context.pool, token)
 
     @router.get("", include_in_schema=False)
     async def root() -> Response:
@@ -171,12 +161,12 @@ def ui_router() -> APIRouter:
         return _with_headers(Response(asset.body, media_type=asset.media_type, headers=headers))
 
     @router.get("/api/me", summary="The signed-in annotator: id, domains, lease length")
-    async def me(request: Request, annotator: AnnotatorDep) -> Response:
+    async def me(annotator: store.Annotator = Depends(current_annotator)) -> Response:
         return _json(
             {
                 "annotator_id": annotator.annotator_id,
                 "domains": list(annotator.domains),
-                "lease_seconds": _settings(request).lease_seconds,
+                "lease_seconds": settings.lease_seconds,
             }
         )
 
@@ -185,23 +175,28 @@ def ui_router() -> APIRouter:
         summary="Lease the next task, with the side to show left and the word diff in that order",
         responses={204: {"description": "Nothing queued for this annotator"}},
     )
-    async def lease(request: Request, annotator: AnnotatorDep, body: UiLeaseBody | None = None) -> Response:
-        task = await _queue(request).lease(annotator, body.domain if body else None)
-        if task is None:
+    async def lease(
+        annotator: store.Annotator = Depends(current_annotator),
+        context: FeedbackContext = Depends(dependency),
+        body: UiLeaseBody | None = None,
+    ) -> Response:
+        leased = await context.queue.lease(annotator, body.domain if body else None)
+        if leased is None:
             return _with_headers(Response(status_code=204))
-        return _json(await displayed(task, annotator.annotator_id))
+        return _json(await displayed(leased, annotator.annotator_id))
 
     @router.get("/api/guidelines/{domain}", summary="A domain's annotation guidelines, as HTML")
-    async def domain_guidelines(request: Request, domain: str, annotator: AnnotatorDep) -> Response:
+    async def domain_guidelines(domain: str, annotator: store.Annotator = Depends(current_annotator)) -> Response:
         check_domain(domain, annotator.domains)
-        source, html = await guidelines.get(_settings(request).guidelines_dir, domain)
+        source, html = await guidelines.get(settings.guidelines_dir, domain)
         return _json({"domain": domain, "source": source, "html": html})
 
     return router
 
 
-async def displayed(task: dict[str, Any], annotator_id: str) -> dict[str, Any]:
-    """The leased task plus its display: the side shown left and the diff of (left, right) answers."""
+async def displayed(leased: Lease, annotator_id: str) -> dict[str, Any]:
+    """The leased task as the task API shows it, plus its display: the side shown left, the (left, right) diff."""
+    task = task_view(leased.request, leased.lease_expires_at, leased.priority)
     left = ui_view.shown_left(task["task_id"], annotator_id, task["kind"])
     candidates = task["candidates"]
     diff = None
