@@ -23,10 +23,11 @@ import httpx
 from playwright.async_api import async_playwright
 
 from bench.provenance import run_header
-from deploy.localstack import start_broker, start_database
+from deploy.init import migrate_all
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
-from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from tests.browser.annotator_page import measure_verdict_to_next, sign_in, wait_for_task
@@ -79,8 +80,6 @@ async def measure(bootstrap: str, database_url: str, config: UiBenchConfig) -> l
     chromium = find_chromium()
     if chromium is None:
         raise SystemExit("no Chromium found: install Debian's `chromium` package or set CHROMIUM_PATH")
-    await migrate(database_url)
-    await ensure_topics(bootstrap, PREFIX)
     settings = FeedbackSettings(
         kafka_bootstrap_servers=bootstrap,
         database_url=database_url,
@@ -89,6 +88,8 @@ async def measure(bootstrap: str, database_url: str, config: UiBenchConfig) -> l
         http_port=0,
         log_level="WARNING",
     )
+    await migrate_all(database_url)
+    await ensure_topics(settings)
     app = create_app(settings)
     async with (
         served(app) as base_url,

@@ -24,7 +24,7 @@ from tests.browser.support import (
     has_playwright,
     served,
 )
-from tests.conftest import isolated_pipeline
+from tests.support.isolation import isolated_pipeline
 
 ADMIN = "browser-admin-token"
 VIEWPORT = {"width": 1440, "height": 900}
@@ -32,7 +32,7 @@ MISSING = (
     f"no Chromium found: install Debian's `{CHROMIUM_PACKAGE}` package (apt-get install {CHROMIUM_PACKAGE}) "
     "or set CHROMIUM_PATH; the browser tests were SKIPPED"
 )
-MISSING_PLAYWRIGHT = "Playwright for Python is not installed (pip install -r requirements.lock); browser tests SKIPPED"
+MISSING_PLAYWRIGHT = "Playwright for Python is not installed (pip install -r requirements-dev.lock); browser tests SKIPPED"
 
 
 def _why_skipped() -> str | None:

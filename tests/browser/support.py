@@ -24,8 +24,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared import topics
-from tests.helpers import eventually
-from tests.services import produce
+from shared.runtime import runtime_of
+from tests.support.kafka import produce
+from tests.support.waiting import eventually
 
 CHROMIUM_PACKAGE = "chromium"
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "/usr/bin/chromium", "/usr/lib/chromium/chromium")
@@ -100,7 +101,8 @@ class Feedback:
         for body in bodies:
             await produce(
                 self.bootstrap,
-                topics.topic(self.prefix, topics.ANNOTATION_REQUESTS),
+                self.prefix,
+                topics.ANNOTATION_REQUESTS,
                 [json.dumps(body).encode()],
                 key=body["task_id"].encode(),
             )
@@ -136,7 +138,7 @@ class Feedback:
 
     async def verdicts(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored verdicts of these tasks, by task_id."""
-        rows = await self.app.state.runtime.db.fetch(
+        rows = await runtime_of(self.app).db.fetch(
             "SELECT task_id, annotator_id, verdict, rewrite, shown_left FROM task_verdicts WHERE task_id = ANY($1)",
             list(task_ids),
         )

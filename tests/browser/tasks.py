@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from services.feedback.ui_view import shown_left
-from tests.integration.feedback.queue_fixtures import request_body
+from tests.support.builders import annotation_request_body
 
 PROMPT = [
     {"role": "system", "content": "You are a careful health assistant. Say when a doctor is needed."},
@@ -36,7 +36,7 @@ CARELESS = (
 
 def compare_request(domain: str, task_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     task_id = task_id or f"task-{uuid.uuid4().hex[:10]}"
-    body = request_body(task_id, domain, prompt=PROMPT, reason="split_comparisons")
+    body = annotation_request_body(task_id, domain, prompt=PROMPT, reason="split_comparisons")
     body["candidates"]["A"]["content"] = CAUTIOUS
     body["candidates"]["B"]["content"] = CARELESS
     body.update(overrides)

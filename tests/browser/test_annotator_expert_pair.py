@@ -27,12 +27,14 @@ from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import Message
 from shared.prompt_key import prompt_key
+from shared.runtime import runtime_of
 from tests.browser.annotator_page import answer_texts, press, sign_in, snap, wait_for_task
 from tests.browser.conftest import ADMIN, running_feedback
 from tests.browser.support import Feedback
 from tests.e2e.test_expert_loop import comparison, interaction
-from tests.helpers import eventually
-from tests.services import reading, running_app
+from tests.support.apps import running_app
+from tests.support.kafka import reading
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 APP_ID = "helpdesk"
@@ -83,7 +85,7 @@ async def test_a_key_on_the_randomized_sides_becomes_the_expert_pair(
     votes = [comparison(f"u-{i}", a, b) for i in range(3)] + [comparison(f"u-{i}", b, a) for i in range(3, 5)]
     assert (await feedback.client.post("/v1/votes/batch", json=votes)).status_code == 202
 
-    pool = feedback.app.state.runtime.db
+    pool = runtime_of(feedback.app).db
     task_id = await eventually(lambda: pool.fetchval("SELECT task_id FROM tasks WHERE domain = 'medical'"), timeout=90)
     request = json.loads(await pool.fetchval("SELECT request::text FROM tasks WHERE task_id = $1", task_id))
     annotator = next(f"dr-{i}" for i in range(64) if shown_left(task_id, f"dr-{i}", "compare") == "B")

@@ -9,11 +9,12 @@ from datetime import datetime
 import pytest
 from playwright.async_api import Page, expect
 
+from shared.runtime import runtime_of
 from tests.browser.annotator_page import alert_text, press, sign_in, snap, wait_for_task
 from tests.browser.conftest import new_domain, running_feedback
 from tests.browser.support import Feedback
 from tests.browser.tasks import compare_request
-from tests.conftest import isolated_pipeline
+from tests.support.isolation import isolated_pipeline
 
 pytestmark = pytest.mark.timeout(180)
 LEASE_SECONDS = 3.0
@@ -29,7 +30,7 @@ async def short_leases(
 
 
 async def lease_expiry(feedback: Feedback, task_id: str, annotator: str) -> datetime:
-    leases = await feedback.app.state.runtime.db.fetchval("SELECT leases FROM tasks WHERE task_id = $1", task_id)
+    leases = await runtime_of(feedback.app).db.fetchval("SELECT leases FROM tasks WHERE task_id = $1", task_id)
     return datetime.fromisoformat(leases[annotator])
 
 

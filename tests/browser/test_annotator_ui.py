@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 
 from services.feedback.ui import CONTENT_SECURITY_POLICY
 from services.feedback.ui_view import shown_left
+from shared.runtime import runtime_of
 from tests.browser.annotator_page import (
     VERDICT_BUTTONS,
     alert_text,
@@ -22,7 +23,7 @@ from tests.browser.annotator_page import (
 from tests.browser.conftest import PageProblems, new_domain
 from tests.browser.support import Feedback
 from tests.browser.tasks import CARELESS, CAUTIOUS, compare_request, rewrite_request, task_ids_with_both_sides
-from tests.helpers import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 TWO_REVIEWERS = "twofold"  # the module's service asks two verdicts per task here
@@ -212,7 +213,7 @@ async def test_skip_shows_the_next_task_and_never_offers_the_skipped_one_again(f
     await wait_for_task(page, second["task_id"])
     await press(page, "3")
     await expect(page.get_by_text("No task", exact=True)).to_be_visible()
-    skipped_by = await feedback.app.state.runtime.db.fetchval(
+    skipped_by = await runtime_of(feedback.app).db.fetchval(
         "SELECT skipped_by FROM tasks WHERE task_id = $1", first["task_id"]
     )
     assert skipped_by == ["ann-skip"]

@@ -16,10 +16,11 @@ from services.feedback.settings import FeedbackSettings
 from services.feedback.ui import CONTENT_SECURITY_POLICY
 from services.feedback.ui_view import shown_left, word_diff
 from shared import topics
-from tests.conftest import isolated_pipeline
-from tests.helpers import eventually
-from tests.integration.feedback.queue_fixtures import request_body
-from tests.services import produce, running_app
+from tests.support.apps import running_app
+from tests.support.builders import annotation_request_body
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import produce
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 ADMIN = "ui-http-admin"
@@ -85,10 +86,10 @@ async def test_me_and_lease_need_a_token_and_the_lease_says_how_to_show_the_task
     assert (await client.post("/ui/api/lease", json={}, headers=alice)).status_code == 204
     assert (await client.post("/ui/api/lease", json={"domain": "other"}, headers=alice)).status_code == 403
 
-    body = request_body(f"task-{uuid.uuid4().hex[:6]}", domain)
+    body = annotation_request_body(f"task-{uuid.uuid4().hex[:6]}", domain)
     body["candidates"]["A"]["content"] = "Check your glucose before training."
     body["candidates"]["B"]["content"] = "Check your glucose only if unwell."
-    await produce(bootstrap, topics.topic(prefix, topics.ANNOTATION_REQUESTS), [json.dumps(body).encode()])
+    await produce(bootstrap, prefix, topics.ANNOTATION_REQUESTS, [json.dumps(body).encode()])
 
     async def leased() -> dict[str, Any] | None:
         response = await client.post("/ui/api/lease", json={}, headers=alice)
