@@ -32,7 +32,9 @@ MISSING = (
     f"no Chromium found: install Debian's `{CHROMIUM_PACKAGE}` package (apt-get install {CHROMIUM_PACKAGE}) "
     "or set CHROMIUM_PATH; the browser tests were SKIPPED"
 )
-MISSING_PLAYWRIGHT = "Playwright for Python is not installed (pip install -r requirements-dev.lock); browser tests SKIPPED"
+MISSING_PLAYWRIGHT = (
+    "Playwright for Python is not installed (pip install -r requirements-dev.lock); browser tests SKIPPED"
+)
 
 
 def _why_skipped() -> str | None:
