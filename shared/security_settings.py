@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 
 # `json_schema_extra` of a secret setting: it may come from the file named by `<NAME>_FILE` (see SecretFilesSource).
 SECRET_SETTING = {"secret": True}
+# Every Kafka security setting (PipelineSettings' field names), e.g. to reset them all for a PLAINTEXT broker.
+KAFKA_SECURITY_FIELDS = (
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "kafka_ssl_key_password",
+)
 KAFKA_SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 KAFKA_TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 # Only these sslmodes make asyncpg check the server's certificate against a CA.
