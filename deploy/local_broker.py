@@ -82,11 +82,13 @@ def _resolve_broker_binary() -> str:
 class BrokerProcess:
     """A Tansu broker with memory storage: stopping or restarting it loses every topic, message and offset."""
 
-    def __init__(self, *, binary: str, host: str, port: int, log_path: Path) -> None:
+    def __init__(self, *, binary: str, host: str, port: int, log_path: Path, advertised: str | None = None) -> None:
         self.binary = binary
         self.host = host
         self.port = port
         self.log_path = log_path
+        # What metadata tells clients to connect to (host:port); a proxy in front of the broker puts its own here.
+        self.advertised = advertised
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,7 +113,7 @@ class BrokerProcess:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -175,8 +177,13 @@ class BrokerProcess:
         self.stop()
 
 
-def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None) -> BrokerProcess:
+def start_broker(
+    host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None, *, advertised: str | None = None
+) -> BrokerProcess:
     """Start Tansu on `host:port` (a free port when None); its output goes to `log_dir`/tansu.log.
+
+    `advertised` (host:port) is the address metadata gives clients instead of the listener's: that of a
+    proxy in front of the broker (the tests' TLS proxy).
 
     Raises LocalStackError when the binary is missing, the port is taken or the broker does not come up.
     """
@@ -189,7 +196,11 @@ def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "tansu.log"
     broker = BrokerProcess(
-        binary=binary, host=host, port=port if port is not None else free_port(host), log_path=log_path
+        binary=binary,
+        host=host,
+        port=port if port is not None else free_port(host),
+        log_path=log_path,
+        advertised=advertised,
     )
     broker.start()
     return broker

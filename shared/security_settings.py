@@ -94,7 +94,7 @@ def _kafka_tls_load_errors(settings: PipelineSettings) -> list[str]:
     try:
         context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
     except ssl.SSLError as exc:
-        return [f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile} holds no usable PEM certificate ({exc.reason})"]
+        return [f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile} holds no usable PEM certificate ({exc.reason or exc})"]
     if settings.kafka_ssl_certfile is None:
         return []
     try:
@@ -107,8 +107,8 @@ def _kafka_tls_load_errors(settings: PipelineSettings) -> list[str]:
                 f"KAFKA_SSL_CERTFILE={settings.kafka_ssl_certfile} holds no usable private key: set KAFKA_SSL_KEYFILE"
             ]
         return [
-            f"KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE cannot be loaded together ({exc.reason}): a key that does not "
-            "match the certificate, an encrypted key without the right KAFKA_SSL_KEY_PASSWORD, or not PEM"
+            f"KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE cannot be loaded together ({exc.reason or exc}): a key that "
+            "does not match the certificate, an encrypted key without the right KAFKA_SSL_KEY_PASSWORD, or not PEM"
         ]
     return []
 
