@@ -57,23 +57,12 @@ def _postgres_bin_dir() -> Path:
 class DatabaseProcess:
     """A PostgreSQL server whose data directory survives stop/start (and kill/start, by crash recovery)."""
 
-    def __init__(
-        self,
-        *,
-        data_dir: Path,
-        host: str,
-        port: int,
-        log_path: Path,
-        server_options: list[str],
-        tls: tuple[Path, Path] | None = None,
-    ) -> None:
+    def __init__(self, *, data_dir: Path, host: str, port: int, log_path: Path, server_options: list[str]) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port
         self.log_path = log_path
         self.server_options = server_options
-        # (certificate, key) PEM files: the server then accepts TLS (ssl=on); clients choose with sslmode.
-        self.tls = tls
         self.bin_dir = _postgres_bin_dir()
         self.system_user = PG_SYSTEM_USER if os.geteuid() == 0 else None
 
@@ -100,8 +89,6 @@ class DatabaseProcess:
         ensure_port_free(self.host, self.port, "postgres")
         self._prepare()
         options = ["-h", self.host, "-p", str(self.port), "-k", str(self._socket_dir()), *self.server_options]
-        if self.tls is not None:
-            options += self._install_tls(*self.tls)
         code, output = self._run(
             "pg_ctl",
             ["-w", "-t", str(PG_CTL_TIMEOUT_S), "-l", str(self.log_path), "-o", shlex.join(options), "start"],
@@ -191,23 +178,6 @@ class DatabaseProcess:
             raise LocalStackError(f"initdb failed in {self.data_dir} (exit {code}): {output[-LOG_TAIL_CHARS:]}")
         log.info("database_initialised", data_dir=str(self.data_dir))
 
-    def _install_tls(self, cert: Path, key: Path) -> list[str]:
-        """Copy the certificate and key into the data directory as the server wants them; the options that use them.
-
-        PostgreSQL refuses a key file others can read, and it runs as its own OS user when we are root.
-        """
-        names = {"server.crt": cert, "server.key": key}
-        for name, source in names.items():
-            target = self.data_dir / name
-            target.write_bytes(source.read_bytes())
-            target.chmod(0o600)
-            if self.system_user is not None:
-                import pwd
-
-                entry = pwd.getpwnam(self.system_user)
-                os.chown(target, entry.pw_uid, entry.pw_gid)
-        return ["-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key"]
-
     def _socket_dir(self) -> Path:
         if len(str(self.data_dir)) <= MAX_SOCKET_DIR_CHARS:
             return self.data_dir
@@ -270,13 +240,12 @@ def start_database(
     *,
     fast_unsafe: bool = False,
     log_path: Path | None = None,
-    tls: tuple[Path, Path] | None = None,
 ) -> DatabaseProcess:
     """Start PostgreSQL on `data_dir` (created and initialised when new) at `host:port` (free port if None).
 
     `fast_unsafe` turns off fsync and friends: for throwaway test data only. The server log goes to
     `log_path` (default: `<data_dir>.log` beside the data dir). Raises LocalStackError when the port is
-    taken or the server does not start. `tls` (certificate, key) turns TLS on (ssl=on) with that certificate.
+    taken or the server does not start.
     """
     data_dir = Path(data_dir).resolve()
     options = ["-c", "max_connections=200"]
@@ -288,7 +257,6 @@ def start_database(
         port=port if port is not None else free_port(host),
         log_path=Path(log_path).resolve() if log_path is not None else data_dir.with_name(data_dir.name + ".log"),
         server_options=options,
-        tls=tls,
     )
     database.start()
     return database

@@ -37,7 +37,7 @@ from tests.support.builders import interaction_body, vote_body
 from tests.support.isolation import consumer_groups_env, new_topic_prefix
 from tests.support.kafka import produce, reading
 from tests.support.kafka_proxy import KafkaProxy, SaslAccount
-from tests.support.pki import Pki, make_pki
+from tests.support.pki import Pki, make_pki, server_tls
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,15 +56,6 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[B
     proxy_port = free_port()
     with start_broker(log_dir=tmp_path_factory.mktemp("tansu-tls"), advertised=f"127.0.0.1:{proxy_port}") as broker:
         yield broker, proxy_port
-
-
-def server_tls(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    if require_client_cert:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(pki.ca)
-    return context
 
 
 def proxy(broker: tuple[BrokerProcess, int], tls: ssl.SSLContext, account: SaslAccount | None = None) -> KafkaProxy:

@@ -7,6 +7,7 @@ against is on every machine that runs the suite. EC P-256 keys: generated in mil
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,13 @@ def make_pki(folder: Path, *, client_key_password: str = "client-key-secret") ->
         client_key_password=client_key_password,
         other_ca=other_ca,
     )
+
+
+def server_tls(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    """A server TLS context with `pki`'s server certificate (and, if asked, requiring a client certificate)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    if require_client_cert:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(pki.ca)
+    return context
