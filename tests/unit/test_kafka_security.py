@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from faststream.specification import AsyncAPI
 
 from shared.kafka import make_broker
 from shared.kafka_security import kafka_broker_security, kafka_client_kwargs
@@ -122,3 +123,17 @@ def test_the_services_broker_is_built_with_the_security(pki: Pki) -> None:
         None,
         "PLAINTEXT",
     )
+
+
+def test_the_asyncapi_document_declares_the_security_but_not_the_password(pki: Pki) -> None:
+    settings = PipelineSettings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="pipeline",
+        kafka_sasl_password="never-in-a-document",
+        kafka_ssl_cafile=pki.ca,
+    )
+    document = AsyncAPI(make_broker(settings, client_id="unit"), schema_version="3.0.0").to_specification()
+    text = document.to_json()
+    assert "never-in-a-document" not in text
+    assert "scramSha256" in text and "kafka-secure" in text
