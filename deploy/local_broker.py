@@ -2,9 +2,9 @@
 
 It speaks PLAINTEXT only. Tansu 0.6.0 accepts `--cert`/`--key` but never wraps its listener in TLS (its TLS
 acceptor is built and left unused; the two flags even exclude each other on its command line), and with
-`--authentication` it offers SCRAM-SHA-256/512 only, checked against credentials its memory storage never
-keeps, so no client can authenticate. Clients of this broker therefore get `LOCAL_BROKER_SECURITY`
-whatever the environment's Kafka security settings say.
+`--authentication` it offers SCRAM-SHA-256/512 only, checked against credentials none of its built-in storage
+engines keeps, so no client can authenticate (README, production section). Clients of this broker therefore
+get `LOCAL_BROKER_SECURITY` whatever the environment's Kafka security settings say.
 """
 
 from __future__ import annotations
