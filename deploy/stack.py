@@ -87,6 +87,7 @@ class Stack:
         self.topic_prefix = topic_prefix
         self.admin_token = admin_token or secrets.token_urlsafe(32)
         self.is_admin_token_generated = not admin_token
+        self.database_dsn: str | None = None  # database_url with the CA of DATABASE_SSL_ROOT_CERT, once started
         self.log_format = log_format
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -104,8 +105,8 @@ class Stack:
 
     @property
     def info(self) -> dict[str, str]:
-        """What `.run/stack.json` holds: every address a client needs."""
-        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_url or ""}
+        """What `.run/stack.json` holds: every address a client needs (the DSN with DATABASE_SSL_ROOT_CERT in it)."""
+        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_dsn or self.database_url or ""}
         for name in SERVICES:
             if name in self.services:
                 info[name] = self.services[name].url
@@ -146,7 +147,8 @@ class Stack:
         if ignored:
             log.warning("local_servers_ignore_security_settings", env_vars=ignored)
         settings = self._settings()
-        await migrate_all(database_dsn(settings))
+        self.database_dsn = database_dsn(settings)
+        await migrate_all(self.database_dsn)
         await ensure_topics(settings)
         self._raise_if_stop_requested()
         for service in self.initial_services:
