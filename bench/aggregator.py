@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.provenance import run_header
 from deploy.init import migrate_all
-from deploy.local_broker import start_broker
+from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
 from deploy.local_database import start_database
 from deploy.localstack import free_port, read_tail
 from shared import topics
@@ -147,6 +147,7 @@ async def run_baseline(
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
         max_poll_records=500,
+        **LOCAL_CLIENT_SECURITY,
     )
     await consumer.start()
     names = [topics.topic(BASELINE_PREFIX, t) for t in (topics.INTERACTIONS, topics.VOTES)]
@@ -211,7 +212,9 @@ async def run_aggregator(
 
 async def pair_watcher(bootstrap: str, seen: dict[str, float], stop: asyncio.Event) -> None:
     """First time each prompt_key's pair appears on preference-pairs (from the topic's current end)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10, **LOCAL_CLIENT_SECURITY
+    )
     await consumer.start()
     name = topics.topic("", topics.PREFERENCE_PAIRS)
     partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or range(6)]
@@ -267,7 +270,7 @@ def _pct(values: list[float], p: float) -> float:
 @contextlib.contextmanager
 def aggregator_process(bootstrap: str, dsn: str, port: int, config: BenchConfig, log: Path) -> Iterator[None]:
     env = {
-        **os.environ,
+        **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": dsn,
         "TOPIC_PREFIX": "",
@@ -310,12 +313,20 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
     await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
         await ensure_topics(
-            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+            PipelineSettings(
+                kafka_bootstrap_servers=bootstrap,
+                topic_prefix=prefix,
+                topic_partitions=config.partitions,
+                **LOCAL_BROKER_SECURITY,
+            )
         )
     run = uuid.uuid4().hex[:6]
     records = [r for g in range(config.groups) for r in group_records(run, g, config.answer_chars)[1]]
     interactions = sum(1 for t, _, _ in records if t == topics.INTERACTIONS)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=2)
+    # The bench's own Tansu (deploy.local_broker): PLAINTEXT.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=2, **LOCAL_CLIENT_SECURITY
+    )
     await producer.start()
     try:
         results = [await run_baseline(bootstrap, dsn, producer, records, config)]

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
 from bench.provenance import run_header
 from deploy.init import migrate_all
-from deploy.local_broker import start_broker
+from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
 from deploy.local_database import start_database
 from deploy.localstack import free_port, read_tail
 from shared import topics
@@ -132,6 +132,7 @@ async def run_baseline(
     records = [canonical_value(item) for item in items]
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **LOCAL_CLIENT_SECURITY,  # the bench's own Tansu (deploy.local_broker): PLAINTEXT
         acks="all",
         enable_idempotence=False,
         linger_ms=config.linger_ms,
@@ -206,7 +207,7 @@ async def run_http_phase(
 def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Iterator[int]:
     """`python -m services.ingest` on `port`; yields its pid; SIGTERM (graceful shutdown) on exit."""
     env = {
-        **os.environ,
+        **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": database_url,
         "INGEST_HTTP_PORT": str(port),
@@ -248,7 +249,12 @@ async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdi
     await migrate_all(database_url)
     for prefix in ("", BASELINE_PREFIX):
         await ensure_topics(
-            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+            PipelineSettings(
+                kafka_bootstrap_servers=bootstrap,
+                topic_prefix=prefix,
+                topic_partitions=config.partitions,
+                **LOCAL_BROKER_SECURITY,
+            )
         )
     warmup, baseline, batch, single = _split(
         make_interactions(64 + 2 * config.batch_size + 2 * config.events + config.single_events, config.seed),

@@ -15,6 +15,8 @@ from typing import Any, Self
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy.local_broker import LOCAL_CLIENT_SECURITY
+
 _PROMPTS = [
     "Can {who} do intense exercise while managing {condition}?",
     "Write a {language} function that {task}, with tests.",
@@ -198,7 +200,9 @@ class TopicReader:
         self.seen: dict[str, float] = {}
         self._waiting: set[str] = set()
         self._complete = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10, **LOCAL_CLIENT_SECURITY
+        )
 
     async def __aenter__(self) -> Self:
         await self._consumer.start()

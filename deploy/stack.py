@@ -22,10 +22,11 @@ import httpx
 import structlog
 
 from deploy.init import migrate_all
-from deploy.local_broker import BrokerProcess, start_broker
+from deploy.local_broker import KAFKA_SECURITY_ENV_VARS, LOCAL_BROKER_SECURITY, BrokerProcess, start_broker
 from deploy.local_database import DatabaseProcess, start_database
 from deploy.localstack import free_port, read_tail
 from deploy.service_process import SERVICE_HOST, ServiceProcess
+from shared.db import database_dsn
 from shared.kafka import ensure_topics
 from shared.settings import PipelineSettings
 
@@ -36,12 +37,19 @@ READY_POLL_INTERVAL_S = 0.1
 READY_PROBE_TIMEOUT_S = 2.0
 KILL_WAIT_S = 10.0  # after SIGKILL, how long the kernel may take to tear a process down.
 SUPERVISE_INTERVAL_S = 0.5
+# The local database has no TLS: clients of it ignore DATABASE_SSL_ROOT_CERT (the local broker: LOCAL_BROKER_SECURITY).
+LOCAL_DATABASE_ENV_VARS = frozenset({"DATABASE_SSL_ROOT_CERT", "DATABASE_SSL_ROOT_CERT_FILE"})
+# The stack sets these itself; their `_FILE` twins beside them would be an error in the services.
+STACK_SET_FILE_VARS = frozenset({"DATABASE_URL_FILE", "ADMIN_TOKEN_FILE"})
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Readers see the old file or the whole new one, never a part (a rename within one directory is atomic)."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
+    partial.unlink(missing_ok=True)
+    # Created with `mode` (not chmod-ed after): a secret in it is never readable by others, even briefly.
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as file:
+        file.write(text)
     os.replace(partial, path)
 
 
@@ -78,6 +86,8 @@ class Stack:
         self.database_url = database_url
         self.topic_prefix = topic_prefix
         self.admin_token = admin_token or secrets.token_urlsafe(32)
+        self.is_admin_token_generated = not admin_token
+        self.database_dsn: str | None = None  # database_url with the CA of DATABASE_SSL_ROOT_CERT, once started
         self.log_format = log_format
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -95,8 +105,8 @@ class Stack:
 
     @property
     def info(self) -> dict[str, str]:
-        """What `.run/stack.json` holds: every address a client needs."""
-        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_url or ""}
+        """What `.run/stack.json` holds: every address a client needs (the DSN with DATABASE_SSL_ROOT_CERT in it)."""
+        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_dsn or self.database_url or ""}
         for name in SERVICES:
             if name in self.services:
                 info[name] = self.services[name].url
@@ -133,16 +143,19 @@ class Stack:
             )
             self.database_url = self.database.url
         self._raise_if_stop_requested()
-        await migrate_all(self.database_url)
-        # Partitions and retention come from the same environment the services read.
-        await ensure_topics(
-            PipelineSettings(kafka_bootstrap_servers=self.kafka_bootstrap, topic_prefix=self.topic_prefix)
-        )
+        ignored = sorted((self._dropped_env_vars() - STACK_SET_FILE_VARS) & set(os.environ))
+        if ignored:
+            log.warning("local_servers_ignore_security_settings", env_vars=ignored)
+        settings = self._settings()
+        self.database_dsn = database_dsn(settings)
+        await migrate_all(self.database_dsn)
+        await ensure_topics(settings)
         self._raise_if_stop_requested()
         for service in self.initial_services:
             self._add_service(service, 1).spawn()
         await self._wait_all_ready([self._key(service, 1) for service in self.initial_services])
-        write_atomically(self.stack_json_path, json.dumps(self.info, indent=2) + "\n")
+        # It holds the admin token (and an external DATABASE_URL's password): for this user only.
+        write_atomically(self.stack_json_path, json.dumps(self.info, indent=2) + "\n", mode=0o600)
         log.info("stack_ready", stack_json=str(self.stack_json_path))
 
     async def stop(self) -> None:
@@ -263,7 +276,7 @@ class Stack:
         prefix = service.upper()
         assert self.kafka_bootstrap is not None and self.database_url is not None
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name not in self._dropped_env_vars()},
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "TOPIC_PREFIX": self.topic_prefix,
@@ -280,6 +293,26 @@ class Stack:
         )
         self.services[key] = process
         return process
+
+    def _settings(self) -> PipelineSettings:
+        """The shared settings of this stack's servers (partitions, retention, security: the same environment)."""
+        assert self.kafka_bootstrap is not None and self.database_url is not None
+        local = LOCAL_BROKER_SECURITY if self.broker is not None else {}
+        if self.database is not None:
+            local = {**local, "database_ssl_root_cert": None}
+        return PipelineSettings(
+            kafka_bootstrap_servers=self.kafka_bootstrap,
+            database_url=self.database_url,
+            topic_prefix=self.topic_prefix,
+            **local,
+        )
+
+    def _dropped_env_vars(self) -> frozenset[str]:
+        """What services must not inherit: security settings of the servers started locally, and the `_FILE`
+        twins of what this stack sets itself."""
+        kafka = KAFKA_SECURITY_ENV_VARS if self.broker is not None else frozenset()
+        database = LOCAL_DATABASE_ENV_VARS if self.database is not None else frozenset()
+        return kafka | database | STACK_SET_FILE_VARS
 
     async def _wait_all_ready(self, names: list[str]) -> None:
         tasks = [asyncio.create_task(self.wait_ready(name), name=f"wait_ready:{name}") for name in names]

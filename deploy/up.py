@@ -13,14 +13,17 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from deploy.localstack import read_tail
 from deploy.stack import SERVICES, Stack, StackError
 from shared.logging import configure_logging
+from shared.security_settings import SECRET_SETTING
+from shared.settings import SecretFilesSource
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +31,9 @@ log = structlog.get_logger(__name__)
 class StackSettings(BaseSettings):
     """What `make up` reads from the environment; unset servers are started locally."""
 
-    model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="STACK_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: str | None = Field(
         None,
@@ -38,7 +43,8 @@ class StackSettings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("DATABASE_URL"),
-        description="External PostgreSQL; when unset a local one is started on <run_dir>/pgdata.",
+        description="External PostgreSQL (or DATABASE_URL_FILE); when unset a local one runs on <run_dir>/pgdata.",
+        json_schema_extra=SECRET_SETTING,
     )
     topic_prefix: str = Field(
         "", validation_alias=AliasChoices("TOPIC_PREFIX"), description="Prefix put before every topic name."
@@ -46,7 +52,8 @@ class StackSettings(BaseSettings):
     admin_token: str | None = Field(
         None,
         validation_alias=AliasChoices("ADMIN_TOKEN"),
-        description="Token guarding the admin endpoints; a random one is generated when unset.",
+        description="Token guarding the admin endpoints (or ADMIN_TOKEN_FILE); a random one is generated when unset.",
+        json_schema_extra=SECRET_SETTING,
     )
     run_dir: Path = Field(Path(".run"), description="Where logs, pgdata and stack.json go (STACK_RUN_DIR).")
     ready_timeout_s: float = Field(
@@ -57,6 +64,17 @@ class StackSettings(BaseSettings):
         gt=0,
         description="How long a service may take to exit on SIGTERM before SIGKILL (STACK_STOP_TIMEOUT_S).",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, SecretFilesSource(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
 
 def stack_from(settings: StackSettings, *, log_format: str) -> Stack:
@@ -72,6 +90,15 @@ def stack_from(settings: StackSettings, *, log_format: str) -> Stack:
     )
 
 
+def without_password(url: str) -> str:
+    """`url` with its password, if any, replaced by `***` (what may be printed)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def _summary(stack: Stack) -> str:
     lines = ["", "The pipeline is running:"]
     for name in SERVICES:
@@ -80,9 +107,10 @@ def _summary(stack: Stack) -> str:
             lines.append(f"  {name:<12} {url}   (API docs: {url}/docs)")
     lines += [
         f"  {'kafka':<12} {stack.kafka_bootstrap}",
-        f"  {'database':<12} {stack.database_url}",
+        f"  {'database':<12} {without_password(stack.database_url or '')}",
         f"  {'topic prefix':<12} {stack.topic_prefix!r}",
-        f"  {'admin token':<12} {stack.admin_token}",
+        # Only a token generated here is shown: one the operator set is theirs and stays out of terminals.
+        f"  {'admin token':<12} {stack.admin_token if stack.is_admin_token_generated else '(yours, not shown)'}",
         "  logs:",
         *(f"    {process.log_path}" for process in stack.services.values()),
     ]
@@ -141,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "Run the whole pipeline locally: broker, database and the three services, until Ctrl-C. "
             "Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (local servers are started when unset), "
-            "TOPIC_PREFIX, ADMIN_TOKEN (generated when unset), STACK_RUN_DIR (default .run), "
+            "TOPIC_PREFIX, ADMIN_TOKEN (generated when unset; DATABASE_URL and ADMIN_TOKEN may come from the file "
+            "named by DATABASE_URL_FILE / ADMIN_TOKEN_FILE), STACK_RUN_DIR (default .run), "
             "STACK_READY_TIMEOUT_S and STACK_STOP_TIMEOUT_S. Writes <run dir>/stack.json."
         ),
     )

@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import topics
 from shared.events import Message
+from shared.kafka_security import kafka_client_kwargs
 from shared.prompt_key import prompt_key
+from shared.settings import PipelineSettings
 
 APP_ID = "example-app"
 READ_TIMEOUT_S = 10.0
@@ -80,7 +82,11 @@ class OutputReader:
             topics.topic(prefix, topics.PREFERENCE_PAIRS): "pairs",
             topics.topic(prefix, topics.ANNOTATION_REQUESTS): "requests",
         }
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+        # The environment's Kafka security settings (KAFKA_SECURITY_PROTOCOL, ...), as `make up`'s services have them.
+        security = kafka_client_kwargs(PipelineSettings())
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10, **security
+        )
         self.records: dict[str, list[tuple[bytes | None, dict[str, Any] | None, float]]] = {"pairs": [], "requests": []}
 
     async def start(self) -> None:

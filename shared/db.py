@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 
-from shared.errors import ConflictError, TransientError
+from shared.errors import ConfigurationError, ConflictError, TransientError
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
@@ -81,20 +83,49 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def with_root_cert(url: str, root_cert: Path | None) -> str:
+    """`url` with `root_cert` as its `sslrootcert` (asyncpg reads it from the DSN), or `url` when None."""
+    if root_cert is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sslrootcert"]
+    query.append(("sslrootcert", str(root_cert)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def database_dsn(settings: PipelineSettings) -> str:
+    """The DSN every asyncpg connection of the project uses: DATABASE_URL, plus DATABASE_SSL_ROOT_CERT when set."""
+    return with_root_cert(settings.database_url, settings.database_ssl_root_cert)
+
+
+def _tls_refused(exc: ssl.SSLCertVerificationError) -> ConfigurationError:
+    # A certificate that fails verification fails the same way on every retry: say so at once.
+    return ConfigurationError(
+        "PostgreSQL's TLS certificate was refused: check DATABASE_SSL_ROOT_CERT (or sslrootcert) and the host name "
+        "in DATABASE_URL",
+        reason=exc.verify_message,
+    )
+
+
 async def create_pool(settings: PipelineSettings, *, deadline_s: float | None = None) -> asyncpg.Pool:
-    """Open the pool, retrying with capped backoff until `deadline_s` (default: connect timeout x 3)."""
+    """Open the pool, retrying with capped backoff until `deadline_s` (default: connect timeout x 3).
+
+    Raises ConfigurationError at once when the server's TLS certificate fails verification.
+    """
     deadline = asyncio.get_running_loop().time() + (deadline_s or settings.db_connect_timeout_s * 3)
     backoff = settings.retry_initial_backoff_s
     while True:
         try:
             return await asyncpg.create_pool(
-                settings.database_url,
+                database_dsn(settings),
                 min_size=settings.db_pool_min_size,
                 max_size=settings.db_pool_max_size,
                 command_timeout=settings.db_command_timeout_s,
                 timeout=settings.db_connect_timeout_s,
                 init=_init_connection,
             )
+        except ssl.SSLCertVerificationError as exc:
+            raise _tls_refused(exc) from exc
         except TRANSIENT_DB_ERRORS as exc:
             if asyncio.get_running_loop().time() + backoff > deadline:
                 raise TransientError("database unreachable", error=type(exc).__name__) from exc
@@ -142,7 +173,10 @@ async def migrate(dsn: str, migrations: Sequence[Migrations]) -> list[str]:
     Returns those applied now. Safe to run from several processes at once (an advisory lock
     serializes them).
     """
-    conn = await asyncpg.connect(dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+    except ssl.SSLCertVerificationError as exc:
+        raise _tls_refused(exc) from exc
     applied_now: list[str] = []
     try:
         await conn.execute(SHARED_QUERIES["lock_migrations"], _MIGRATION_LOCK_ID)

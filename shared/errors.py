@@ -71,3 +71,9 @@ class ForbiddenError(PipelineError):
     """Valid credentials, but outside their scope (HTTP 403)."""
 
     code = "forbidden"
+
+
+class ConfigurationError(PipelineError):
+    """Settings that cannot work (e.g. a CA that does not sign the server's certificate): permanent, never retried."""
+
+    code = "misconfigured"

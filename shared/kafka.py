@@ -24,6 +24,7 @@ from faststream.kafka.annotations import KafkaMessage
 from shared import topics
 from shared.errors import PipelineError, TransientError
 from shared.events import DeadLetter, utcnow
+from shared.kafka_security import kafka_broker_security, kafka_client_kwargs
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
@@ -42,9 +43,10 @@ class OutRecord:
 
 
 def make_broker(settings: PipelineSettings, *, client_id: str) -> KafkaBroker:
-    """A FastStream Kafka broker for this process (idempotence off: Tansu lacks it; acks=all)."""
+    """A FastStream Kafka broker for this process (idempotence off: Tansu lacks it; acks=all; TLS/SASL: `settings`)."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=kafka_broker_security(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
@@ -238,7 +240,9 @@ async def ensure_topics(settings: PipelineSettings) -> list[str]:
     Returns the names of the topics created now.
     """
     bootstrap, timeout_s = settings.kafka_bootstrap_servers, TOPIC_ADMIN_TIMEOUT_S
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **kafka_client_kwargs(settings)
+    )
     async with asyncio.timeout(timeout_s):
         await admin.start()
         try:

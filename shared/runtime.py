@@ -170,7 +170,7 @@ class Runtime(Generic[C]):
         """
         settings = self.settings
         self.pool = await db.create_pool(settings)
-        await db.migrate(settings.database_url, self.migrations)
+        await db.migrate(db.database_dsn(settings), self.migrations)
         await ensure_topics(settings)
         await self.broker.connect()
         self.context.set(await start_context(self))

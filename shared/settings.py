@@ -7,15 +7,72 @@ Every number the pipeline uses is a setting here or in a service's `settings.py`
 from __future__ import annotations
 
 import functools
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+from shared.security_settings import SECRET_SETTING, database_tls_errors, kafka_security_errors
 
 
 def _shared(name: str, default, description: str, **kw):
     """A field read from the unprefixed env var `NAME` whatever the service's prefix is."""
     return Field(default, description=description, validation_alias=AliasChoices(name, name.upper()), **kw)
+
+
+def _shared_secret(name: str, description: str, **kw):
+    """A secret shared setting (default None): read from `NAME`, or from the file `NAME_FILE` names."""
+    text = f"{description} Secret: or set {name.upper()}_FILE to a file holding it (e.g. a mounted container secret)."
+    return _shared(name, None, text, json_schema_extra=SECRET_SETTING, **kw)
+
+
+def secret_setting(default: Any, description: str, **kw) -> Any:
+    """A service's own secret setting (env prefix and all), readable from `<PREFIX><NAME>_FILE` too."""
+    return Field(default, description=description, json_schema_extra=SECRET_SETTING, **kw)
+
+
+def env_names(settings_cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]:
+    """The environment variables a field is read from: its unprefixed aliases, else the prefixed name."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return list(dict.fromkeys(str(choice).upper() for choice in alias.choices))
+    return [f"{settings_cls.model_config.get('env_prefix', '')}{name}".upper()]
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """Secret settings read from the file named by `<NAME>_FILE` (content stripped), as container secrets are mounted.
+
+    Setting both `NAME` and `NAME_FILE` (non-empty) is an error naming both; an unreadable file is an
+    error naming `NAME_FILE` and the path. Only settings declared with `SECRET_SETTING` are looked up.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every secret setting at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if field.json_schema_extra != SECRET_SETTING:
+                continue
+            for env_name in env_names(self.settings_cls, name, field):
+                path = os.environ.get(f"{env_name}_FILE")
+                if path:
+                    values[name] = _read_secret_file(env_name, path)
+                    break
+        return values
+
+
+def _read_secret_file(env_name: str, path: str) -> str:
+    if os.environ.get(env_name):
+        raise SettingsError(f"{env_name} and {env_name}_FILE are both set: set only one of them")
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SettingsError(f"{env_name}_FILE={path} cannot be read: {reason}") from exc
 
 
 class Limits(BaseModel):
@@ -37,14 +94,61 @@ class Limits(BaseModel):
 class PipelineSettings(BaseSettings):
     """Settings every service reads without a prefix (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, ...)."""
 
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not print the settings it was given (passwords among them).
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str = _shared(
         "kafka_bootstrap_servers", "127.0.0.1:9092", "Kafka bootstrap servers, comma separated."
     )
-    database_url: str = _shared("database_url", "postgresql://postgres@127.0.0.1:5432/postgres", "PostgreSQL DSN.")
+    database_url: str = _shared(
+        "database_url",
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "PostgreSQL DSN; `?sslmode=verify-full` (with DATABASE_SSL_ROOT_CERT) for a server that requires TLS. "
+        "Secret (it may hold a password): or set DATABASE_URL_FILE to a file holding it.",
+        json_schema_extra=SECRET_SETTING,
+    )
+    database_ssl_root_cert: Path | None = _shared(
+        "database_ssl_root_cert",
+        None,
+        "PEM file of the CA that signed PostgreSQL's certificate, checked with sslmode=verify-full or verify-ca in "
+        "DATABASE_URL (the same as sslrootcert in the URL). Unset: asyncpg's default, ~/.postgresql/root.crt.",
+    )
     topic_prefix: str = _shared("topic_prefix", "", "Prefix put before every topic name.")
-    admin_token: str | None = _shared("admin_token", None, "Token guarding the admin endpoints.")
+    admin_token: SecretStr | None = _shared_secret("admin_token", "Token guarding the admin endpoints.")
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _shared(
+        "kafka_security_protocol",
+        "PLAINTEXT",
+        "How every Kafka client of the project connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT, or SASL_SSL "
+        "(credentials over TLS, what managed Kafka services ask for).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = _shared(
+        "kafka_sasl_mechanism",
+        None,
+        "SASL mechanism with SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str | None = _shared(
+        "kafka_sasl_username", None, "SASL user name (SASL_PLAINTEXT or SASL_SSL)."
+    )
+    kafka_sasl_password: SecretStr | None = _shared_secret(
+        "kafka_sasl_password", "SASL password (SASL_PLAINTEXT or SASL_SSL)."
+    )
+    kafka_ssl_cafile: Path | None = _shared(
+        "kafka_ssl_cafile",
+        None,
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL). Unset: the system's trusted CAs.",
+    )
+    kafka_ssl_certfile: Path | None = _shared(
+        "kafka_ssl_certfile",
+        None,
+        "Client certificate (PEM) for brokers that require mutual TLS; it may also hold the key.",
+    )
+    kafka_ssl_keyfile: Path | None = _shared(
+        "kafka_ssl_keyfile", None, "Private key (PEM) of KAFKA_SSL_CERTFILE, when it is a separate file."
+    )
+    kafka_ssl_key_password: SecretStr | None = _shared_secret(
+        "kafka_ssl_key_password", "Password of an encrypted KAFKA_SSL_KEYFILE."
+    )
 
     log_format: Literal["json", "console"] = _shared(
         "log_format", "json", "json in production, console for a readable terminal."
@@ -122,6 +226,25 @@ class PipelineSettings(BaseSettings):
     max_body_bytes: int = _shared(
         "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Before the environment: `NAME=""` beside `NAME_FILE` (an empty compose default) leaves the file's value.
+        return init_settings, SecretFilesSource(settings_cls), env_settings, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _check_security(self) -> PipelineSettings:
+        errors = kafka_security_errors(self) + database_tls_errors(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
 
 
 def limits_from(settings: PipelineSettings) -> Limits:

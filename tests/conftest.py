@@ -1,8 +1,10 @@
 """Session servers (Tansu, PostgreSQL) and per-test isolation (a cloned database, unique topic names).
 
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set before the run, point the tests at external servers
-instead of local ones. Every other setting a service could read from the environment is cleared.
-The plumbing behind these fixtures is in tests/support/.
+instead of local ones: with the Kafka security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*,
+KAFKA_SSL_*), which stay in the environment for every client the tests make, and DATABASE_SSL_ROOT_CERT,
+which goes into the server URL as its sslrootcert. Every other setting a service could read from the
+environment is cleared. The plumbing behind these fixtures is in tests/support/.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import pytest
 
 from deploy.local_broker import start_broker
 from deploy.local_database import start_database
+from shared.db import database_dsn
 from shared.kafka import ensure_topics
+from shared.security_settings import KAFKA_SECURITY_FIELDS
 from shared.settings import PipelineSettings
 from tests.support.isolation import fresh_database, migrated_template, new_topic_prefix, topic_settings
 
@@ -33,14 +37,20 @@ EXTERNAL_SERVERS = pytest.StashKey[ExternalServers]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[EXTERNAL_SERVERS] = ExternalServers(
-        os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None, os.environ.get("DATABASE_URL") or None
-    )
-    # Unprefixed shared settings (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX, ADMIN_TOKEN, ...)
-    # and every service's prefixed ones: a developer's shell must not change what tests see.
+    kafka_bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+    # DATABASE_URL (or DATABASE_URL_FILE) with DATABASE_SSL_ROOT_CERT as the URL's sslrootcert.
+    is_external_database = bool(os.environ.get("DATABASE_URL") or os.environ.get("DATABASE_URL_FILE"))
+    database_url = database_dsn(PipelineSettings()) if is_external_database else None
+    config.stash[EXTERNAL_SERVERS] = ExternalServers(kafka_bootstrap, database_url)
+    # Unprefixed shared settings (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, TOPIC_PREFIX, ADMIN_TOKEN, ...), their
+    # `_FILE` twins, and every service's prefixed ones: a developer's shell must not change what tests see.
     shared_names = {name.upper() for name in PipelineSettings.model_fields}
+    kept = {name.upper() for name in KAFKA_SECURITY_FIELDS} if kafka_bootstrap is not None else set()
     for name in list(os.environ):
-        if name.upper() in shared_names or name.upper().startswith(SERVICE_ENV_PREFIXES):
+        setting = name.upper().removesuffix("_FILE")
+        if setting in kept:
+            continue
+        if setting in shared_names or name.upper().startswith(SERVICE_ENV_PREFIXES):
             del os.environ[name]
 
 

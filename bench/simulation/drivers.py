@@ -22,6 +22,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.simulation.scenario import SimEvent
+from shared.kafka_security import kafka_client_kwargs
+from shared.settings import PipelineSettings
 from shared.topics import FEEDBACK_RAW, INTERACTIONS_RAW, topic
 
 TICK_S = 0.1
@@ -156,7 +158,9 @@ async def drive_http(
 async def drive_raw(events: Sequence[SimEvent], bootstrap: str, prefix: str, *, time_scale: float = 1.0) -> DriveReport:
     """Publish the bodies to `interactions.raw` / `feedback.raw` (keyed by interaction_id), as an app would."""
     report = DriveReport()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    # The environment's Kafka security settings, as the stack's services have them.
+    security = kafka_client_kwargs(PipelineSettings())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", **security)
     await producer.start()
     try:
         async for interactions, votes in _paced(events, time_scale, report):

@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from scipy.stats import kendalltau
 
 from bench.simulation.scenario import Truth
+from shared.kafka_security import kafka_client_kwargs
+from shared.settings import PipelineSettings
 from shared.topics import PREFERENCE_PAIRS, topic
 
 
@@ -99,7 +101,9 @@ async def read_pairs(bootstrap: str, prefix: str, idle_s: float = 1.0, timeout_s
     Not end_offsets(): Tansu reports it wrong after multi-record batches.
     """
     name = topic(prefix, PREFERENCE_PAIRS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    # The environment's Kafka security settings, as the stack's services have them.
+    security = kafka_client_kwargs(PipelineSettings())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **security)
     await consumer.start()
     records: list[tuple[bytes | None, bytes | None]] = []
     try:

@@ -35,7 +35,7 @@ async def run(args: argparse.Namespace, settings: FeedbackSettings) -> str:
     """Carry out one command; returns what to print."""
     if args.command == "issue":
         grant = auth.grant_from(args.annotator, auth.parse_domains(args.domains))
-    await db.migrate(settings.database_url, MIGRATIONS)
+    await db.migrate(db.database_dsn(settings), MIGRATIONS)
     pool = await db.create_pool(settings)
     try:
         if args.command == "issue":

@@ -36,6 +36,7 @@ from shared.errors import ContractError, NotFoundError, PipelineError
 from shared.events import DeadLetter, Domain, Vote
 from shared.kafka import RedeliveryPause, batch_subscriber, document_output
 from shared.runtime import ContextDependency, Runtime
+from shared.security_settings import secret_value
 
 log = structlog.get_logger(__name__)
 
@@ -187,7 +188,8 @@ def tasks_router(dependency: ContextDependency[FeedbackContext], settings: Feedb
         context: FeedbackContext = Depends(dependency),
     ) -> dict[str, Any]:
         token = credentials.credentials if credentials is not None else None
-        if token and settings.admin_token and auth.is_admin_token(token, settings.admin_token):
+        admin_token = secret_value(settings.admin_token)
+        if token and admin_token and auth.is_admin_token(token, admin_token):
             return _stats_json(await context.queue.stats(None))
         annotator = await auth.authenticate(context.pool, token)
         return _stats_json(await context.queue.stats(annotator.domains, annotator.annotator_id, day_start))
@@ -200,7 +202,7 @@ def admin_router(dependency: ContextDependency[FeedbackContext], settings: Feedb
 
     async def require_admin(credentials: Annotated[Credentials, Depends(admin_bearer)]) -> None:
         token = credentials.credentials if credentials is not None else None
-        auth.check_admin(token, settings.admin_token)
+        auth.check_admin(token, secret_value(settings.admin_token))
 
     router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 

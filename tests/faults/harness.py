@@ -28,7 +28,7 @@ from tests.faults.sender import Sender
 from tests.faults.state import CANONICAL_TOPICS, OUTPUT_TOPICS, Comparison, FinalState, final_state
 from tests.faults.workload import Workload
 from tests.support.isolation import consumer_groups_env
-from tests.support.kafka import TopicReader
+from tests.support.kafka import TopicReader, client_security, stack_security
 from tests.support.waiting import eventually
 
 # Every run uses these settings. 6 s sessions (Kafka's usual group minimum) let a killed member's
@@ -72,13 +72,19 @@ class Run:
         assert self.stack.kafka_bootstrap is not None
         return self.stack.kafka_bootstrap
 
+    @property
+    def security(self) -> dict[str, Any] | None:
+        """Kafka client security for this run's broker: PLAINTEXT for a local one, else the environment's."""
+        return stack_security(self.stack)
+
     def group_id(self, service: str) -> str:
         """The consumer group a service of this run uses (unique per run, see `pipeline`)."""
         return f"{service}-{self.stack.topic_prefix}"
 
     async def start_readers(self) -> None:
         for name in (*OUTPUT_TOPICS, *CANONICAL_TOPICS):
-            self.readers[name] = await TopicReader(self.bootstrap, topics.topic(self.stack.topic_prefix, name)).start()
+            reader = TopicReader(self.bootstrap, topics.topic(self.stack.topic_prefix, name), security=self.security)
+            self.readers[name] = await reader.start()
 
     async def stop_readers(self) -> None:
         for reader in self.readers.values():
@@ -193,7 +199,9 @@ async def pipeline(
     )
     async with stack:
         assert stack.kafka_bootstrap is not None
-        sender = Sender(lambda s: stack.services[s].url, stack.kafka_bootstrap, prefix, rate=rate)
+        sender = Sender(
+            lambda s: stack.services[s].url, stack.kafka_bootstrap, prefix, rate=rate, security=stack_security(stack)
+        )
         run = Run(stack, workload, sender)
         try:
             await run.start_readers()
@@ -292,7 +300,9 @@ async def committed_through_end(run: Run, group_id: str) -> bool:
         for record in run.readers[name].records:
             tp = TopicPartition(record.topic, record.partition)
             ends[tp] = max(ends.get(tp, 0), record.offset + 1)
-    consumer = AIOKafkaConsumer(bootstrap_servers=run.bootstrap, group_id=group_id, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=run.bootstrap, group_id=group_id, enable_auto_commit=False, **client_security(run.security)
+    )
     await consumer.start()
     try:
         for tp, end in ends.items():

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from shared import topics
 from tests.faults.workload import Send
+from tests.support.kafka import Security, client_security
 
 HTTP_PATHS = {"ingest": "/v1/interactions/batch", "feedback": "/v1/votes/batch"}
 RAW_TOPICS = {"interactions.raw": topics.INTERACTIONS_RAW, "feedback.raw": topics.FEEDBACK_RAW}
@@ -39,8 +40,10 @@ class Sender:
         batch_size: int = 50,
         rate: float = 1000.0,
         retry_deadline_s: float = 120.0,
+        security: Security = None,
     ) -> None:
         self.url_of = url_of
+        self.security = security
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.batch_size = batch_size
@@ -108,7 +111,11 @@ class Sender:
     async def _produce(self, name: str, items: list[Send]) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, enable_idempotence=False, acks="all", request_timeout_ms=5000
+                bootstrap_servers=self.bootstrap,
+                enable_idempotence=False,
+                acks="all",
+                request_timeout_ms=5000,
+                **client_security(self.security),
             )
             await producer.start()
             self._producer = producer

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from deploy.local_broker import MISSING_BROKER_MESSAGE, start_broker
 from deploy.local_database import start_database
 from deploy.localstack import LocalStackError, free_port
+from tests.support.kafka import Security, client_security
 
 KAFKA_TIMEOUT_S = 10.0
 
@@ -30,8 +31,8 @@ def taken_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_topic(bootstrap: str, topic: str, security: Security = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_security(security))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
@@ -42,7 +43,7 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
 async def test_broker_round_trip(kafka_bootstrap: str) -> None:
     topic = f"t{uuid.uuid4().hex[:8]}.round-trip"
     await _create_topic(kafka_bootstrap, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", **client_security())
     await producer.start()
     try:
         await producer.send_and_wait(topic, b'{"n": 1}', key=b"k1", headers=[("h", b"v")])
@@ -52,7 +53,11 @@ async def test_broker_round_trip(kafka_bootstrap: str) -> None:
 
     # No group: joins take ~5 s on Tansu and are not what this test is about.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        bootstrap_servers=kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **client_security(),
     )
     await consumer.start()
     try:
@@ -70,7 +75,7 @@ async def test_broker_restart_keeps_port_and_loses_data(tmp_path: Path) -> None:
     broker = await asyncio.to_thread(start_broker, log_dir=tmp_path)
     try:
         topic = f"t{uuid.uuid4().hex[:8]}.restart"
-        await _create_topic(broker.bootstrap, topic)
+        await _create_topic(broker.bootstrap, topic, security={})  # the local broker: PLAINTEXT
         bootstrap, old_pid = broker.bootstrap, broker.pid
         await asyncio.to_thread(broker.restart)
         assert (broker.bootstrap, broker.is_running) == (bootstrap, True)

@@ -1,17 +1,38 @@
-"""Kafka for tests: one producer wrapper (publish as an app would, wait for the acks) and a group-less topic reader."""
+"""Kafka for tests: one producer wrapper (publish as an app would, wait for the acks) and a group-less topic reader.
+
+Every client here connects with `security` (aiokafka's security kwargs, `shared.kafka_security.kafka_client_kwargs`);
+left None, with the environment's Kafka settings, which tests/conftest.py keeps only for an external Kafka.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from shared.kafka_security import kafka_client_kwargs
+from shared.settings import PipelineSettings
 from shared.topics import topic
+
+if TYPE_CHECKING:
+    from deploy.stack import Stack
+
+Security = Mapping[str, Any] | None
+
+
+def client_security(security: Security = None) -> dict[str, Any]:
+    """`security` as given, or the environment's (empty PLAINTEXT settings unless an external Kafka asks otherwise)."""
+    return dict(security) if security is not None else kafka_client_kwargs(PipelineSettings())
+
+
+def stack_security(stack: Stack) -> Security:
+    """The security of a stack's broker: PLAINTEXT (no kwargs) for a local Tansu, else the environment's."""
+    return {} if stack.broker is not None else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,10 +54,12 @@ class Producer:
     Remembers the last offset it got per (topic, partition), to wait for a consumer group to commit past them.
     """
 
-    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+    def __init__(self, bootstrap: str, prefix: str = "", *, security: Security = None) -> None:
         self.prefix = prefix
         self.last_offsets: dict[tuple[str, int], int] = {}
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", **client_security(security)
+        )
 
     async def start(self) -> None:
         await self._producer.start()
@@ -61,8 +84,8 @@ class Producer:
 
 
 @asynccontextmanager
-async def producing(bootstrap: str, prefix: str = "") -> AsyncIterator[Producer]:
-    producer = Producer(bootstrap, prefix)
+async def producing(bootstrap: str, prefix: str = "", *, security: Security = None) -> AsyncIterator[Producer]:
+    producer = Producer(bootstrap, prefix, security=security)
     await producer.start()
     try:
         yield producer
@@ -78,19 +101,22 @@ async def produce(
     *,
     key: bytes | None = None,
     partitions: int | None = None,
+    security: Security = None,
 ) -> list[tuple[int, int]]:
     """Publish raw values to one topic (value i to partition i % `partitions` when given); their origins."""
     records = [
         Record(topic=name, value=value, key=key, partition=None if partitions is None else i % partitions)
         for i, value in enumerate(values)
     ]
-    async with producing(bootstrap, prefix) as producer:
+    async with producing(bootstrap, prefix, security=security) as producer:
         return await producer.send(records)
 
 
-async def committed_all(bootstrap: str, group_id: str, producer: Producer) -> bool:
+async def committed_all(bootstrap: str, group_id: str, producer: Producer, *, security: Security = None) -> bool:
     """True when the group committed past every record the producer sent."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, **client_security(security)
+    )
     await consumer.start()
     try:
         for (topic_name, partition), last in producer.last_offsets.items():
@@ -109,11 +135,15 @@ class TopicReader:
     bootstrap: str
     topic_name: str
     records: list[Any] = field(default_factory=list)
+    security: Security = None
     _consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> TopicReader:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=10,
+            **client_security(self.security),
         )
         await self._consumer.start()
         partitions = await self._partitions()
@@ -145,8 +175,8 @@ class TopicReader:
 
 
 @asynccontextmanager
-async def reading(bootstrap: str, prefix: str, name: str) -> AsyncIterator[TopicReader]:
-    reader = await TopicReader(bootstrap, topic(prefix, name)).start()
+async def reading(bootstrap: str, prefix: str, name: str, *, security: Security = None) -> AsyncIterator[TopicReader]:
+    reader = await TopicReader(bootstrap, topic(prefix, name), security=security).start()
     try:
         yield reader
     finally:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
 from services.aggregator.settings import AggregatorSettings
 from services.feedback.settings import FeedbackSettings
 from services.ingest.settings import IngestSettings
+from shared.security_settings import SECRET_SETTING
 from shared.settings import PipelineSettings
+from tests.support.pki import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROD = yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())
+SECRETS_DIR = "/run/secrets/"
 DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 SETTINGS = {"ingest": IngestSettings, "feedback": FeedbackSettings, "aggregator": AggregatorSettings}
 RUNTIME_LOCK, DEV_LOCK, DOCKERIGNORE = (
@@ -134,3 +141,88 @@ def third_party_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             modules.add(node.module.split(".")[0])
     return {m for m in modules if m not in sys.stdlib_module_names and m not in FIRST_PARTY}
+
+
+# The production override (docker-compose.prod.yml), checked the same way: statically, then its settings loaded.
+
+
+def merged_environment(service: str) -> dict[str, str]:
+    """The service's environment once the override is merged over docker-compose.yml (mappings merge key by key)."""
+    return {**COMPOSE["services"][service]["environment"], **PROD["services"][service]["environment"]}
+
+
+def interpolated(value: Any, shell: dict[str, str]) -> str:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?error}` with `shell` as the environment."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, word = match.group(1), match.group(2), match.group(3)
+        if shell.get(name):
+            return shell[name]
+        assert operator != ":?", f"{name} is required: {word}"
+        return word if operator == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
+
+
+def test_the_override_points_every_service_at_sasl_ssl_and_tls_postgres() -> None:
+    for name in ("init", *SETTINGS):
+        env = merged_environment(name)
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_SASL_PASSWORD_FILE"].startswith(SECRETS_DIR) and "KAFKA_SASL_PASSWORD" not in env
+        assert env["DATABASE_URL"] == "" and env["DATABASE_URL_FILE"].startswith(SECRETS_DIR)
+        assert env["DATABASE_SSL_ROOT_CERT"].startswith(SECRETS_DIR)
+        known = {n.upper() for n in PipelineSettings.model_fields}
+        secret = {n.upper() for n, f in PipelineSettings.model_fields.items() if f.json_schema_extra == SECRET_SETTING}
+        assert set(env) <= known | {f"{n}_FILE" for n in secret}, set(env) - known
+
+
+def test_the_override_mounts_every_secret_file_it_names() -> None:
+    defined = PROD["secrets"]
+    for name in ("init", *SETTINGS):
+        mounted = set(PROD["services"][name]["secrets"])
+        named = {
+            v.removeprefix(SECRETS_DIR) for v in merged_environment(name).values() if str(v).startswith(SECRETS_DIR)
+        }
+        assert named == mounted and mounted <= set(defined), (name, named, mounted)
+    for secret in defined.values():
+        assert secret["file"].startswith("./secrets/")
+    ignored = DOCKERIGNORE.read_text().splitlines()
+    assert "secrets" in ignored, "secret files must stay out of the build context"
+
+
+def test_the_override_leaves_out_the_local_servers() -> None:
+    for name in ("kafka", "postgres"):
+        assert PROD["services"][name]["profiles"] == ["local-servers"]
+    dependencies = PROD["services"]["init"]["depends_on"]
+    assert set(dependencies) == set(COMPOSE["services"]["init"]["depends_on"])
+    assert all(dependency["required"] is False for dependency in dependencies.values())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_the_overrides_settings_load_as_a_service_would_read_them(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "kafka_password": "kafka-secret\n",
+        "kafka_ca": pki.ca.read_text(),
+        "database_url": "postgresql://pipeline:db-secret@db.example.com:5432/pipeline?sslmode=verify-full\n",
+        "database_ca": pki.ca.read_text(),
+    }
+    for name, content in secrets.items():
+        (tmp_path / name).write_text(content)
+    shell = {"KAFKA_BOOTSTRAP_SERVERS": "b-1.example.com:9096", "KAFKA_SASL_USERNAME": "pipeline", "ADMIN_TOKEN": "t"}
+    for name in list(os.environ):
+        if name.upper() in {n.upper() for n in PipelineSettings.model_fields}:
+            monkeypatch.delenv(name)
+    for name, value in merged_environment("feedback").items():
+        monkeypatch.setenv(name, interpolated(value, shell).replace(SECRETS_DIR, f"{tmp_path}/"))
+    settings = FeedbackSettings()
+    assert (
+        settings.kafka_sasl_password is not None and settings.kafka_sasl_password.get_secret_value() == "kafka-secret"
+    )
+    assert settings.database_url.endswith("?sslmode=verify-full") and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    assert settings.topic_replication_factor == 3
