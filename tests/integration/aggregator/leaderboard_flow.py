@@ -4,6 +4,7 @@ records, recounts of battles and approval straight from the stored pairs and vot
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,10 +20,10 @@ from services.aggregator.context import AggregatorContext
 from services.aggregator.evidence import approval_of
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
-from shared.events import parse_interaction, parse_vote
+from shared.events import Interaction, Message, Response, parse_interaction, parse_vote
 from shared.prompt_key import prompt_key
 from shared.runtime import runtime_of
-from tests.integration.aggregator.aggregator_flow import app_for, settings_for
+from tests.integration.aggregator.aggregator_flow import app_for, settings_for, vote
 from tests.support.apps import running_app
 from tests.support.kafka import Producer, Record, TopicReader, producing, reading
 
@@ -76,10 +77,15 @@ class Board:
                 return float(line.rsplit(" ", 1)[1])
         return None
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of the test's own to the service's database (jsonb as Python values)."""
         conn = await asyncpg.connect(self.settings.database_url)
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        return conn
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self.connect()
         try:
-            await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
             return await conn.fetch(query, *args)
         finally:
             await conn.close()
@@ -192,3 +198,26 @@ async def settled(board: Board, app_id: str, domain: str | None = None) -> dict[
 
 def standings(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["model_version"]: m for m in body["models"]}
+
+
+def answer(app_id: str, prompt: str, interaction_id: str, version: str, at: datetime, model: str = "chat") -> Record:
+    """A canonical interaction: an answer of `model` `version` to `prompt`."""
+    messages = [Message(role="user", content=prompt)]
+    event = Interaction(
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        received_at=at,
+        app_id=app_id,
+        interaction_id=interaction_id,
+        conversation_id=f"conv-{interaction_id}",
+        user_ref="u-asker",
+        messages=messages,
+        response=Response(content=f"Answer {interaction_id}.", model=model, model_version=version),
+        prompt_key=prompt_key(app_id, messages),
+    )
+    return Record(topic=topics.INTERACTIONS, key=event.prompt_key.encode(), value=_json(event))
+
+
+def thumbs_of(app_id: str, interaction_id: str, values: dict[str, int], at: datetime) -> list[Record]:
+    """One thumb per voter (voter -> +1 / -1): sent again later with other values, they replace the earlier ones."""
+    return [vote(app_id, interaction_id, voter, at, kind="thumb", value=v) for voter, v in values.items()]
