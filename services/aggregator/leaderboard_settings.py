@@ -19,7 +19,7 @@ class LeaderboardSettings(BaseSettings):
         1.0, description="A board is refitted once its counts have been quiet this long.", gt=0
     )
     leaderboard_max_delay_s: float = Field(
-        10.0, description="Under constant change, a board is refitted at least this often anyway.", gt=0
+        5.0, description="Under constant change, a board is refitted at least this often anyway.", gt=0
     )
     leaderboard_poll_interval_s: float = Field(
         0.25, description="How often each instance looks for boards due for a refit.", gt=0
