@@ -110,7 +110,14 @@ class LeaderboardWorker:
         due = await boards.select_due_boards(self.pool, rules.debounce_s, rules.max_delay_s, rules.boards_per_run)
         refitted = 0
         for board in due:
-            refitted += await self.refit(board)
+            try:
+                refitted += await self.refit(board)
+            except TransientError:
+                raise  # the database is away: the next run retries every board
+            except Exception:
+                # One board's bug must not hold up the others (it stays due and is retried next run).
+                self.metrics.refits.labels("failed").inc()
+                log.exception("leaderboard_refit_failed", board=board.topic_key)
         return refitted
 
     async def refit(self, board: BoardKey) -> bool:

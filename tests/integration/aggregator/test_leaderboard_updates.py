@@ -174,3 +174,14 @@ async def test_the_backfill_counts_approval_of_groups_taken_in_before_the_leader
     assert await board.context.leaderboards.backfill() >= 1
     assert await stored_approvals(board) == await approval_recount(board)
     assert await board.context.leaderboards.backfill() == 0
+
+
+async def test_the_docs_describe_the_route_and_both_topics(board: Board) -> None:
+    openapi = (await board.http.get("/openapi.json")).json()
+    assert "/v1/leaderboard" in openapi["paths"]
+    asyncapi = (await board.http.get("/asyncapi.json")).json()
+    prefix = board.settings.topic_prefix
+    names = {channel["address"].removeprefix(prefix) for channel in asyncapi["channels"].values()}
+    assert {"model-leaderboard", "model-alerts"} <= names, names
+    schemas = asyncapi["components"]["schemas"]
+    assert {"ModelLeaderboard", "ModelAlert"} <= set(schemas), sorted(schemas)
