@@ -47,7 +47,7 @@ from services.aggregator.pairs import Group
 from services.aggregator.routing import RoutingRules
 from shared import db, topics
 from shared.errors import NotFoundError, TransientError
-from shared.events import ModelAlert, utcnow
+from shared.events import ModelAlert, ModelLeaderboard, utcnow
 from shared.kafka import OutRecord
 from shared.outbox import OutboxRelay, insert_outbox
 
@@ -204,7 +204,8 @@ class LeaderboardWorker:
         board = BoardKey(app_id, domain or WHOLE_APP)
         exists, body = await boards.select_board_body(self.pool, board)
         if body is not None:
-            return body
+            # jsonb keeps no key order: the contract puts the fields back in the order the topic has them.
+            return ModelLeaderboard.model_validate(body).model_dump(mode="json")
         if not await boards.is_known_app(self.pool, app_id):
             raise NotFoundError(f"unknown app_id {app_id!r}: no interaction of this app was taken in", app_id=app_id)
         reason = "the first leaderboard of this board is being computed (within seconds)" if exists else None
