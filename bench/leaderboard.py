@@ -205,11 +205,13 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{r['bootstrap_rounds']} | {r['fragility_s']} ({r['fragility_pairs']}, {r['fragility_exact']}) | "
             f"{r['kendall_tau_vs_truth']} | {'yes' if r['is_mle'] else 'no'} |"
         )
-    latency = report["latency"]
-    lines += ["", "## Pair change -> updated leaderboard on `model-leaderboard`", ""]
+    return "\n".join(lines + _latency_markdown(report["latency"])) + "\n"
+
+
+def _latency_markdown(latency: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Pair change -> updated leaderboard on `model-leaderboard`", ""]
     if latency is None:
-        lines.append("Not measured in this run (`--small` or `--no-latency`).")
-        return "\n".join(lines) + "\n"
+        return [*lines, "Not measured in this run (`--small` or `--no-latency`)."]
     lines += [
         f"The aggregator as a process; one board of {latency['versions']} rated versions seeded with "
         f"{latency['seed_battles']} battles; debounce {latency['debounce_s']:g} s, maximum delay "
@@ -224,7 +226,7 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {p['changes']} | {p['rate_per_s']:g} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
