@@ -9,6 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from services.aggregator.context import AggregatorContext
 from shared.runtime import ContextDependency
 
+# As the contracts' ids: no control characters (PostgreSQL cannot even compare a NUL).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+
 
 def leaderboard_router(dependency: ContextDependency[AggregatorContext]) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["leaderboard"])
@@ -19,9 +22,15 @@ def leaderboard_router(dependency: ContextDependency[AggregatorContext]) -> APIR
         responses={404: {"description": "No interaction of this app was ever taken in."}},
     )
     async def get_leaderboard(
-        app_id: str = Query(..., min_length=1, max_length=256, description="The app whose versions are ranked."),
+        app_id: str = Query(
+            ..., min_length=1, max_length=256, pattern=NO_CONTROL, description="The app whose versions are ranked."
+        ),
         domain: str | None = Query(
-            None, max_length=64, description="Only this domain's battles and votes (default: the whole app)."
+            None,
+            min_length=1,
+            max_length=64,
+            pattern=NO_CONTROL,
+            description="Only this domain's battles and votes (default: the whole app).",
         ),
         context: AggregatorContext = Depends(dependency),
     ) -> dict[str, Any]:

@@ -55,6 +55,8 @@ def voters(tag: str, n: int) -> list[str]:
 async def test_an_unknown_app_is_a_404_naming_it(board: Board) -> None:
     response = await board.leaderboard("no-such-app")
     assert response.status_code == 404 and "no-such-app" in response.json()["detail"]
+    for bad in ({"app_id": "a\x00b"}, {"app_id": ""}, {"app_id": "app", "domain": "x\ny"}, {}):
+        assert (await board.http.get("/v1/leaderboard", params=bad)).status_code == 422, bad
 
 
 async def test_an_app_without_battles_or_votes_and_a_domain_with_nothing_list_nothing_and_say_why(board: Board) -> None:
