@@ -57,7 +57,8 @@ async def record_changes(conn: asyncpg.Connection, changes: BoardChanges, pair_r
     stored = await _select_pair_battles(conn, [row.pair_id for row in pair_rows])
     battles, now = battle_changes(stored, pair_rows)
     keys = [g.prompt_key for g in changes.groups]
-    counted = {r["prompt_key"]: r["domain"] for r in await conn.fetch(QUERIES["select_counted_groups"], keys)}
+    rows = await conn.fetch(QUERIES["select_counted_groups"], keys) if keys else []
+    counted = {r["prompt_key"]: r["domain"] for r in rows}
     approvals, domains = approval_changes(changes.groups, counted)
     await _add_battle_counts(conn, battles)
     await _add_approval_counts(conn, approvals)

@@ -146,3 +146,28 @@ async def test_a_worse_new_version_raises_the_alarm_and_a_better_one_does_not(
             assert statuses == ["raised", "cleared"] * (len(statuses) // 2) + ["raised"] * (len(statuses) % 2)
         assert await stored_battles(board) == await battle_recount(board)
         assert await stored_approvals(board) == await approval_recount(board)
+
+
+async def test_two_instances_keep_the_same_counts_and_serve_the_same_board(
+    kafka_bootstrap: str, database_url: str, topics: str
+) -> None:
+    sim = traffic("sim-two", KNOWN_QUALITY, seed=5, prompts=40, votes=600)
+    async with (
+        running_board(kafka_bootstrap, database_url, topics) as first,
+        running_board(kafka_bootstrap, database_url, topics) as second,
+    ):
+        await first.send(canonical(in_the_past(sim, 1.0), datetime.now(UTC)))
+
+        async def consumed() -> bool:
+            return await committed_all(kafka_bootstrap, first.settings.group_id, first.producer)
+
+        await eventually(consumed, timeout=120, interval=0.5)
+        body = await eventually(lambda: settled(first, "sim-two"), timeout=30, interval=0.2)
+        assert (await second.leaderboard("sim-two")).json() == body  # one stored board, whichever instance serves
+
+        async def published() -> bool:
+            return (await second.published("sim-two")) == body
+
+        await eventually(published, timeout=10)
+        assert await stored_battles(first) == await battle_recount(first)
+        assert await stored_approvals(first) == await approval_recount(first)
