@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.queue
+	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.ui
 

@@ -17,18 +17,21 @@ Each figure is the median of `--repeats` runs (one run at 1,000 versions and mor
 process on one core's worth of numpy work. The columns beside check the fit is real: Kendall's
 tau between the fitted and the true order, and whether the fit is the MLE.
 
-Not measured here: the time from a pair change to the updated leaderboard on the
-`model-leaderboard` topic (p50/p99) needs the live wiring (store tables, debounce, topic), see
-`measure_pair_to_topic_latency`. `--small` runs 10 and 30 versions with 20,000 battles and 20
-rounds (a smoke run for the tests). Results: bench/results/leaderboard.json and leaderboard.md
-(or `--results-dir`).
+Then the live path: the time from the vote that changes a pair to the updated leaderboard on the
+`model-leaderboard` topic (p50/p99), against the aggregator as a process on a local broker and
+database (bench/leaderboard_latency.py: a sparse phase, changes further apart than the debounce, and
+a constant one; `--no-latency` skips it). `--small` runs 10 and 30 versions with 20,000 battles and
+20 rounds and no latency phase (a smoke run for the unit tests). Results:
+bench/results/leaderboard.json and leaderboard.md (or `--results-dir`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,7 +41,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
+from bench.leaderboard_latency import LatencyConfig, measure_latency
 from bench.provenance import run_header
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
 from services.aggregator import bradley_terry as bt
 from services.aggregator.leaderboard import ApprovalCounts, VersionKey, build_leaderboard, order_fragility
 
@@ -56,6 +62,7 @@ class BenchConfig:
     repeats: int
     fragility_pairs: int
     seed: int
+    latency: LatencyConfig | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
@@ -68,12 +75,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, Path]:
     parser.add_argument("--fragility-pairs", type=int, default=10, help="adjacent pairs timed at 1,000 versions+")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--small", action="store_true", help="10 and 30 versions, 20,000 battles, 20 rounds")
+    parser.add_argument("--no-latency", action="store_true", help="skip the pair -> topic latency phases")
+    parser.add_argument("--latency-sparse", type=int, default=20, help="changes of the sparse phase (0.5/s)")
+    parser.add_argument("--latency-constant", type=int, default=100, help="changes of the constant phase (10/s)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     a = parser.parse_args(argv)
     if a.small:
-        a.versions, a.battles, a.rounds, a.repeats = "10,30", 20_000, 20, 2
+        a.versions, a.battles, a.rounds, a.repeats, a.no_latency = "10,30", 20_000, 20, 2, True
     sizes = tuple(int(v) for v in a.versions.split(","))
-    config = BenchConfig(sizes, a.battles, a.neighbours, a.rounds, a.repeats, a.fragility_pairs, a.seed)
+    latency = (
+        None if a.no_latency else LatencyConfig(sparse_changes=a.latency_sparse, constant_changes=a.latency_constant)
+    )
+    config = BenchConfig(sizes, a.battles, a.neighbours, a.rounds, a.repeats, a.fragility_pairs, a.seed, latency)
     return config, a.results_dir
 
 
@@ -144,15 +157,18 @@ def measure_size(n: int, config: BenchConfig) -> dict[str, Any]:
 
 
 def measure_pair_to_topic_latency(config: BenchConfig) -> dict[str, Any] | None:
-    """LEAD, TO FILL IN with the live wiring: pair change -> updated leaderboard on `model-leaderboard`.
+    """Pair change -> updated leaderboard on `model-leaderboard` (p50/p99 per phase); None when skipped.
 
-    Intended shape (like bench/aggregator.py's latency phase): start broker, database and the
-    aggregator; at a fixed rate publish votes that turn a group into a cross-version pair (one
-    battle); a reader of `model-leaderboard` records when a leaderboard whose `battles` includes
-    it arrives; report p50/p99 ms with the debounce setting. Returns None until then, and the
-    results say "not measured" rather than a number.
+    Starts its own broker and database (fsync off) and runs the aggregator as a process on them.
     """
-    return None
+    if config.latency is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as tmp:
+        workdir = Path(tmp)
+        with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
+            return asyncio.run(
+                measure_latency(broker.bootstrap, database.url, "lb.", config.latency, workdir / "aggregator.log")
+            )
 
 
 def write_results(results: list[dict[str, Any]], latency: dict[str, Any] | None, config: BenchConfig, out: Path):
@@ -189,13 +205,28 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{r['bootstrap_rounds']} | {r['fragility_s']} ({r['fragility_pairs']}, {r['fragility_exact']}) | "
             f"{r['kendall_tau_vs_truth']} | {'yes' if r['is_mle'] else 'no'} |"
         )
-    latency = report["latency"]
-    lines += ["", "## Pair change -> updated leaderboard on `model-leaderboard`", ""]
+    return "\n".join(lines + _latency_markdown(report["latency"])) + "\n"
+
+
+def _latency_markdown(latency: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Pair change -> updated leaderboard on `model-leaderboard`", ""]
     if latency is None:
-        lines.append("Not measured: needs the live wiring (`measure_pair_to_topic_latency` in bench/leaderboard.py).")
-    else:
-        lines.append(f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms ({json.dumps(latency)}).")
-    return "\n".join(lines) + "\n"
+        return [*lines, "Not measured in this run (`--small` or `--no-latency`)."]
+    lines += [
+        f"The aggregator as a process; one board of {latency['versions']} rated versions seeded with "
+        f"{latency['seed_battles']} battles; debounce {latency['debounce_s']:g} s, maximum delay "
+        f"{latency['max_delay_s']:g} s; from the send of the vote that makes a pair (one more battle) until a body "
+        "that counts it is read from the topic.",
+        "",
+        "| phase | changes | changes/s | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("sparse", "constant"):
+        p = latency[name]
+        lines.append(
+            f"| {name} | {p['changes']} | {p['rate_per_s']:g} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,8 @@ from shared.events import (
     DeadLetter,
     FeedbackStats,
     Interaction,
+    ModelAlert,
+    ModelLeaderboard,
     PreferencePair,
     Vote,
 )
@@ -32,6 +34,8 @@ def contract_schemas() -> dict[str, dict[str, Any]]:
         "annotation_request.v1.json": AnnotationRequest.model_json_schema(mode="serialization"),
         "feedback_stats.v1.json": FeedbackStats.model_json_schema(mode="serialization"),
         "dead_letter.v1.json": DeadLetter.model_json_schema(mode="serialization"),
+        "model_leaderboard.v1.json": ModelLeaderboard.model_json_schema(mode="serialization"),
+        "model_alert.v1.json": ModelAlert.model_json_schema(mode="serialization"),
     }
 
 

@@ -12,6 +12,8 @@ PREFERENCE_PAIRS = "preference-pairs"
 ANNOTATION_REQUESTS = "annotation-requests"
 FEEDBACK_STATS = "feedback-stats"
 DEAD_LETTER = "dead-letter"
+MODEL_LEADERBOARD = "model-leaderboard"
+MODEL_ALERTS = "model-alerts"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PREFERENCE_PAIRS, is_compacted=True),
     TopicSpec(ANNOTATION_REQUESTS),
     TopicSpec(FEEDBACK_STATS),
+    # Compacted: the latest leaderboard per app_id (or app_id/domain) is all a reader needs.
+    TopicSpec(MODEL_LEADERBOARD, is_compacted=True),
+    TopicSpec(MODEL_ALERTS),
     TopicSpec(DEAD_LETTER, is_dead_letter=True),
 )
 

@@ -3,9 +3,11 @@
 Locks, always in this order so two instances never deadlock: advisory locks on the batch's
 interaction ids (sorted keys; they serialize a vote's lookup with its interaction's arrival, so a
 vote is either found or parked and then claimed, never lost), then the row locks of the touched
-groups (sorted prompt_key), then stats rows (sorted key). The caller commits the input offsets only
-after this transaction committed, so everything here is idempotent: interactions by id, votes by
-event_id, outputs by state hash.
+groups (sorted prompt_key), then the leaderboard's shared rows (battle counts, approval counts,
+boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted key), then
+model versions (sorted key; leaderboard_store.note_model_versions). The caller commits the input
+offsets only after this transaction committed, so everything here is idempotent: interactions by
+id, votes by event_id, outputs by state hash, battles by pair_id, approval by the group's state.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.aggregator import store
+from services.aggregator import leaderboard_store, store
 from services.aggregator.evidence import collect_evidence, fold_votes
+from services.aggregator.leaderboard_counts import BoardChanges
 from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, plan_outputs
 from services.aggregator.pairs import Group, PairRules, decide
 from services.aggregator.routing import RoutingRules
@@ -104,6 +107,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     by_group = {key: [vote for vote, _ in group_votes] for key, group_votes in applied.items()}
     records = await _decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await store.add_stats(conn, deltas)
+    await leaderboard_store.note_model_versions(conn, new_interactions)
     await insert_outbox(conn, rules.service, [*records, *batch.dead_letters])
     outcome.interactions, outcome.votes_parked = len(new_interactions), len(parked)
     outcome.votes_applied = sum(len(v) for v in applied.values())
@@ -144,6 +148,7 @@ async def _decide_groups(
     groups = await store.lock_groups(conn, new_groups | applied.keys())
     await store.load_group_state(conn, groups)
     vote_rows, pair_rows, task_rows, sft_rows, records = [], [], [], [], []
+    board_changes = BoardChanges()
     for prompt_key in sorted(groups):
         rows = groups[prompt_key]
         state, changed = fold_votes(rows.votes, applied.get(prompt_key, ()))
@@ -158,6 +163,7 @@ async def _decide_groups(
             evidence=collect_evidence(state.values()),
         )
         decision = decide(group, rules.pairs)
+        board_changes.add_group(group, rows.votes, state, rules.routing)
         plan = plan_outputs(
             group,
             decision,
@@ -174,6 +180,7 @@ async def _decide_groups(
         _count_outputs(plan, group.app_id, deltas, outcome)
     await store.upsert_votes(conn, vote_rows)
     await store.upsert_pairs(conn, pair_rows)
+    await leaderboard_store.record_changes(conn, board_changes, [row for _, row in pair_rows])
     await store.upsert_requests(conn, task_rows)
     await store.upsert_sft_examples(conn, sft_rows)
     return records

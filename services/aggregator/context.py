@@ -8,10 +8,12 @@ import asyncpg
 
 from services.aggregator import jobs
 from services.aggregator.intake import BatchIntake
+from services.aggregator.leaderboard_worker import LeaderboardWorker
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.rules import batch_rules, job_rules
+from services.aggregator.rules import batch_rules, job_rules, leaderboard_rules
 from services.aggregator.settings import AggregatorSettings
 from shared.kafka import RedeliveryPause
+from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 
 
@@ -24,6 +26,9 @@ class AggregatorContext:
 
     intake: BatchIntake
     """Applies consumed batches of interactions and votes, one transaction each."""
+
+    leaderboards: LeaderboardWorker
+    """Refits the model leaderboards that changed (a job), and serves their latest bodies."""
 
     @classmethod
     async def start(
@@ -50,7 +55,23 @@ class AggregatorContext:
         )
         pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, pause=pause)
-        return cls(pool=pool, intake=intake)
+        return cls(pool=pool, intake=intake, leaderboards=start_leaderboards(runtime, relay, settings, metrics))
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""
+
+
+def start_leaderboards(
+    runtime: Runtime[AggregatorContext], relay: OutboxRelay, settings: AggregatorSettings, metrics: AggregatorMetrics
+) -> LeaderboardWorker:
+    """The refit job (debounced per board), the gauges' sync, and a one-off backfill of older state."""
+    worker = LeaderboardWorker(
+        pool=runtime.db,
+        relay=relay,
+        rules=leaderboard_rules(settings, runtime.service),
+        metrics=metrics.leaderboard,
+    )
+    runtime.every("refit_leaderboards", settings.leaderboard_poll_interval_s, worker.run_once)
+    runtime.every("sync_regression_gauges", settings.leaderboard_gauge_sync_interval_s, worker.sync_gauges)
+    runtime.spawn("backfill_leaderboard", worker.backfill_until_done(settings.retry_max_backoff_s))
+    return worker

@@ -16,10 +16,11 @@ from faststream.kafka.annotations import KafkaMessage
 from services.aggregator import store
 from services.aggregator.context import AggregatorContext
 from services.aggregator.decoders import decode_interactions, decode_votes
+from services.aggregator.leaderboard_routes import leaderboard_router
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.errors import NotFoundError
-from shared.events import AnnotationRequest, DeadLetter, FeedbackStats, PreferencePair
+from shared.events import AnnotationRequest, DeadLetter, FeedbackStats, ModelAlert, ModelLeaderboard, PreferencePair
 from shared.kafka import batch_subscriber, document_output
 from shared.runtime import ContextDependency, Runtime
 
@@ -28,7 +29,7 @@ def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) 
     """The input consumers and the outputs' AsyncAPI entries; returns the routes."""
     register_subscribers(runtime, settings)
     document_outputs(runtime, settings)
-    return [http_router(runtime.context)]
+    return [http_router(runtime.context), leaderboard_router(runtime.context)]
 
 
 def register_subscribers(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:
@@ -69,6 +70,18 @@ def document_outputs(runtime: Runtime[AggregatorContext], settings: AggregatorSe
         (topics.ANNOTATION_REQUESTS, AnnotationRequest, "task_id", "Ambiguous cases for experts; null = withdrawn."),
         (topics.FEEDBACK_STATS, FeedbackStats, "stats_id", "Counts per app, model version and window."),
         (topics.DEAD_LETTER, DeadLetter, "source topic:partition:offset", "What could not be processed, and why."),
+        (
+            topics.MODEL_LEADERBOARD,
+            ModelLeaderboard,
+            "app_id, or app_id/domain",
+            "Model versions ranked by Bradley-Terry rating with intervals; compacted, the latest per board.",
+        ),
+        (
+            topics.MODEL_ALERTS,
+            ModelAlert,
+            "app_id",
+            "Regression alarm transitions: a model's newest version below its predecessor (raised, cleared).",
+        ),
     ):
         document_output(runtime.broker, settings, name, model, key=key, description=description)
 

@@ -1,10 +1,11 @@
-"""The aggregator's Prometheus series (in the service's registry): inputs taken, outputs queued, batch time."""
+"""The aggregator's Prometheus series (in the service's registry): inputs, outputs, batch time, the leaderboard."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.aggregator.batches import BatchOutcome
+from services.aggregator.leaderboard_worker import LeaderboardMetrics
 
 
 class AggregatorMetrics:
@@ -18,6 +19,7 @@ class AggregatorMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.leaderboard = LeaderboardMetrics(registry)
 
     def record(self, outcome: BatchOutcome) -> None:
         for kind in ("interactions", "votes_applied", "votes_parked", "duplicates", "dead_letters"):

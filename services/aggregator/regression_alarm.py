@@ -75,6 +75,11 @@ def _rating_reading(s: Standing) -> MetricReading | None:
     return MetricReading(s.rating, s.ci_low, s.ci_high, s.battles)
 
 
+def reading(s: Standing, metric: str, min_votes: int) -> MetricReading | None:
+    """One version's reading on `metric` (APPROVAL or RATING), None when it has too little evidence for it."""
+    return _approval_reading(s, min_votes) if metric == APPROVAL else _rating_reading(s)
+
+
 def _alerts(previous: Standing, new: Standing, min_votes: int) -> tuple[RegressionAlert, ...]:
     readings = {
         APPROVAL: (_approval_reading(previous, min_votes), _approval_reading(new, min_votes)),

@@ -10,6 +10,8 @@ import json
 
 from services.aggregator.batches import BatchRules
 from services.aggregator.jobs import JobRules
+from services.aggregator.leaderboard_outputs import BoardRules
+from services.aggregator.leaderboard_worker import LeaderboardRules
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
 from services.aggregator.settings import AggregatorSettings
@@ -61,4 +63,24 @@ def job_rules(settings: AggregatorSettings, service: str) -> JobRules:
         parked_vote_ttl_s=settings.parked_vote_ttl_s,
         parked_sweep_batch=settings.parked_sweep_batch,
         vote_dedupe_window_s=settings.vote_dedupe_window_s,
+    )
+
+
+def leaderboard_rules(settings: AggregatorSettings, service: str) -> LeaderboardRules:
+    """The refit worker's rules; `service` names the outbox it writes to."""
+    return LeaderboardRules(
+        service=service,
+        topic_prefix=settings.topic_prefix,
+        board=BoardRules(
+            bootstrap_rounds=settings.leaderboard_bootstrap_rounds,
+            min_battles=settings.leaderboard_min_battles,
+            alarm_min_votes=settings.alarm_min_votes,
+            fragility_refit_budget=settings.leaderboard_fragility_budget,
+            fragility_max_pairs=settings.leaderboard_fragility_max_pairs,
+        ),
+        routing=routing_rules(settings),
+        debounce_s=settings.leaderboard_debounce_s,
+        max_delay_s=settings.leaderboard_max_delay_s,
+        boards_per_run=settings.leaderboard_boards_per_run,
+        backfill_batch=settings.leaderboard_backfill_batch,
     )

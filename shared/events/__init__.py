@@ -1,9 +1,9 @@
 """Versioned v1 contracts of every event on the pipeline's topics (pydantic models), in one namespace.
 
 `base` (bounded fields, base classes), `inputs` (interactions, votes), `outputs` (pairs, requests,
-stats, dead letters) and `parsing` (validation with every bad field named). Size bounds are settings
-(`shared.settings.Limits`): pass them with `parse_interaction(..., limits=...)` / `parse_vote(...)`;
-without them the settings' defaults apply.
+stats, dead letters), `leaderboard` (the model leaderboard, regression alerts) and `parsing`
+(validation with every bad field named). Size bounds are settings (`shared.settings.Limits`): pass
+them with `parse_interaction(..., limits=...)` / `parse_vote(...)`; without them the settings' defaults apply.
 """
 
 from shared.events.base import SCHEMA_VERSION, Contract, Domain, Event, Id, Tag, utcnow
@@ -20,12 +20,14 @@ from shared.events.inputs import (
     VerdictVote,
     Vote,
 )
+from shared.events.leaderboard import AlertReading, ModelAlert, ModelLeaderboard
 from shared.events.outputs import AnnotationRequest, Candidate, DeadLetter, FeedbackStats, PreferencePair
 from shared.events.parsing import parse_interaction, parse_vote
 
 __all__ = [
     "SCHEMA_VERSION",
     "VOTE_ADAPTER",
+    "AlertReading",
     "AnnotationRequest",
     "Candidate",
     "CommentVote",
@@ -39,6 +41,8 @@ __all__ = [
     "Id",
     "Interaction",
     "Message",
+    "ModelAlert",
+    "ModelLeaderboard",
     "PreferencePair",
     "RatingVote",
     "Response",

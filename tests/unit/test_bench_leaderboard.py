@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.leaderboard import main
+from bench.leaderboard import _latency_markdown, main
 
 
 def test_small_leaderboard_bench_writes_its_table(tmp_path: Path) -> None:
@@ -19,3 +19,11 @@ def test_small_leaderboard_bench_writes_its_table(tmp_path: Path) -> None:
     assert report["latency"] is None
     table = (tmp_path / "leaderboard.md").read_text()
     assert table.startswith("# Leaderboard refit time") and "| 30 |" in table and "Not measured" in table
+
+
+def test_the_latency_table_has_one_row_per_phase() -> None:
+    phase = {"changes": 20, "rate_per_s": 0.5, "p50_ms": 1200.0, "p99_ms": 1500.0, "max_ms": 1510.0}
+    latency = {"versions": 5, "seed_battles": 300, "debounce_s": 1.0, "max_delay_s": 5.0}
+    lines = _latency_markdown({**latency, "sparse": phase, "constant": {**phase, "rate_per_s": 10.0}})
+    assert "| sparse | 20 | 0.5 | 1200.0 | 1500.0 | 1510.0 |" in lines
+    assert "| constant | 20 | 10 | 1200.0 | 1500.0 | 1510.0 |" in lines
