@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.aggregator import jobs
 from services.aggregator.batches import BatchRules
+from services.aggregator.export_routes import export_router, runtime_export_context
 from services.aggregator.handlers import (
     Aggregator,
     AggregatorMetrics,
@@ -102,6 +103,6 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
         runtime,
         title="aggregator",
         description="What it means: preference pairs, annotation requests and feedback stats.",
-        routers=[http_router()],
+        routers=[http_router(), export_router(runtime_export_context(settings))],
         on_started=on_started,
     )

@@ -1,0 +1,214 @@
+"""Streaming one export: a consistent snapshot read in chunks, shaped and encoded off the event loop.
+
+Order of effects: take an export slot (503 when all are busy) -> acquire a connection -> BEGIN
+ISOLATION LEVEL REPEATABLE READ READ ONLY -> the first statement fixes the snapshot and records it
+(now(), pg_current_snapshot()) -> each source's server-side cursor in turn (pairs; for kto also
+the answers judged on their approval; for sft the edits, then the expert rewrites) -> COMMIT ->
+release the connection and the slot. Every source reads the same snapshot, so every row was live
+at one moment; a retracted pair (NULL) is never read and each source yields a key once.
+Memory stays flat: at most `fetch_rows` records and `batch_rows` shaped rows are held at a time.
+Shaping and encoding (CPU) run in a worker thread, one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+import pyarrow as pa
+import structlog
+
+from services.aggregator import exports, routing, store
+from services.aggregator.evidence import RATING_DOWN_MAX, RATING_UP_MIN
+from services.aggregator.export_settings import ExportSettings
+from services.aggregator.pairs import EXPERT_MODEL
+from shared.errors import TransientError
+from shared.events import Message
+from shared.export_files import Encoder, encoder_for, rows_to_batch
+from shared.export_schema import schema_of
+from shared.exports import ExportRequest
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ExportContext:
+    """What the export route needs of its process: the pool, the settings, the routing rules, the slots."""
+
+    pool: asyncpg.Pool
+    settings: ExportSettings
+    routing: routing.RoutingRules
+    slots: asyncio.Semaphore
+
+
+def _prompt(text: str) -> list[dict[str, Any]]:
+    return orjson.loads(text)["messages"]
+
+
+def _domain(record: Any, prompt: list[dict[str, Any]], rules: routing.RoutingRules) -> str:
+    """The group's domain as the pair rules route it (own domain, else the domain rules, else general)."""
+    pair_domain = record.get("pair_domain")
+    if pair_domain:
+        return pair_domain
+    messages = [Message.model_construct(role=m["role"], content=m["content"]) for m in prompt]
+    return routing.route_domain([record["group_domain"]], messages, rules)
+
+
+def approval_record(record: Any, rules: routing.RoutingRules) -> exports.ApprovalRecord:
+    prompt = _prompt(record["prompt"])
+    return exports.ApprovalRecord(
+        app_id=record["app_id"],
+        prompt_key=record["prompt_key"],
+        prompt=prompt,
+        interaction_id=record["interaction_id"],
+        content=record["content"],
+        model=record["model"],
+        model_version=record["model_version"],
+        domain=_domain(record, prompt, rules),
+        up=record["up"],
+        down=record["down"],
+        newest_vote_at=record["newest_vote_at"],
+    )
+
+
+def edit_record(record: Any, rules: routing.RoutingRules) -> exports.EditRecord:
+    prompt = _prompt(record["prompt"])
+    return exports.EditRecord(
+        app_id=record["app_id"],
+        prompt_key=record["prompt_key"],
+        prompt=prompt,
+        event_id=record["event_id"],
+        content=record["content"],
+        interaction_id=record["interaction_id"],
+        model=record["model"],
+        model_version=record["model_version"],
+        domain=_domain(record, prompt, rules),
+        updated_at=record["updated_at"],
+        pair_id=record["pair_id"],
+        confidence=record["confidence"],
+        occurred_at=record["occurred_at"],
+    )
+
+
+@dataclass(frozen=True)
+class Shaper:
+    """Turns one source's records into rows (runs in a worker thread)."""
+
+    kind: str
+    selection: exports.Selection
+    approval_threshold: float
+    rules: routing.RoutingRules
+
+    def shape(self, source: str, records: list[Any]) -> list[exports.Row]:
+        rows: list[exports.Row] = []
+        if source == "pairs":
+            for record in records:
+                rows += exports.rows_from_pair(self.kind, orjson.loads(record["pair"]), self.selection)
+        elif source == "approvals":
+            for record in records:
+                approval = approval_record(record, self.rules)
+                rows += exports.row_from_approval(approval, self.approval_threshold, self.selection)
+        else:
+            for record in records:
+                rows += exports.row_from_edit(edit_record(record, self.rules), self.selection)
+        return rows
+
+
+def _sources(request: ExportRequest, conn: Any, fetch_rows: int) -> list[tuple[str, Callable[[], AsyncIterator]]]:
+    """The cursors an export reads, in order, as (source, opener): each is opened when the previous is done."""
+    filters, method = request.filters, request.filters.method
+    if request.kind == "sft":
+        return [
+            ("edits", lambda: store.select_export_edits(conn, filters, fetch_rows)),
+            ("pairs", lambda: store.select_export_rewrites(conn, filters, fetch_rows, EXPERT_MODEL)),
+        ]
+    sources: list[tuple[str, Callable[[], AsyncIterator]]] = []
+    if method != "approval":
+        sources.append(("pairs", lambda: store.select_export_pairs(conn, filters, fetch_rows)))
+    if request.kind == "kto" and method in (None, "approval"):
+        opener = lambda: store.select_export_approvals(  # noqa: E731
+            conn, filters, fetch_rows, RATING_UP_MIN, RATING_DOWN_MAX
+        )
+        sources.append(("approvals", opener))
+    return sources
+
+
+@dataclass
+class ExportStream:
+    """One export from open to close: `open()`, then iterate `chunks()`, then `aclose()` (always)."""
+
+    context: ExportContext
+    request: ExportRequest
+    point: store.ExportPoint | None = None
+    rows: int = 0
+    rows_by_split: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    _conn: Any = None
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return schema_of(self.request.kind, with_split=self.request.split == "all")
+
+    async def open(self) -> store.ExportPoint:
+        """Take a slot and open the snapshot. Raises TransientError when every slot is busy."""
+        slots = self.context.slots
+        if slots.locked():
+            raise TransientError("too many exports running; retry later", limit=self.context.settings.max_concurrent)
+        await slots.acquire()
+        self._stack.callback(slots.release)
+        self._conn, self.point = await self._stack.enter_async_context(
+            store.export_snapshot(self.context.pool, self.context.settings.acquire_timeout_s)
+        )
+        log.info("export_started", kind=self.request.kind, format=self.request.format, split=self.request.split)
+        return self.point
+
+    async def _row_groups(self) -> AsyncIterator[list[exports.Row]]:
+        settings = self.context.settings
+        shaper = Shaper(
+            self.request.kind,
+            exports.Selection(self.request.filters, self.request.test_size, self.request.split),
+            settings.kto_approval_threshold,
+            self.context.routing,
+        )
+        pending: list[exports.Row] = []
+        for source, opener in _sources(self.request, self._conn, settings.fetch_rows):
+            async for records in opener():
+                pending += await asyncio.to_thread(shaper.shape, source, records)
+                if len(pending) >= settings.batch_rows:
+                    yield pending
+                    pending = []
+        if pending:
+            yield pending
+
+    def _encode(self, encoder: Encoder, rows: list[exports.Row]) -> bytes:
+        for row in rows:
+            self.rows_by_split[row["split"]] += 1
+        self.rows += len(rows)
+        return encoder.write(rows_to_batch(rows, self.schema))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The export's bytes in the request's format: one chunk per row group, then the end of the file."""
+        encoder = encoder_for(self.request.format, self.schema)
+        async for rows in self._row_groups():
+            yield await asyncio.to_thread(self._encode, encoder, rows)
+        yield await asyncio.to_thread(encoder.finish)
+        log.info(
+            "export_finished",
+            kind=self.request.kind,
+            format=self.request.format,
+            rows=self.rows,
+            train=self.rows_by_split["train"],
+            test=self.rows_by_split["test"],
+            seconds=round(time.monotonic() - self._started, 3),
+        )
+
+    async def aclose(self) -> None:
+        """End the transaction and give back the connection and the slot (safe to call twice)."""
+        await self._stack.aclose()
