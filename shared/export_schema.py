@@ -202,12 +202,16 @@ def _feature(name: str | None, type_: pa.DataType) -> dict[str, Any]:
     return entry
 
 
+# datasets names a few Arrow types its own way: Value("float64") is Arrow's double, Value("bool") its bool.
+_DATASETS_DTYPES = {"double": "float64", "float": "float32", "halffloat": "float16"}
+
+
 def _dtype(type_: pa.DataType) -> str:
     if pa.types.is_timestamp(type_):
         return f"timestamp[{type_.unit}, tz={type_.tz}]" if type_.tz else f"timestamp[{type_.unit}]"
     if pa.types.is_boolean(type_):
         return "bool"
-    return str(type_)
+    return _DATASETS_DTYPES.get(str(type_), str(type_))
 
 
 def hf_features(schema: pa.Schema) -> list[dict[str, Any]]:

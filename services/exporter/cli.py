@@ -10,6 +10,7 @@ Exit codes: 0 written; 2 bad input; 1 anything else (nothing reachable, nothing 
 from __future__ import annotations
 
 import argparse
+import http.client
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from services.exporter.settings import ExporterSettings
 from shared.errors import ContractError
 from shared.exports import FORMATS_BY_KIND, KINDS, SCHEMA_VERSION, parse_request
 
+# What reading a response body can raise when the connection drops or the bytes are cut short.
+_STREAM_ERRORS = (OSError, http.client.HTTPException, pa.ArrowException)
 _FILTER_FLAGS = ("app_id", "domain", "method", "model_version", "min_confidence", "since", "until", "test_size")
 
 
@@ -77,15 +80,15 @@ def _reader(response: ExportResponse) -> pa.ipc.RecordBatchStreamReader:
         )
     try:
         return pa.ipc.open_stream(response.body)
-    except (OSError, pa.ArrowInvalid) as error:
-        raise ExporterError(f"the export stream could not be read: {error}") from error
+    except _STREAM_ERRORS as error:
+        raise ExporterError(f"the export stream could not be read: {error!r}") from error
 
 
 def _batches(reader: pa.ipc.RecordBatchStreamReader) -> Iterator[pa.RecordBatch]:
     try:
         yield from reader
-    except (OSError, pa.ArrowInvalid) as error:
-        raise ExporterError(f"the export stream broke off: {error}") from error
+    except _STREAM_ERRORS as error:
+        raise ExporterError(f"the export stream broke off: {error!r}") from error
 
 
 def run(args: argparse.Namespace, settings: ExporterSettings) -> dict:

@@ -8,6 +8,7 @@ key sets `apply_chat_template` accepts, `maybe_extract_prompt` leaving an explic
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
@@ -26,8 +29,20 @@ from deploy.localstack import free_port
 from shared import topics
 from shared.events import Interaction, Message, Response
 from shared.prompt_key import prompt_key
+from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
-from tests.integration.aggregator.aggregator_flow import T0, Producer, Record, interaction, later, thumbs, vote
+from tests.integration.aggregator.aggregator_flow import (
+    T0,
+    Producer,
+    Record,
+    interaction,
+    later,
+    producing,
+    running,
+    settings_for,
+    thumbs,
+    vote,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONVERSATION = [
@@ -142,6 +157,33 @@ async def play(producer: Producer, database_url: str, scenario: Scenario) -> Non
         return True
 
     await eventually(settled, timeout=30)
+
+
+@dataclass
+class Served:
+    database_url: str
+    producer: Producer
+    client: httpx.AsyncClient
+    url: str
+    scenario: Scenario
+
+
+@pytest.fixture(scope="module")
+async def served(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[Served]:
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        settings = settings_for(kafka_bootstrap, url, prefix, f"aggregator-{prefix}")
+        async with running(settings) as app, producing(kafka_bootstrap, prefix) as producer, serving(app) as base:
+            scenario = standard_scenario()
+            await play(producer, url, scenario)
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                yield Served(url, producer, client, base, scenario)
+
+
+async def export_folder(served: Served, out: Path, kind: str, *args: str) -> dict[str, Any]:
+    """Run the exporter CLI against the served app; the folder's manifest."""
+    result = await run_exporter([kind, "--out", str(out), "--aggregator", served.url, *args])
+    assert result.code == 0, result.stderr
+    return json.loads((out / "manifest.json").read_text())
 
 
 @asynccontextmanager

@@ -9,60 +9,31 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
-import httpx
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import isolated_pipeline
 from tests.helpers import eventually
-from tests.integration.aggregator.aggregator_flow import Producer, later, producing, running, settings_for, vote
+from tests.integration.aggregator.aggregator_flow import later, vote
 from tests.integration.aggregator.export_flow import (
     CONVERSATION,
     Scenario,
+    Served,
     assert_trl_format,
     assert_utc,
+    export_folder,
     play,
-    run_exporter,
-    serving,
-    standard_scenario,
+    served,
 )
 
 pytestmark = pytest.mark.timeout(180)
+__all__ = ["served"]  # the module-scoped fixture, imported
 KIND_FORMATS = [("dpo", "parquet"), ("reward", "parquet"), ("kto", "parquet"), ("sft", "parquet")]
 KIND_FORMATS += [("dpo", "jsonl"), ("kto", "jsonl"), ("sft", "jsonl"), ("openai-dpo", "jsonl")]
-
-
-@dataclass
-class Served:
-    database_url: str
-    producer: Producer
-    client: httpx.AsyncClient
-    url: str
-    scenario: Scenario
-
-
-@pytest.fixture(scope="module")
-async def served(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> AsyncIterator[Served]:
-    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
-        settings = settings_for(kafka_bootstrap, url, prefix, f"aggregator-{prefix}")
-        async with running(settings) as app, producing(kafka_bootstrap, prefix) as producer, serving(app) as base:
-            scenario = standard_scenario()
-            await play(producer, url, scenario)
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                yield Served(url, producer, client, base, scenario)
-
-
-async def export_folder(served: Served, out: Path, kind: str, *args: str) -> dict[str, Any]:
-    result = await run_exporter([kind, "--out", str(out), "--aggregator", served.url, *args])
-    assert result.code == 0, result.stderr
-    return json.loads((out / "manifest.json").read_text())
 
 
 def card_header(folder: Path) -> dict[str, Any]:
