@@ -2,9 +2,9 @@
 
 Every row goes through `rows_to_batch` with the kind's explicit schema, so a column has one type
 across rows whatever the source (a confidence stored as 1 is 1.0; a count is an int64), in every
-format: JSONL lines are written from the typed batch. An encoder takes one batch at a time and
-returns the bytes that batch completed (a Parquet row group, an IPC record batch, JSONL lines), so a
-caller streams them to an HTTP response or a file with memory flat in the row count.
+format: JSONL lines are written from the typed batch. An encoder takes a batch or a table of batches
+at a time and returns the bytes it completed (a Parquet row group, IPC record batches, JSONL lines),
+so a caller streams them to an HTTP response or a file with memory flat in the row count.
 Timestamps are UTC with their offset: timestamp[us, tz=UTC] in Parquet / Arrow, ISO 8601 strings
 ending in +00:00 in JSONL.
 """
@@ -18,6 +18,9 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+DEFAULT_GROUP_ROWS = 4_096
+JSONL_ROWS_AT_ONCE = 256
 
 
 def _array(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
@@ -69,21 +72,29 @@ class _ChunkSink:
         return data
 
 
+Batches = pa.RecordBatch | pa.Table
+
+
+def _table(data: Batches) -> pa.Table:
+    return pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+
+
 class Encoder(Protocol):
-    def write(self, batch: pa.RecordBatch) -> bytes: ...
+    def write(self, data: Batches) -> bytes: ...
 
     def finish(self) -> bytes: ...
 
 
 class ParquetEncoder:
-    """Parquet bytes, one row group per batch; the footer comes with `finish()`."""
+    """Parquet bytes, one row group per `write`; the footer comes with `finish()`."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self._sink = _ChunkSink()
         self._writer = pq.ParquetWriter(self._sink, schema, compression="snappy")
 
-    def write(self, batch: pa.RecordBatch) -> bytes:
-        self._writer.write_batch(batch)
+    def write(self, data: Batches) -> bytes:
+        table = _table(data)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         return self._sink.take()
 
     def finish(self) -> bytes:
@@ -98,8 +109,8 @@ class ArrowStreamEncoder:
         self._sink = _ChunkSink()
         self._writer = pa.ipc.new_stream(self._sink, schema)
 
-    def write(self, batch: pa.RecordBatch) -> bytes:
-        self._writer.write_batch(batch)
+    def write(self, data: Batches) -> bytes:
+        self._writer.write_table(_table(data))
         return self._sink.take()
 
     def finish(self) -> bytes:
@@ -113,8 +124,12 @@ class JsonlEncoder:
     def __init__(self, schema: pa.Schema) -> None:
         self._schema = schema
 
-    def write(self, batch: pa.RecordBatch) -> bytes:
-        return b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist())
+    def write(self, data: Batches) -> bytes:
+        # A few hundred rows at a time as Python objects, so that a big row group never is all at once.
+        lines = []
+        for batch in _table(data).to_batches(max_chunksize=JSONL_ROWS_AT_ONCE):
+            lines += [orjson.dumps(row) + b"\n" for row in batch.to_pylist()]
+        return b"".join(lines)
 
     def finish(self) -> bytes:
         return b""
@@ -127,21 +142,37 @@ def encoder_for(fmt: str, schema: pa.Schema) -> Encoder:
 
 
 class FileWriter:
-    """Batches of one schema into one file of a format, through the same encoders as the HTTP route."""
+    """Batches of one schema into one file of a format, through the same encoders as the HTTP route.
 
-    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+    Batches are gathered up to `group_rows` rows before they are encoded (one Parquet row group),
+    so that small batches from a stream do not make a file of tiny row groups.
+    """
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema, group_rows: int = DEFAULT_GROUP_ROWS) -> None:
         self.path = path
         self.rows = 0
         self._file: BinaryIO = path.open("wb")
         self._encoder = encoder_for(fmt, schema)
+        self._group_rows = group_rows
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
-            self._file.write(self._encoder.write(batch))
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
             self.rows += batch.num_rows
+        if self._pending_rows >= self._group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._file.write(self._encoder.write(pa.Table.from_batches(self._pending)))
+            self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
         try:
+            self._flush()
             self._file.write(self._encoder.finish())
         finally:
             self._file.close()

@@ -6,7 +6,8 @@ ISOLATION LEVEL REPEATABLE READ READ ONLY -> the first statement fixes the snaps
 the answers judged on their approval; for sft the edits, then the expert rewrites) -> COMMIT ->
 release the connection and the slot. Every source reads the same snapshot, so every row was live
 at one moment; a retracted pair (NULL) is never read and each source yields a key once.
-Memory stays flat: at most `fetch_rows` records and `batch_rows` shaped rows are held at a time.
+Memory stays flat: at most `fetch_rows` records and their Python rows, and `batch_rows` rows as Arrow
+(one row group), are held at a time.
 Shaping and encoding (CPU) run in a worker thread, one chunk at a time.
 """
 
@@ -15,26 +16,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 
-from services.aggregator import exports, routing, store
+from services.aggregator import export_columns, exports, routing, store
 from services.aggregator.evidence import RATING_DOWN_MAX, RATING_UP_MIN
 from services.aggregator.export_settings import ExportSettings
 from services.aggregator.pairs import EXPERT_MODEL
 from shared.errors import TransientError
 from shared.events import Message
-from shared.export_files import Encoder, encoder_for, rows_to_batch
+from shared.export_files import encoder_for, rows_to_batch
 from shared.export_schema import schema_of
-from shared.exports import ExportRequest
+from shared.exports import SPLIT_COLUMN, ExportRequest
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,26 +102,29 @@ def edit_record(record: Any, rules: routing.RoutingRules) -> exports.EditRecord:
 
 @dataclass(frozen=True)
 class Shaper:
-    """Turns one source's records into rows (runs in a worker thread)."""
+    """Turns one source's records into a typed batch with a `split` column (runs in a worker thread).
+
+    Live pairs, the bulk of any export, are shaped column-wise (export_columns); answers judged on
+    their approval and edits row by row (exports), then typed.
+    """
 
     kind: str
     selection: exports.Selection
     approval_threshold: float
     rules: routing.RoutingRules
 
-    def shape(self, source: str, records: list[Any]) -> list[exports.Row]:
-        rows: list[exports.Row] = []
+    def batch(self, source: str, records: list[Any]) -> pa.RecordBatch:
         if source == "pairs":
-            for record in records:
-                rows += exports.rows_from_pair(self.kind, orjson.loads(record["pair"]), self.selection)
-        elif source == "approvals":
+            return export_columns.pairs_batch(self.kind, [record["pair"] for record in records], self.selection)
+        rows: list[exports.Row] = []
+        if source == "approvals":
             for record in records:
                 approval = approval_record(record, self.rules)
                 rows += exports.row_from_approval(approval, self.approval_threshold, self.selection)
         else:
             for record in records:
                 rows += exports.row_from_edit(edit_record(record, self.rules), self.selection)
-        return rows
+        return rows_to_batch(rows, schema_of(self.kind, with_split=True))
 
 
 def _sources(request: ExportRequest, conn: Any, fetch_rows: int) -> list[tuple[str, Callable[[], AsyncIterator]]]:
@@ -149,6 +156,9 @@ class ExportStream:
     rows: int = 0
     rows_by_split: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    # One worker thread per export: its allocations stay in one malloc arena (a pool of threads would
+    # spread them over several, and RSS would grow with each arena the export touched).
+    _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="export"))
     _conn: Any = None
     _started: float = field(default_factory=time.monotonic)
 
@@ -158,6 +168,7 @@ class ExportStream:
 
     async def open(self) -> store.ExportPoint:
         """Take a slot and open the snapshot. Raises TransientError when every slot is busy."""
+        self._stack.callback(self._worker.shutdown, wait=False)
         slots = self.context.slots
         if slots.locked():
             raise TransientError("too many exports running; retry later", limit=self.context.settings.max_concurrent)
@@ -169,7 +180,16 @@ class ExportStream:
         log.info("export_started", kind=self.request.kind, format=self.request.format, split=self.request.split)
         return self.point
 
-    async def _row_groups(self) -> AsyncIterator[list[exports.Row]]:
+    def _shaped(self, shaper: Shaper, source: str, records: list[Any]) -> pa.RecordBatch:
+        """One chunk of records as a typed batch in the response's schema (counted per split)."""
+        batch = shaper.batch(source, records)
+        for split in ("train", "test"):
+            self.rows_by_split[split] += pc.sum(pc.equal(batch.column(SPLIT_COLUMN), split)).as_py() or 0
+        self.rows += batch.num_rows
+        return batch if self.request.split == "all" else batch.drop_columns([SPLIT_COLUMN])
+
+    async def _row_groups(self) -> AsyncIterator[pa.Table]:
+        """Tables of about `batch_rows` rows (one Parquet row group each), chunk by chunk from each source."""
         settings = self.context.settings
         shaper = Shaper(
             self.request.kind,
@@ -177,28 +197,29 @@ class ExportStream:
             settings.kto_approval_threshold,
             self.context.routing,
         )
-        pending: list[exports.Row] = []
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
         for source, opener in _sources(self.request, self._conn, settings.fetch_rows):
             async for records in opener():
-                pending += await asyncio.to_thread(shaper.shape, source, records)
-                if len(pending) >= settings.batch_rows:
-                    yield pending
-                    pending = []
+                batch = await self._off_loop(self._shaped, shaper, source, records)
+                if batch.num_rows:
+                    pending.append(batch)
+                    pending_rows += batch.num_rows
+                if pending_rows >= settings.batch_rows:
+                    yield pa.Table.from_batches(pending)
+                    pending, pending_rows = [], 0
         if pending:
-            yield pending
+            yield pa.Table.from_batches(pending)
 
-    def _encode(self, encoder: Encoder, rows: list[exports.Row]) -> bytes:
-        for row in rows:
-            self.rows_by_split[row["split"]] += 1
-        self.rows += len(rows)
-        return encoder.write(rows_to_batch(rows, self.schema))
+    async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The export's bytes in the request's format: one chunk per row group, then the end of the file."""
         encoder = encoder_for(self.request.format, self.schema)
-        async for rows in self._row_groups():
-            yield await asyncio.to_thread(self._encode, encoder, rows)
-        yield await asyncio.to_thread(encoder.finish)
+        async for table in self._row_groups():
+            yield await self._off_loop(encoder.write, table)
+        yield await self._off_loop(encoder.finish)
         log.info(
             "export_finished",
             kind=self.request.kind,
