@@ -131,6 +131,12 @@ async def fill(dsn: str, start: int, stop: int, answer_chars: int) -> float:
     return time.perf_counter() - started
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (a figure other load on the machine does not inflate)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -173,7 +179,7 @@ def aggregator(env: dict[str, str], workdir: Path):
 def measure_file(url: str, pid: int, pairs: int, workdir: Path) -> dict[str, Any]:
     out = workdir / f"export-{pairs}"
     shutil.rmtree(out, ignore_errors=True)
-    start_rss = _rss_mb(pid, "VmRSS")
+    start_rss, start_cpu = _rss_mb(pid, "VmRSS"), _cpu_s(pid)
     started = time.perf_counter()
     client = subprocess.Popen(
         [sys.executable, "-m", "services.exporter", "dpo", "--out", str(out), "--aggregator", url, "--app-id", "bench"],
@@ -193,6 +199,8 @@ def measure_file(url: str, pid: int, pairs: int, workdir: Path) -> dict[str, Any
         "pairs": pairs,
         "rows": manifest["counts"]["dpo"]["total"],
         "seconds": round(seconds, 2),
+        "aggregator_cpu_s": round(_cpu_s(pid) - start_cpu, 2),
+        "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "aggregator_rss_start_mb": round(start_rss, 1),
         "aggregator_rss_peak_mb": round(_rss_mb(pid, "VmHWM"), 1),
         "client_rss_peak_mb": round(usage.ru_maxrss / 1024, 1),
@@ -202,7 +210,7 @@ def measure_file(url: str, pid: int, pairs: int, workdir: Path) -> dict[str, Any
 
 def measure_http(url: str, pid: int, pairs: int, workdir: Path) -> dict[str, Any]:
     target = workdir / f"http-{pairs}.parquet"
-    start_rss = _rss_mb(pid, "VmRSS")
+    start_rss, start_cpu = _rss_mb(pid, "VmRSS"), _cpu_s(pid)
     started = time.perf_counter()
     with urllib.request.urlopen(f"{url}/v1/exports/dpo.parquet?app_id=bench", timeout=600) as response:
         with target.open("wb") as file:
@@ -216,6 +224,8 @@ def measure_http(url: str, pid: int, pairs: int, workdir: Path) -> dict[str, Any
         "pairs": pairs,
         "rows": rows,
         "seconds": round(seconds, 2),
+        "aggregator_cpu_s": round(_cpu_s(pid) - start_cpu, 2),
+        "client_cpu_s": None,
         "aggregator_rss_start_mb": round(start_rss, 1),
         "aggregator_rss_peak_mb": round(_rss_mb(pid, "VmHWM"), 1),
         "client_rss_peak_mb": None,
@@ -269,15 +279,18 @@ def write_results(results: list[dict[str, Any]], config: BenchConfig) -> dict[st
         f"Settings: `{json.dumps(report['settings'])}`. Synthetic live pairs written with COPY (two answers of "
         f"{config.answer_chars} characters each), exported as `dpo` Parquet. Seconds are wall time from the "
         "request to the last byte (file: until the CLI exits). RSS: the aggregator process's peak (VmHWM; it is "
-        "started fresh for each line) and the exporter CLI's (ru_maxrss). "
+        "started fresh for each line) and the exporter CLI's (ru_maxrss); CPU: each process's user + system "
+        "seconds during the export (PostgreSQL's own CPU is not counted). "
         f"Goal: 1M pairs under {GOAL_SECONDS_AT_1M:.0f} s, RSS under {GOAL_RSS_MB:.0f} MB.",
         "",
-        "| path | pairs | rows | seconds | rows/s | aggregator RSS start / peak MB | CLI RSS peak MB | output MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | pairs | rows | seconds | rows/s | aggregator CPU s | CLI CPU s | aggregator RSS start / peak MB "
+        "| CLI RSS peak MB | output MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['path']} | {r['pairs']:,} | {r['rows']:,} | {r['seconds']} | {r['rows_per_s']:,} | "
+            f"{r['aggregator_cpu_s']} | {r['client_cpu_s'] or '-'} | "
             f"{r['aggregator_rss_start_mb']} / {r['aggregator_rss_peak_mb']} | {r['client_rss_peak_mb'] or '-'} | "
             f"{r['output_mb']} |"
         )

@@ -20,7 +20,7 @@ class ExportSettings(BaseSettings):
     )
     fetch_rows: int = Field(1_000, description="Rows fetched from a server-side cursor at a time.", ge=1)
     batch_rows: int = Field(
-        4_096, description="Rows per record batch: one Parquet row group, one Arrow IPC batch.", ge=1
+        2_048, description="Rows gathered before they are encoded: one Parquet row group of the response.", ge=1
     )
     max_concurrent: int = Field(
         2, description="Exports running at once; one more gets 503 (each holds a database connection).", ge=1

@@ -2,18 +2,20 @@
 
 Order of effects: take an export slot (503 when all are busy) -> acquire a connection -> BEGIN
 ISOLATION LEVEL REPEATABLE READ READ ONLY -> the first statement fixes the snapshot and records it
-(now(), pg_current_snapshot()) -> each source's server-side cursor in turn (pairs; for kto also
-the answers judged on their approval; for sft the edits, then the expert rewrites) -> COMMIT ->
-release the connection and the slot. Every source reads the same snapshot, so every row was live
-at one moment; a retracted pair (NULL) is never read and each source yields a key once.
-Memory stays flat: at most `fetch_rows` records and their Python rows, and `batch_rows` rows as Arrow
-(one row group), are held at a time.
-Shaping and encoding (CPU) run in a worker thread, one chunk at a time.
+(now(), pg_current_snapshot()) -> each source's server-side cursor in turn (pairs; for kto also the
+answers judged on their approval; for sft the edits, then the expert rewrites), one chunk fetched
+ahead while the previous one is shaped -> COMMIT -> release the connection and the slot. Every
+source reads the same snapshot, so every row was live at one moment; a retracted pair (NULL) is
+never read, and each source yields a key once.
+Memory stays flat: two chunks of `fetch_rows` records, one chunk's shaped rows, and `batch_rows`
+rows as Arrow (one row group) at most. Shaping and encoding (CPU) run in the export's one worker
+thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +148,25 @@ def _sources(request: ExportRequest, conn: Any, fetch_rows: int) -> list[tuple[s
     return sources
 
 
+async def _ahead(chunks: AsyncIterator[list]) -> AsyncIterator[list]:
+    """The same chunks, the next one fetched while the caller shapes this one (PostgreSQL and Python overlap)."""
+
+    async def fetch() -> list | None:
+        return await anext(chunks, None)
+
+    pending = asyncio.ensure_future(fetch())
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(fetch())
+            yield chunk
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
 @dataclass
 class ExportStream:
     """One export from open to close: `open()`, then iterate `chunks()`, then `aclose()` (always)."""
@@ -200,7 +221,7 @@ class ExportStream:
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         for source, opener in _sources(self.request, self._conn, settings.fetch_rows):
-            async for records in opener():
+            async for records in _ahead(opener()):
                 batch = await self._off_loop(self._shaped, shaper, source, records)
                 if batch.num_rows:
                     pending.append(batch)
