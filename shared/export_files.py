@@ -151,6 +151,7 @@ class FileWriter:
     def __init__(self, path: Path, fmt: str, schema: pa.Schema, group_rows: int = DEFAULT_GROUP_ROWS) -> None:
         self.path = path
         self.rows = 0
+        self.arrow_bytes = 0
         self._file: BinaryIO = path.open("wb")
         self._encoder = encoder_for(fmt, schema)
         self._group_rows = group_rows
@@ -162,6 +163,7 @@ class FileWriter:
             self._pending.append(batch)
             self._pending_rows += batch.num_rows
             self.rows += batch.num_rows
+            self.arrow_bytes += batch.nbytes
         if self._pending_rows >= self._group_rows:
             self._flush()
 

@@ -194,11 +194,11 @@ def _feature(name: str | None, type_: pa.DataType) -> dict[str, Any]:
     entry: dict[str, Any] = {} if name is None else {"name": name}
     if pa.types.is_list(type_):
         value = type_.value_type
-        entry["list"] = [_feature(f.name, f.type) for f in value] if pa.types.is_struct(value) else _dtype(value)
+        entry["list"] = [_feature(f.name, f.type) for f in value] if pa.types.is_struct(value) else hf_dtype(value)
     elif pa.types.is_struct(type_):
         entry["struct"] = [_feature(f.name, f.type) for f in type_]
     else:
-        entry["dtype"] = _dtype(type_)
+        entry["dtype"] = hf_dtype(type_)
     return entry
 
 
@@ -206,7 +206,8 @@ def _feature(name: str | None, type_: pa.DataType) -> dict[str, Any]:
 _DATASETS_DTYPES = {"double": "float64", "float": "float32", "halffloat": "float16"}
 
 
-def _dtype(type_: pa.DataType) -> str:
+def hf_dtype(type_: pa.DataType) -> str:
+    """The `dtype` datasets gives a primitive Arrow type (float64 for double, bool, timestamp[us, tz=UTC])."""
     if pa.types.is_timestamp(type_):
         return f"timestamp[{type_.unit}, tz={type_.tz}]" if type_.tz else f"timestamp[{type_.unit}]"
     if pa.types.is_boolean(type_):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from shared.export_schema import COLUMNS, TRL_COLUMNS_BY_KIND, hf_features
+from shared.export_schema import COLUMNS, TRL_COLUMNS_BY_KIND, hf_dtype, hf_features
 from shared.exports import SCHEMA_VERSION
 
 DATA_DIR = "data"
@@ -102,7 +102,9 @@ def manifest(
     }
 
 
-def _header(kind: str, schema: pa.Schema, counts: Mapping[str, int], fmt: str) -> dict[str, Any]:
+def _header(
+    kind: str, schema: pa.Schema, counts: Mapping[str, int], fmt: str, sizes: Mapping[str, int]
+) -> dict[str, Any]:
     splits = [split for split in ("train", "test") if counts.get(split)]
     return {
         "configs": [
@@ -113,10 +115,21 @@ def _header(kind: str, schema: pa.Schema, counts: Mapping[str, int], fmt: str) -
         ],
         "dataset_info": {
             "features": hf_features(schema),
-            "splits": [{"name": split, "num_examples": counts[split]} for split in splits],
+            "splits": [
+                {"name": split, "num_bytes": sizes.get(split, 0), "num_examples": counts[split]} for split in splits
+            ],
         },
         "tags": ["llm-feedback", "human-feedback", kind, fmt],
     }
+
+
+def _short_type(type_: pa.DataType) -> str:
+    """A type as a reader of the card wants it: list<struct<role, content>>, not Arrow's nullability notes."""
+    if pa.types.is_list(type_):
+        return f"list<{_short_type(type_.value_type)}>"
+    if pa.types.is_struct(type_):
+        return "struct<" + ", ".join(f"{field.name}: {_short_type(field.type)}" for field in type_) + ">"
+    return hf_dtype(type_)
 
 
 def _column_table(kind: str, schema: pa.Schema) -> list[str]:
@@ -124,18 +137,23 @@ def _column_table(kind: str, schema: pa.Schema) -> list[str]:
     lines = ["| column | type | meaning |", "|---|---|---|"]
     for field in schema:
         meaning = meanings.get(field.name, "").replace("|", "\\|")
-        lines.append(f"| `{field.name}` | `{field.type}` | {meaning} |")
+        lines.append(f"| `{field.name}` | `{_short_type(field.type)}` | {meaning} |")
     return lines
 
 
-def dataset_card(kind: str, fmt: str, schema: pa.Schema, info: Mapping[str, Any]) -> str:
-    """README.md: the YAML header, then what the export is, how to load it, and every column's meaning."""
+def dataset_card(
+    kind: str, fmt: str, schema: pa.Schema, info: Mapping[str, Any], sizes: Mapping[str, int] | None = None
+) -> str:
+    """README.md: the YAML header, then what the export is, how to load it, and every column's meaning.
+
+    `sizes`: each split's Arrow size in bytes (the card's num_bytes).
+    """
     counts = info["counts"][kind]
     trl = ", ".join(f"`{c}`" for c in TRL_COLUMNS_BY_KIND[kind]) or "none"
     filters = {k: v for k, v in info["filters"].items() if v is not None}
     body = [
         "---",
-        to_yaml(_header(kind, schema, counts, fmt)),
+        to_yaml(_header(kind, schema, counts, fmt, sizes or {})),
         "---",
         "",
         f"# `{kind}` export of the LLM feedback pipeline",

@@ -51,9 +51,14 @@ class SplitFiles:
         return self.writers[split]
 
     def close(self) -> dict[str, int]:
+        """Finish every file; rows per split."""
         for writer in self.writers.values():
             writer.close()
         return {split: writer.rows for split, writer in self.writers.items()}
+
+    def sizes(self) -> dict[str, int]:
+        """The in-memory Arrow size of each split (what `datasets` records as a split's num_bytes)."""
+        return {split: writer.arrow_bytes for split, writer in self.writers.items()}
 
 
 def check_target(out: Path, overwrite: bool) -> None:
@@ -122,7 +127,8 @@ def write_folder(
             counts=counts,
             columns=data_schema.names,
         )
-        (partial / "README.md").write_text(dataset_card(spec.kind, spec.fmt, data_schema, info))
+        card = dataset_card(spec.kind, spec.fmt, data_schema, info, files.sizes())
+        (partial / "README.md").write_text(card)
         (partial / "manifest.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         _install(partial, out, overwrite)
     except BaseException:

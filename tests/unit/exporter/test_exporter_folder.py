@@ -77,6 +77,8 @@ def test_a_folder_has_data_per_split_a_manifest_and_a_card_that_datasets_loads(t
     assert [s["num_examples"] for s in header["dataset_info"]["splits"]] == [counts["train"], counts["test"]]
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert {split: loaded[split].num_rows for split in loaded} == {"train": counts["train"], "test": counts["test"]}
+    card_splits = datasets.splits.SplitDict._from_yaml_list(header["dataset_info"]["splits"])  # raises if malformed
+    assert card_splits["train"].num_examples == counts["train"] and card_splits["test"].num_bytes > 0
     assert "split" not in loaded["train"].column_names
     train_keys, test_keys = set(loaded["train"]["prompt_key"]), set(loaded["test"]["prompt_key"])
     assert train_keys and test_keys and not train_keys & test_keys
