@@ -12,15 +12,16 @@ the client goes away.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from services.aggregator import routing
+from services.aggregator import routing, store
 from services.aggregator.export_settings import ExportSettings
 from services.aggregator.export_stream import ExportContext, ExportStream
 from services.aggregator.settings import AggregatorSettings
@@ -32,6 +33,7 @@ from shared.exports import (
     HEADER_SNAPSHOT_AT,
     MEDIA_TYPES,
     SCHEMA_VERSION,
+    ExportRequest,
     parse_request,
 )
 from shared.runtime import get_runtime
@@ -88,11 +90,19 @@ async def _body(first: bytes, rest: AsyncIterator[bytes], stream: ExportStream) 
         await stream.aclose()
 
 
+def _etag(request: ExportRequest, point: store.ExportPoint) -> str:
+    """Changes when the request or the database's state may have: caches (datasets keys downloads on it)
+    never serve an old export for a URL whose data moved on."""
+    text = json.dumps([request.to_json(), point.snapshot, SCHEMA_VERSION], sort_keys=True)
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
 def _headers(stream: ExportStream) -> dict[str, str]:
     request, point = stream.request, stream.point
     assert point is not None
     suffix = "" if request.split == "all" else f"-{request.split}"
     return {
+        "ETag": _etag(request, point),
         HEADER_SNAPSHOT_AT: point.taken_at.isoformat(),
         HEADER_SNAPSHOT: point.snapshot,
         HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
@@ -148,5 +158,14 @@ def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
         return ClosingStreamingResponse(
             _body(first, body, stream), media_type=MEDIA_TYPES[stream.request.format], headers=_headers(stream)
         )
+
+    @router.head("/{name}", include_in_schema=False)
+    async def export_head(name: str, request: Request, context: ExportContext = Depends(get_context)) -> Response:  # noqa: B008
+        """What a GET would be (validation, type, ETag) without reading it: HTTP clients and caches ask first."""
+        params, repeated = _query(request)
+        export_request = parse_request(name, params, repeated)
+        point = await store.select_export_point(context.pool)
+        headers = {"ETag": _etag(export_request, point), HEADER_SNAPSHOT: point.snapshot, "Cache-Control": "no-store"}
+        return Response(status_code=200, media_type=MEDIA_TYPES[export_request.format], headers=headers)
 
     return router

@@ -341,3 +341,10 @@ def select_export_edits(conn: asyncpg.Connection, filters: ExportFilters, chunk_
     """Chunks of end users' latest edits (SFT examples) with the edited answer and its live edit pair."""
     args = [filters.app_id, filters.model_version, filters.since, filters.until]
     return _chunks(conn, "select_export_edits", args, chunk_rows)
+
+
+async def select_export_point(pool: asyncpg.Pool) -> ExportPoint:
+    """Where the state stands now (for an ETag: it changes whenever a write transaction has begun)."""
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["select_export_snapshot"])
+    return ExportPoint(row["taken_at"], row["snapshot"])

@@ -127,16 +127,30 @@ async def test_response_headers_name_the_snapshot_and_the_body_streams(served: S
         assert r.headers["transfer-encoding"] == "chunked" and "content-length" not in r.headers
         assert r.headers["content-type"] == "application/vnd.apache.parquet"
         assert r.headers["x-export-snapshot-at"] and ":" in r.headers["x-export-snapshot"]
+        assert r.headers["etag"].startswith('"')
         assert json.loads(r.headers["x-export-request"])["filters"]["app_id"] == app
         body = await r.aread()
     table = pq.read_table(io.BytesIO(body))
     assert table.num_rows == 2 and "split" not in table.column_names
+    head = await served.client.head(f"/v1/exports/sft.parquet?app_id={app}&split=train&test_size=0")
+    assert head.status_code == 200 and head.headers["etag"] and head.content == b""
+    assert (await served.client.head("/v1/exports/sft.csv")).status_code == 422
 
 
 async def test_a_flip_and_a_retraction_between_two_snapshots(served: Served, tmp_path: Path) -> None:
     scenario = Scenario(app_id=f"{served.scenario.app_id}-flip", live_pairs=5)
     await play(served.producer, served.database_url, scenario)
     app = scenario.app_id
+    url = f"{served.url}/v1/exports/dpo.parquet?app_id={app}&test_size=0"
+
+    def load_url(mode: str | None = None) -> list[dict[str, Any]]:
+        # datasets never revalidates a downloaded data file (no ETag check for data files): loading the same
+        # URL again with the same cache needs force_redownload to see the new snapshot.
+        cache = str(tmp_path / "hf-cache")
+        loaded = datasets.load_dataset("parquet", data_files=url, split="train", cache_dir=cache, download_mode=mode)
+        return loaded.to_list()
+
+    by_url_before = await asyncio.to_thread(load_url)
     before = await export_folder(served, tmp_path / "before", "dpo", "--app-id", app, "--test-size", "0")
     rows_before = pq.read_table(tmp_path / "before" / "data" / "train-00000-of-00001.parquet").to_pylist()
     prime = next(r for r in rows_before if r["chosen_interaction_id"] == "prime-a")
@@ -172,3 +186,6 @@ async def test_a_flip_and_a_retraction_between_two_snapshots(served: Served, tmp
     assert "comparison" not in {r["method"] for r in rows_after}, "the retracted pair is gone"
     assert before["counts"]["dpo"]["total"] == 5 and after["counts"]["dpo"]["total"] == 4
     assert after["snapshot"]["taken_at"] > before["snapshot"]["taken_at"]
+    by_url_after = await asyncio.to_thread(load_url, "force_redownload")
+    assert len(by_url_before) == 5 and len(by_url_after) == 4
+    assert {r["pair_id"]: r["chosen_interaction_id"] for r in by_url_after}[prime["pair_id"]] == "prime-b"
