@@ -123,6 +123,19 @@ def _text_param(description: str) -> Any:
     return Query(None, description=description)
 
 
+def _add_head(router: APIRouter, get_context: Callable[..., ExportContext]) -> None:
+    """HEAD of the export route: cheap (no snapshot read), so HTTP clients that ask first start no export."""
+
+    @router.head("/{name}", include_in_schema=False)
+    async def export_head(name: str, request: Request, context: ExportContext = Depends(get_context)) -> Response:  # noqa: B008
+        """What a GET would be (validation, type, ETag) without reading it: HTTP clients and caches ask first."""
+        params, repeated = _query(request)
+        export_request = parse_request(name, params, repeated)
+        point = await store.select_export_point(context.pool)
+        headers = {"ETag": _etag(export_request, point), HEADER_SNAPSHOT: point.snapshot, "Cache-Control": "no-store"}
+        return Response(status_code=200, media_type=MEDIA_TYPES[export_request.format], headers=headers)
+
+
 def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
     """The export route; `get_context` is the FastAPI dependency that gives the process's ExportContext."""
     router = APIRouter(prefix="/v1/exports", tags=["exports"])
@@ -159,13 +172,5 @@ def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
             _body(first, body, stream), media_type=MEDIA_TYPES[stream.request.format], headers=_headers(stream)
         )
 
-    @router.head("/{name}", include_in_schema=False)
-    async def export_head(name: str, request: Request, context: ExportContext = Depends(get_context)) -> Response:  # noqa: B008
-        """What a GET would be (validation, type, ETag) without reading it: HTTP clients and caches ask first."""
-        params, repeated = _query(request)
-        export_request = parse_request(name, params, repeated)
-        point = await store.select_export_point(context.pool)
-        headers = {"ETag": _etag(export_request, point), HEADER_SNAPSHOT: point.snapshot, "Cache-Control": "no-store"}
-        return Response(status_code=200, media_type=MEDIA_TYPES[export_request.format], headers=headers)
-
+    _add_head(router, get_context)
     return router
