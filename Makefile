@@ -2,32 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+LOCKS := requirements.lock requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up test test-unit bench lint schemas lock clean help
+.PHONY: up test test-unit example bench lint schemas lock clean help
 
 help:
 	@echo "make up     run the whole pipeline locally (broker, database, three services)"
 	@echo "make test   run the whole test suite against a real broker and database"
+	@echo "make example  drive a running stack (make up) from votes to a pair and a task"
 	@echo "make bench  run the benchmarks in bench/, the 60 s load run included (results in bench/results/)"
 	@echo "make lint   ruff"
 	@echo "make schemas regenerate shared/schemas/*.json from the contracts"
 
-$(STAMP): requirements.lock pyproject.toml
+# The runtime pins (requirements.lock, all the production image gets) and the development ones on top.
+$(STAMP): $(LOCKS) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 up: $(STAMP)
-	$(BIN)/python -m deploy.stack up
+	$(BIN)/python -m deploy.up
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+example: $(STAMP)
+	$(BIN)/python examples/pair_and_task.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
@@ -41,11 +47,11 @@ lint: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m shared.schemas
 
-# Re-pin the whole dependency tree from pyproject.toml's direct pins.
+# Re-pin both lock files from pyproject.toml's direct pins: the runtime closure, then the development rest.
 lock: $(STAMP)
 	$(BIN)/python -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(d["dependencies"] + sum(d["optional-dependencies"].values(), [])))' > .run-reqs.txt
 	$(BIN)/python -m pip install -q -r .run-reqs.txt && rm .run-reqs.txt
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > requirements.lock
+	$(BIN)/python -m deploy.lock
 
 clean:
 	rm -rf .run .pytest_cache

@@ -1,6 +1,6 @@
 """Aggregator throughput and event->pair latency, against a raw aiokafka consume + asyncpg write baseline.
 
-`python -m bench.aggregator` starts its own Tansu broker and PostgreSQL (deploy.localstack, fsync
+`python -m bench.aggregator` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync
 off), runs `python -m services.aggregator` as a real process, and measures on that one broker:
 
 1. baseline: a raw aiokafka consumer reads the same canonical events (interactions keyed by
@@ -40,12 +40,15 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.provenance import run_header
-from deploy.localstack import free_port, read_tail, start_broker, start_database
+from deploy.init import migrate_all
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
+from deploy.localstack import free_port, read_tail
 from shared import topics
-from shared.db import migrate
 from shared.events import Message
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
+from shared.settings import PipelineSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -304,9 +307,11 @@ async def warm_up(producer: AIOKafkaProducer, bootstrap: str, port: int, log: Pa
 
 
 async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) -> list[dict]:
-    await migrate(dsn)
+    await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
-        await ensure_topics(bootstrap, prefix, partitions=config.partitions)
+        await ensure_topics(
+            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+        )
     run = uuid.uuid4().hex[:6]
     records = [r for g in range(config.groups) for r in group_records(run, g, config.answer_chars)[1]]
     interactions = sum(1 for t, _, _ in records if t == topics.INTERACTIONS)

@@ -1,6 +1,6 @@
 """Ingest throughput: HTTP batch and single posts through services.ingest against a raw aiokafka producer.
 
-`python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy.localstack, fsync off),
+`python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync off),
 runs `python -m services.ingest` as a real process, and measures on that one broker, with the same
 ~1 KB interactions (distinct event_ids):
 
@@ -37,11 +37,14 @@ from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
 from bench.provenance import run_header
-from deploy.localstack import free_port, read_tail, start_broker, start_database
+from deploy.init import migrate_all
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
+from deploy.localstack import free_port, read_tail
 from shared import topics
-from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
+from shared.settings import PipelineSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -242,9 +245,11 @@ async def wait_ready(base: tuple[str, int], log_path: Path) -> None:
 
 
 async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdir: Path) -> list[PhaseResult]:
-    await migrate(database_url)
-    await ensure_topics(bootstrap, "", partitions=config.partitions)
-    await ensure_topics(bootstrap, BASELINE_PREFIX, partitions=config.partitions)
+    await migrate_all(database_url)
+    for prefix in ("", BASELINE_PREFIX):
+        await ensure_topics(
+            PipelineSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, topic_partitions=config.partitions)
+        )
     warmup, baseline, batch, single = _split(
         make_interactions(64 + 2 * config.batch_size + 2 * config.events + config.single_events, config.seed),
         [64 + 2 * config.batch_size, config.events, config.events, config.single_events],

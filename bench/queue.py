@@ -4,7 +4,7 @@
 lease with SKIP LOCKED, the task view with PII redaction, the verdict transaction with its outbox row)
 and, on the same database in the same run, a bare asyncpg SKIP LOCKED dequeue loop (one
 `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)` per job), and reports the ratio.
-Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.localstack, fsync off).
+Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.local_database, fsync off).
 Results: bench/results/queue.json and queue.md.
 """
 
@@ -29,6 +29,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.feedback import store
+from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
+from services.feedback.app import SERVICE as FEEDBACK_SERVICE
 from services.feedback.queue import QueueMetrics, TaskQueue
 from services.feedback.queue_rules import Verdict
 from services.feedback.settings import FeedbackSettings
@@ -78,7 +80,7 @@ def _database_url(server_url: str, name: str) -> str:
 
 @contextmanager
 def _local_server():
-    from deploy.localstack import start_database
+    from deploy.local_database import start_database
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp,
@@ -157,7 +159,7 @@ async def queue_rate(queue: TaskQueue, workers: int, level: int, tasks: int, sec
         task = await queue.lease(me, None)
         if task is None:
             return False
-        await queue.submit_verdict(me, task["task_id"], Verdict(me.annotator_id, "A"))
+        await queue.submit_verdict(me, task.request.task_id, Verdict(annotator_id=me.annotator_id, verdict="A"))
         return True
 
     started = time.perf_counter()
@@ -172,7 +174,7 @@ async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
     registry = CollectorRegistry()
     # The relay never runs here: verdicts' outbox rows are written (that cost is measured), not published.
     relay = OutboxRelay(
-        service="feedback",
+        service=FEEDBACK_SERVICE,
         pool=pool,
         broker=make_broker(settings, client_id="bench"),
         registry=registry,
@@ -181,7 +183,9 @@ async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
         publish_timeout_s=settings.publish_timeout_s,
         max_backoff_s=settings.retry_max_backoff_s,
     )
-    return TaskQueue(pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry))
+    return TaskQueue(
+        service=FEEDBACK_SERVICE, pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry)
+    )
 
 
 async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
@@ -190,7 +194,7 @@ async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{name}"')  # generated name: not a bind parameter
     database_url = _database_url(server_url, name)
     try:
-        await db.migrate(database_url, ["shared", "feedback"])
+        await db.migrate(database_url, FEEDBACK_MIGRATIONS)
         async with AsyncExitStack() as stack:
             queue = await _queue_on(database_url, stack)
             await queue.pool.execute(BASELINE_SETUP)

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_HOST = "127.0.0.1"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ServiceProcess:
     """One OS process of a service: `python -m services.<service>` on its own port."""
 

@@ -1,22 +1,18 @@
 """The whole pipeline on one machine: broker, database, migrations, topics and the three services.
 
-`python -m deploy.stack up` (what `make up` runs) starts it, prints every address, writes
-`.run/stack.json` and stops everything on Ctrl-C or SIGTERM. `Stack` is the same thing as a class,
-for end-to-end and fault tests that kill and restart services.
+`Stack` starts what is not given, waits until every service is ready, writes `<run dir>/stack.json`
+and stops everything in reverse order. `make up` runs it (`deploy/up.py`); end-to-end and fault tests
+use it to kill and restart services.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
-import shutil
 import signal
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -24,21 +20,13 @@ from typing import Self
 
 import httpx
 import structlog
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy.localstack import (
-    BrokerProcess,
-    DatabaseProcess,
-    free_port,
-    read_tail,
-    start_broker,
-    start_database,
-)
+from deploy.init import migrate_all
+from deploy.local_broker import BrokerProcess, start_broker
+from deploy.local_database import DatabaseProcess, start_database
+from deploy.localstack import free_port, read_tail
 from deploy.service_process import SERVICE_HOST, ServiceProcess
-from shared.db import migrate
-from shared.kafka import ensure_topics_for
-from shared.logging import configure_logging
+from shared.kafka import ensure_topics
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
@@ -50,38 +38,11 @@ KILL_WAIT_S = 10.0  # after SIGKILL, how long the kernel may take to tear a proc
 SUPERVISE_INTERVAL_S = 0.5
 
 
-class StackSettings(BaseSettings):
-    """What `make up` reads from the environment; unset servers are started locally."""
-
-    model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore", populate_by_name=True)
-
-    kafka_bootstrap_servers: str | None = Field(
-        None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
-        description="External Kafka; when unset a local Tansu broker is started.",
-    )
-    database_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("DATABASE_URL"),
-        description="External PostgreSQL; when unset a local one is started on <run_dir>/pgdata.",
-    )
-    topic_prefix: str = Field(
-        "", validation_alias=AliasChoices("TOPIC_PREFIX"), description="Prefix put before every topic name."
-    )
-    admin_token: str | None = Field(
-        None,
-        validation_alias=AliasChoices("ADMIN_TOKEN"),
-        description="Token guarding the admin endpoints; a random one is generated when unset.",
-    )
-    run_dir: Path = Field(Path(".run"), description="Where logs, pgdata and stack.json go (STACK_RUN_DIR).")
-    ready_timeout_s: float = Field(
-        60.0, gt=0, description="How long each service may take to answer /readyz (STACK_READY_TIMEOUT_S)."
-    )
-    stop_timeout_s: float = Field(
-        15.0,
-        gt=0,
-        description="How long a service may take to exit on SIGTERM before SIGKILL (STACK_STOP_TIMEOUT_S).",
-    )
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part (a rename within one directory is atomic)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 class StackError(RuntimeError):
@@ -128,19 +89,6 @@ class Stack:
         self.services: dict[str, ServiceProcess] = {}
         self._stop_requested = asyncio.Event()
 
-    @classmethod
-    def from_settings(cls, settings: StackSettings, *, log_format: str) -> Stack:
-        return cls(
-            settings.run_dir,
-            kafka_bootstrap=settings.kafka_bootstrap_servers,
-            database_url=settings.database_url,
-            topic_prefix=settings.topic_prefix,
-            admin_token=settings.admin_token,
-            log_format=log_format,
-            ready_timeout_s=settings.ready_timeout_s,
-            stop_timeout_s=settings.stop_timeout_s,
-        )
-
     @property
     def stack_json_path(self) -> Path:
         return self.run_dir / "stack.json"
@@ -165,8 +113,13 @@ class Stack:
         self._stop_requested.set()
 
     async def start(self) -> None:
-        """Start the servers not given, migrate, create topics, start the services and wait until all are ready."""
+        """Start the servers not given, migrate, create topics, start the services and wait until all are ready.
+
+        `stack.json` exists exactly while the stack is ready: a script waiting for it never reads the
+        addresses of a previous run (even one killed before it could remove the file).
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.stack_json_path.unlink(missing_ok=True)
         if self.kafka_bootstrap is None:
             self.broker = await asyncio.to_thread(start_broker, log_dir=self.log_dir)
             self.kafka_bootstrap = self.broker.bootstrap
@@ -180,21 +133,22 @@ class Stack:
             )
             self.database_url = self.database.url
         self._raise_if_stop_requested()
-        await migrate(self.database_url)
+        await migrate_all(self.database_url)
         # Partitions and retention come from the same environment the services read.
-        await ensure_topics_for(
+        await ensure_topics(
             PipelineSettings(kafka_bootstrap_servers=self.kafka_bootstrap, topic_prefix=self.topic_prefix)
         )
         self._raise_if_stop_requested()
         for service in self.initial_services:
             self._add_service(service, 1).spawn()
         await self._wait_all_ready([self._key(service, 1) for service in self.initial_services])
-        self.stack_json_path.write_text(json.dumps(self.info, indent=2) + "\n")
+        write_atomically(self.stack_json_path, json.dumps(self.info, indent=2) + "\n")
         log.info("stack_ready", stack_json=str(self.stack_json_path))
 
     async def stop(self) -> None:
         """Services first (SIGTERM; SIGKILL after `stop_timeout_s`), then the broker, then the database."""
         self._stop_requested.set()
+        self.stack_json_path.unlink(missing_ok=True)
         try:
             await asyncio.gather(*(self.stop_service(name) for name in self.services))
         finally:
@@ -321,7 +275,9 @@ class Stack:
             **self.extra_env,
         }
         key = self._key(service, instance)
-        process = ServiceProcess(service, instance, port, env, self.log_dir / f"{key}.log")
+        process = ServiceProcess(
+            service=service, instance=instance, port=port, env=env, log_path=self.log_dir / f"{key}.log"
+        )
         self.services[key] = process
         return process
 
@@ -337,93 +293,3 @@ class Stack:
     def _raise_if_stop_requested(self) -> None:
         if self._stop_requested.is_set():
             raise StackError("stop requested while starting")
-
-
-def _summary(stack: Stack) -> str:
-    lines = ["", "The pipeline is running:"]
-    for name in SERVICES:
-        if name in stack.services:
-            url = stack.services[name].url
-            lines.append(f"  {name:<12} {url}   (API docs: {url}/docs)")
-    lines += [
-        f"  {'kafka':<12} {stack.kafka_bootstrap}",
-        f"  {'database':<12} {stack.database_url}",
-        f"  {'topic prefix':<12} {stack.topic_prefix!r}",
-        f"  {'admin token':<12} {stack.admin_token}",
-        "  logs:",
-        *(f"    {process.log_path}" for process in stack.services.values()),
-    ]
-    if stack.broker is not None:
-        lines.append(f"    {stack.broker.log_path}")
-    if stack.database is not None:
-        lines.append(f"    {stack.database.log_path}")
-    lines += [f"  written to {stack.stack_json_path}", "Press Ctrl-C to stop.", ""]
-    return "\n".join(lines)
-
-
-def _forget_local_state(settings: StackSettings) -> None:
-    """With a local broker, start from an empty local database too.
-
-    The local broker keeps its topics in memory, so they are gone; state derived from them (what
-    was published, dedupe tables, queued tasks) would otherwise claim messages that no topic holds.
-    """
-    pgdata = settings.run_dir / "pgdata"
-    if settings.kafka_bootstrap_servers is None and settings.database_url is None and pgdata.exists():
-        shutil.rmtree(pgdata)
-        log.info("local_database_reset", data_dir=str(pgdata))
-
-
-async def _up(settings: StackSettings, log_format: str) -> int:
-    _forget_local_state(settings)
-    stack = Stack.from_settings(settings, log_format=log_format)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stack.request_stop)
-    try:
-        await stack.start()
-        print(_summary(stack), flush=True)
-        failed = await stack.run_until_stopped()
-        if failed is not None:
-            process = stack.services[failed]
-            print(
-                f"{failed} exited with code {process.returncode}; log {process.log_path}:\n"
-                f"{read_tail(process.log_path)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 1
-        return 0
-    except StackError as exc:
-        if stack.is_stop_requested:
-            return 0
-        print(f"make up failed: {exc}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        await stack.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.stack",
-        description="Run the whole pipeline locally: broker, database and the three services.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "up",
-        help="start everything, print the addresses, run until Ctrl-C",
-        description=(
-            "Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (local servers are started when unset), "
-            "TOPIC_PREFIX, ADMIN_TOKEN (generated when unset), STACK_RUN_DIR (default .run), "
-            "STACK_READY_TIMEOUT_S and STACK_STOP_TIMEOUT_S. Writes <run dir>/stack.json."
-        ),
-    )
-    parser.parse_args(argv)
-    log_format = "console" if sys.stdout.isatty() else "json"
-    configure_logging(log_format)
-    # httpx logs every readiness probe at info.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    return asyncio.run(_up(StackSettings(), log_format))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

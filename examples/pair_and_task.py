@@ -1,6 +1,6 @@
 """From votes to a preference pair and to an annotation request, on a running stack (`make up`).
 
-    python examples/pair_and_task.py [--stack .run/stack.json] [--within 1.0]
+    make example          (or: .venv/bin/python examples/pair_and_task.py [--stack .run/stack.json] [--within 1.0])
 
 1. Two answers to one prompt; five thumbs-up on one, five thumbs-down on the other: expects a
    preference pair on `preference-pairs` (the liked answer chosen) within `--within` seconds of the

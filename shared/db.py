@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -17,15 +18,6 @@ from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Components whose migrations exist, in the order they are applied. Each keeps its SQL beside
-# its code (`<dir>/sql/migrations/NNNN_what.sql`); migrations are forward-only, never edited.
-MIGRATION_COMPONENTS: dict[str, Path] = {
-    "shared": REPO_ROOT / "shared" / "sql" / "migrations",
-    "ingest": REPO_ROOT / "services" / "ingest" / "sql" / "migrations",
-    "feedback": REPO_ROOT / "services" / "feedback" / "sql" / "migrations",
-    "aggregator": REPO_ROOT / "services" / "aggregator" / "sql" / "migrations",
-}
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any fixed number: it only has to be the same for every process running migrations.
 _MIGRATION_LOCK_ID = 727_001
@@ -40,9 +32,24 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
+    # A connection caught mid-operation by a server shutdown ("cannot switch to state ...; another
+    # operation is in progress"), raised when the pool resets it on release; the pool drops it.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Migrations:
+    """One component's numbered migrations (`NNNN_what.sql`, forward-only, never edited once merged).
+
+    Each component keeps its SQL beside its code and names itself: the shared tables are "shared",
+    a service's own are its service name. `schema_migrations` records what was applied per component.
+    """
+
+    component: str
+    folder: Path
 
 
 def load_queries(path: Path) -> dict[str, str]:
@@ -61,6 +68,12 @@ def load_queries(path: Path) -> dict[str, str]:
     if name:
         queries[name] = "\n".join(lines).strip()
     return queries
+
+
+SHARED_SQL = Path(__file__).parent / "sql"
+SHARED_QUERIES = load_queries(SHARED_SQL / "queries.sql")
+# Every service needs these first: published event ids (edge dedupe) and the outbox.
+SHARED_MIGRATIONS = Migrations("shared", SHARED_SQL / "migrations")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -111,57 +124,42 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> bool:
         return False
 
 
-def _migration_files(components: list[str]) -> list[tuple[str, int, Path]]:
+def _migration_files(migrations: Sequence[Migrations]) -> list[tuple[str, int, Path]]:
     files = []
-    for component in components:
-        folder = MIGRATION_COMPONENTS[component]
-        if not folder.is_dir():
+    for component in migrations:
+        if not component.folder.is_dir():
             continue
-        for path in sorted(folder.iterdir()):
+        for path in sorted(component.folder.iterdir()):
             match = _MIGRATION_NAME.match(path.name)
             if match:
-                files.append((component, int(match.group(1)), path))
+                files.append((component.component, int(match.group(1)), path))
     return files
 
 
-async def migrate(dsn: str, components: list[str] | None = None) -> list[str]:
-    """Apply every pending numbered migration, each in its own transaction; return those applied.
+async def migrate(dsn: str, migrations: Sequence[Migrations]) -> list[str]:
+    """Apply every pending migration of `migrations` (in that order), each in its own transaction.
 
-    Safe to run from several processes at once (an advisory lock serializes them).
+    Returns those applied now. Safe to run from several processes at once (an advisory lock
+    serializes them).
     """
-    wanted = components or list(MIGRATION_COMPONENTS)
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   component text NOT NULL,
-                   version integer NOT NULL,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now(),
-                   PRIMARY KEY (component, version))"""
-        )
-        done = {
-            (r["component"], r["version"]) for r in await conn.fetch("SELECT component, version FROM schema_migrations")
-        }
-        for component, version, path in _migration_files(wanted):
+        await conn.execute(SHARED_QUERIES["lock_migrations"], _MIGRATION_LOCK_ID)
+        await conn.execute(SHARED_QUERIES["create_schema_migrations"])
+        done = {(r["component"], r["version"]) for r in await conn.fetch(SHARED_QUERIES["select_schema_migrations"])}
+        for component, version, path in _migration_files(migrations):
             if (component, version) in done:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)",
-                    component,
-                    version,
-                    path.name,
-                )
+                await conn.execute(SHARED_QUERIES["insert_schema_migration"], component, version, path.name)
             applied_now.append(f"{component}/{path.name}")
         if applied_now:
             log.info("migrations_applied", migrations=applied_now)
     finally:
         try:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+            await conn.execute(SHARED_QUERIES["unlock_migrations"], _MIGRATION_LOCK_ID)
         finally:
             await conn.close()
     return applied_now

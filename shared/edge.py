@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
@@ -26,15 +25,15 @@ from shared import db
 from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
 from shared.kafka import OutRecord, RedeliveryPause, dead_letter_for, publish_records
-from shared.settings import PipelineSettings
+from shared.settings import PipelineSettings, limits_from
 
 log = structlog.get_logger(__name__)
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+QUERIES = db.SHARED_QUERIES
 
 ItemStatus = Literal["accepted", "duplicate", "rejected"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ItemResult:
     index: int
     status: ItemStatus
@@ -48,7 +47,7 @@ class ItemResult:
         return body
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class EdgeStream:
     """What one edge service publishes: how to parse, stamp and key its events."""
 
@@ -103,8 +102,8 @@ class EdgePublisher:
         self.settings = settings
         self.metrics = metrics
         self.pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
-        # `settings.limits` builds a new model on each access: once per publisher, not once per event.
-        self.limits = settings.limits
+        # Built once per publisher, not once per event.
+        self.limits = limits_from(settings)
 
     def validate(self, item: bytes | dict[str, Any]) -> Event:
         """Parse and stamp one event; raises ContractError naming the bad fields."""
@@ -124,12 +123,17 @@ class EdgePublisher:
                 good.append((index, self.validate(item)))
             except ContractError as exc:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
-                results[index] = ItemResult(index, "rejected", str(event_id) if event_id else None, tuple(exc.errors))
+                results[index] = ItemResult(
+                    index=index,
+                    status="rejected",
+                    event_id=str(event_id) if event_id else None,
+                    errors=tuple(exc.errors),
+                )
                 self.metrics.rejected.labels(self.stream.name, via).inc()
         fresh_ids = await self.publish([event for _, event in good], via=via)
         for index, event in good:
             status: ItemStatus = "accepted" if event.event_id in fresh_ids else "duplicate"
-            results[index] = ItemResult(index, status, str(event.event_id))
+            results[index] = ItemResult(index=index, status=status, event_id=str(event.event_id))
         return [r for r in results if r is not None]
 
     async def consume_records(self, records: Sequence[ConsumerRecord]) -> None:
@@ -179,7 +183,10 @@ class EdgePublisher:
         fresh = [e for eid, e in unique.items() if eid not in seen]
         # The serializer's bytes are what model_dump_json() decodes to str: skip the str round trip.
         records = [
-            OutRecord(self.stream.output_topic, self.stream.key(e), e.__pydantic_serializer__.to_json(e)) for e in fresh
+            OutRecord(
+                topic=self.stream.output_topic, key=self.stream.key(e), value=e.__pydantic_serializer__.to_json(e)
+            )
+            for e in fresh
         ]
         await publish_records(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
         fresh_ids = {e.event_id for e in fresh}

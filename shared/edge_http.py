@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from faststream import Depends as SubscriberDepends
 from faststream.kafka.annotations import KafkaMessage
 
 from shared.edge import EdgeMetrics, EdgePublisher, EdgeStream, prune_published
 from shared.errors import ContractError
 from shared.kafka import batch_subscriber
-from shared.runtime import Runtime
+from shared.runtime import ContextDependency, Runtime
 from shared.settings import EdgeServiceSettings
 
 
@@ -63,11 +63,11 @@ def edge_router(
     path: str,
     noun: str,
     item_schema: dict[str, Any],
-    publisher: Callable[[Request], EdgePublisher],
+    dependency: ContextDependency[EdgeContext],
     max_batch_items: int,
     tag: str,
 ) -> APIRouter:
-    """Single and batch endpoints that validate, dedupe and publish through `publisher(request)`."""
+    """Single and batch endpoints that validate, dedupe and publish through the context's `edge`."""
     router = APIRouter(tags=[tag])
     item_schema = inline_local_refs(item_schema)
     single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": item_schema}}}}
@@ -96,8 +96,8 @@ def edge_router(
             422: {"description": "Invalid: `detail` names every bad field"},
         },
     )
-    async def post_one(request: Request) -> JSONResponse:
-        edge = publisher(request)
+    async def post_one(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
+        edge = context.edge
         item = _decode_json(await request.body())
         if not isinstance(item, dict):
             raise ContractError(
@@ -122,8 +122,8 @@ def edge_router(
             422: {"description": "No item accepted; `results` names every bad field per item"},
         },
     )
-    async def post_batch(request: Request) -> JSONResponse:
-        edge = publisher(request)
+    async def post_batch(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
+        edge = context.edge
         items = _decode_json(await request.body())
         if not isinstance(items, list):
             raise ContractError(
@@ -152,7 +152,7 @@ def edge_router(
     return router
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class EdgeEndpoints:
     """Where one edge stream comes in: its raw topic and its HTTP path."""
 
@@ -163,19 +163,25 @@ class EdgeEndpoints:
     item_schema: dict[str, Any]
 
 
+class EdgeContext(Protocol):
+    """A service context that publishes an edge stream (ingest's, feedback's)."""
+
+    edge: EdgePublisher
+
+
 def install_edge(
-    runtime: Runtime,
+    runtime: Runtime[Any],
     *,
-    stream: EdgeStream,
     endpoints: EdgeEndpoints,
     group_id: str,
     settings: EdgeServiceSettings,
 ) -> APIRouter:
-    """Wire an edge stream into a service: raw-topic consumer, publisher, dedupe pruning; return its routes.
+    """Register the raw-topic consumer of an edge stream; return its HTTP routes.
 
+    Both take the publisher from the service's context (`EdgeContext.edge`, see `start_edge`).
     Offsets of the raw topic are committed only after the outputs are acknowledged by the broker.
     """
-    metrics = EdgeMetrics(runtime.registry, stream.name)
+    dependency: ContextDependency[EdgeContext] = runtime.context
 
     @batch_subscriber(
         runtime.broker,
@@ -185,22 +191,30 @@ def install_edge(
         title=endpoints.raw_topic,
         description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API).",
     )
-    async def on_raw(msg: KafkaMessage) -> None:
-        await runtime.state["edge"].consume_records(msg.raw_message)
+    async def on_raw(msg: KafkaMessage, context: EdgeContext = SubscriberDepends(dependency, cast=False)) -> None:
+        await context.edge.consume_records(msg.raw_message)
 
-    async def start(rt: Runtime) -> None:
-        rt.state["edge"] = EdgePublisher(
-            service=rt.service, stream=stream, broker=rt.broker, pool=rt.db, settings=settings, metrics=metrics
-        )
-        window = timedelta(seconds=settings.dedupe_window_s)
-        rt.every("prune_published", settings.dedupe_prune_interval_s, lambda: prune_published(rt.db, window))
-
-    runtime.on_starting.append(start)
     return edge_router(
         path=endpoints.path,
         noun=endpoints.noun,
         item_schema=endpoints.item_schema,
-        publisher=lambda request: request.app.state.runtime.state["edge"],
+        dependency=dependency,
         max_batch_items=settings.max_batch_items,
         tag=endpoints.tag,
+    )
+
+
+def start_edge(
+    runtime: Runtime[Any], *, stream: EdgeStream, metrics: EdgeMetrics, settings: EdgeServiceSettings
+) -> EdgePublisher:
+    """The edge publisher of a starting service, and its job pruning old published event ids."""
+    window = timedelta(seconds=settings.dedupe_window_s)
+    runtime.every("prune_published", settings.dedupe_prune_interval_s, lambda: prune_published(runtime.db, window))
+    return EdgePublisher(
+        service=runtime.service,
+        stream=stream,
+        broker=runtime.broker,
+        pool=runtime.db,
+        settings=settings,
+        metrics=metrics,
     )

@@ -1,12 +1,15 @@
-"""HTTP plumbing every service shares: /healthz, /readyz, /metrics, error mapping, body limits."""
+"""HTTP plumbing every service shares: /healthz, /readyz, /metrics, /docs, error mapping, body limits."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
 
+import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +24,7 @@ from shared.errors import (
 )
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+DOCS_ASSETS = "/docs-assets"
 
 
 class HttpMetrics:
@@ -64,6 +68,24 @@ def ops_router(registry: CollectorRegistry, checks: dict[str, ReadinessCheck]) -
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def install_offline_docs(app: FastAPI, *, title: str) -> None:
+    """/docs: Swagger UI from the pinned swagger-ui-bundle-v2 package, so the docs work with no network.
+
+    FastAPI's own /docs loads Swagger UI from a CDN; build the app with `docs_url=None` and call this.
+    """
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{title} - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 _STATUS: list[tuple[type[PipelineError], int]] = [

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from faststream import AckPolicy
+from faststream import AckPolicy, Depends
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from shared import topics
 from shared.errors import PipelineError, TransientError
@@ -26,9 +27,11 @@ from shared.events import DeadLetter, utcnow
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
+# Creating topics is a deploy step, not a hot path: one bound for the whole admin exchange.
+TOPIC_ADMIN_TIMEOUT_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class OutRecord:
     """One message to publish. `value=None` with a key is a tombstone."""
 
@@ -67,8 +70,10 @@ def batch_subscriber(
 
     The handler gets the raw `aiokafka` records (`msg.raw_message`). Returning commits the batch;
     raising rewinds every partition of the batch to its first record, so it is delivered again
-    (at-least-once: handlers must be idempotent).
+    (at-least-once: handlers must be idempotent). Every log line of the handler carries the batch's
+    topic, partitions and offsets (structlog contextvars, see `bind_batch_log_context`).
     """
+    dependencies = [Depends(bind_batch_log_context), *extra.pop("dependencies", ())]
     return broker.subscriber(
         topics.topic(settings.topic_prefix, topic_name),
         group_id=group_id,
@@ -80,8 +85,28 @@ def batch_subscriber(
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        dependencies=dependencies,
         **extra,
     )
+
+
+def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
+    """Where a batch comes from: its topic, partitions, and first-last offset per partition."""
+    spans: dict[int, tuple[int, int]] = {}
+    for record in records:
+        first, last = spans.get(record.partition, (record.offset, record.offset))
+        spans[record.partition] = (min(first, record.offset), max(last, record.offset))
+    return {
+        "topic": records[0].topic if records else None,
+        "partitions": sorted(spans),
+        "offsets": [f"{partition}:{first}-{last}" for partition, (first, last) in sorted(spans.items())],
+    }
+
+
+async def bind_batch_log_context(msg: KafkaMessage) -> AsyncIterator[None]:
+    """Subscriber dependency: bind the batch's origin to structlog's contextvars while its handler runs."""
+    with structlog.contextvars.bound_contextvars(**batch_log_context(msg.raw_message)):
+        yield
 
 
 def document_output(
@@ -207,48 +232,36 @@ def dead_letter_for(prefix: str, service: str, record: ConsumerRecord, error: Pi
     )
 
 
-async def ensure_topics(
-    bootstrap: str,
-    prefix: str = "",
-    *,
-    partitions: int = 6,
-    replication_factor: int = 1,
-    retention_ms: int = 7 * 24 * 3600 * 1000,
-    dead_letter_retention_ms: int = 30 * 24 * 3600 * 1000,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create every topic of the pipeline that does not exist yet; return the ones created."""
+async def ensure_topics(settings: PipelineSettings) -> list[str]:
+    """Create every topic of the pipeline that does not exist yet (partitions, retention: `settings`).
+
+    Returns the names of the topics created now.
+    """
+    bootstrap, timeout_s = settings.kafka_bootstrap_servers, TOPIC_ADMIN_TIMEOUT_S
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     async with asyncio.timeout(timeout_s):
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = []
-            for spec in topics.ALL_TOPICS:
-                name = topics.topic(prefix, spec.name)
-                if name in existing:
-                    continue
-                if spec.is_compacted:
-                    config = {"cleanup.policy": "compact"}
-                else:
-                    keep = dead_letter_retention_ms if spec.is_dead_letter else retention_ms
-                    config = {"cleanup.policy": "delete", "retention.ms": str(keep)}
-                wanted.append(NewTopic(name, partitions, replication_factor, topic_configs=config))
+            wanted = [_new_topic(spec, settings) for spec in topics.ALL_TOPICS]
+            wanted = [t for t in wanted if t.name not in existing]
             if wanted:
                 await admin.create_topics(wanted)
-                log.info("topics_created", topics=[t.name for t in wanted], partitions=partitions)
+                log.info("topics_created", topics=[t.name for t in wanted], partitions=settings.topic_partitions)
             return [t.name for t in wanted]
         finally:
             await admin.close()
 
 
-async def ensure_topics_for(settings: PipelineSettings) -> list[str]:
-    """`ensure_topics` with a service's settings."""
-    return await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.topic_prefix,
-        partitions=settings.topic_partitions,
-        replication_factor=settings.topic_replication_factor,
-        retention_ms=settings.topic_retention_ms,
-        dead_letter_retention_ms=settings.dead_letter_retention_ms,
+def _new_topic(spec: topics.TopicSpec, settings: PipelineSettings) -> NewTopic:
+    if spec.is_compacted:
+        config = {"cleanup.policy": "compact"}
+    else:
+        keep = settings.dead_letter_retention_ms if spec.is_dead_letter else settings.topic_retention_ms
+        config = {"cleanup.policy": "delete", "retention.ms": str(keep)}
+    return NewTopic(
+        topics.topic(settings.topic_prefix, spec.name),
+        settings.topic_partitions,
+        settings.topic_replication_factor,
+        topic_configs=config,
     )

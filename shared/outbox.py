@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import asyncpg
 import structlog
@@ -23,7 +22,7 @@ from shared.errors import PipelineError
 from shared.kafka import OutRecord, publish_records
 
 log = structlog.get_logger(__name__)
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+QUERIES = db.SHARED_QUERIES
 
 
 async def insert_outbox(conn: asyncpg.Connection, service: str, records: Sequence[OutRecord]) -> None:

@@ -1,8 +1,15 @@
-"""One service process: its resources (broker, pool, metrics, background tasks) and its HTTP app.
+"""One service process: its resources (broker, pool, metrics, background tasks), its typed context, its HTTP app.
 
 Each service's `app.py` builds a `Runtime`, registers its subscribers and routes, and hands both to
-`build_app`; the FastAPI lifespan starts and closes the runtime in the order STYLE.md asks for:
-stop consuming -> finish in-flight handlers -> stop background tasks -> close producer -> close pool.
+`build_app` with the one function that starts the service's context (`<service>/context.py`). The
+FastAPI lifespan starts the runtime, then the context, then consuming; `aclose()` stops them in the
+order STYLE.md asks for: stop consuming (in-flight handlers finish) -> stop the periodic jobs -> close
+the context -> flush the outbox -> close the producer -> cancel what is left -> close the pool.
+
+Routes and subscribers get the context from `runtime.context`, a dependency for both FastAPI
+(`fastapi.Depends(runtime.context)`) and FastStream (`faststream.Depends(runtime.context, cast=False)`:
+without `cast=False` FastStream would validate the context against its annotation with pydantic on
+every message).
 """
 
 from __future__ import annotations
@@ -11,23 +18,25 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
 from shared import db
+from shared.errors import TransientError
 from shared.http import (
     BodySizeLimit,
     HttpMetrics,
     install_error_handlers,
+    install_offline_docs,
     install_request_metrics,
     ops_router,
 )
-from shared.kafka import ensure_topics_for, make_broker
+from shared.kafka import ensure_topics, make_broker
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -35,33 +44,72 @@ from shared.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Runtime:
+class ServiceContext(Protocol):
+    """What every service context offers: closing what it opened itself.
+
+    Each service has one (`services/<service>/context.py`), a dataclass built by its `start` classmethod.
+    A new per-process resource is a new field there: built in `start` (jobs go to `runtime.every`),
+    closed in `aclose` if the context opened it, and read by handlers as `context.<field>`.
+    """
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=ServiceContext)
+
+
+class ContextDependency(Generic[C]):
+    """The started service's context, handed to routes and subscribers as a dependency.
+
+    Set by `Runtime.start` once the context is built, cleared by `Runtime.aclose` before it is
+    closed. Asked for outside that window it raises TransientError: a route answers 503, a batch
+    is rewound for redelivery. Async, so FastAPI calls it on the loop rather than in a thread.
+    """
+
+    def __init__(self) -> None:
+        self._context: C | None = None
+
+    async def __call__(self) -> C:
+        if self._context is None:
+            raise TransientError("the service is not started")
+        return self._context
+
+    def set(self, context: C) -> None:
+        self._context = context
+
+    def clear(self) -> C | None:
+        context, self._context = self._context, None
+        return context
+
+
+StartContext = Callable[["Runtime[C]"], Awaitable[C]]
+
+
+@dataclass(kw_only=True)
+class Runtime(Generic[C]):
     """Per-process resources of a service, built in the lifespan and closed in `aclose()`."""
 
     service: str
     settings: ServiceSettings
     broker: KafkaBroker
     registry: CollectorRegistry
-    migration_components: Sequence[str] = ("shared",)
+    migrations: tuple[db.Migrations, ...]
+    context: ContextDependency[C] = field(default_factory=ContextDependency)
     pool: asyncpg.Pool | None = None
+    relay: OutboxRelay | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # The periodic jobs among `tasks`: stopped before the final outbox flush, since they write to it.
     jobs: set[asyncio.Task[Any]] = field(default_factory=set)
-    state: dict[str, Any] = field(default_factory=dict)
-    # Run once the pool and producer are up, before the subscribers start: build what handlers use.
-    on_starting: list[Callable[[Runtime], Awaitable[None]]] = field(default_factory=list)
-    # Run after consuming stopped and before background tasks are cancelled (e.g. an outbox flush).
-    on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, service: str, settings: ServiceSettings, migration_components: Sequence[str]) -> Runtime:
+    def create(cls, *, service: str, settings: ServiceSettings, migrations: Sequence[db.Migrations]) -> Runtime[C]:
+        """A runtime named `service`: that name keys its outbox, relay lock, dead letters and Kafka client id."""
         return cls(
             service=service,
             settings=settings,
             broker=make_broker(settings, client_id=service),
             registry=CollectorRegistry(),
-            migration_components=tuple(migration_components),
+            migrations=tuple(migrations),
         )
 
     @property
@@ -75,6 +123,7 @@ class Runtime:
         task = asyncio.create_task(coro, name=f"{self.service}:{name}")  # type: ignore[arg-type]
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_log_if_failed)
         return task
 
     def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
@@ -110,46 +159,53 @@ class Runtime:
             max_backoff_s=self.settings.retry_max_backoff_s,
         )
         if is_enabled:
+            self.relay = relay
             self.spawn("outbox_relay", relay.run())
-            self.on_stopping.append(lambda: relay.flush(self.settings.shutdown_grace_s))
         return relay
 
-    async def start(self) -> None:
+    async def start(self, start_context: StartContext[C]) -> None:
+        """Pool, migrations, topics and producer; then the service's context; then consuming.
+
+        Subscribers start last, so no message arrives before the context their handlers use exists.
+        """
         settings = self.settings
         self.pool = await db.create_pool(settings)
-        await db.migrate(settings.database_url, list(self.migration_components))
-        await ensure_topics_for(settings)
-        # Connect the producer only: subscribers start in `start_consuming`, once `on_started`
-        # has built what their handlers use.
+        await db.migrate(settings.database_url, self.migrations)
+        await ensure_topics(settings)
         await self.broker.connect()
-
-    async def start_consuming(self) -> None:
+        self.context.set(await start_context(self))
         await self.broker.start()
-        log.info("service_started", service=self.service, http_port=self.settings.http_port)
+        log.info("service_started", service=self.service, http_port=settings.http_port)
 
     async def aclose(self) -> None:
-        # Order: stop consuming (in-flight handlers finish) -> stop the periodic jobs -> the
-        # stopping hooks (outbox flush: nothing writes to the outbox any more) -> close the producer
-        # -> cancel what is left (the relay) -> close the pool.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._stop_consuming(), timeout=self.settings.shutdown_grace_s)
-        jobs = list(self.jobs)
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        for hook in self.on_stopping:
-            try:
-                await asyncio.wait_for(hook(), timeout=self.settings.shutdown_grace_s)
-            except Exception:
-                log.exception("stopping_hook_failed", service=self.service)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.broker.stop(), timeout=self.settings.shutdown_grace_s)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        """Stop in order; a step that fails or times out is logged and the next one still runs."""
+        grace_s = self.settings.shutdown_grace_s
+        await self._step("stop_consuming", self._stop_consuming(), grace_s)
+        await self._cancel(self.jobs)
+        context = self.context.clear()
+        if context is not None:
+            await self._step("close_context", context.aclose(), grace_s)
+        if self.relay is not None:
+            # Nothing writes to the outbox any more: what is in it now goes out before the producer closes.
+            await self._step("flush_outbox", self.relay.flush(grace_s), grace_s)
+        await self._step("close_producer", self.broker.stop(), grace_s)
+        await self._cancel(self.tasks)
         if self.pool is not None:
-            await self.pool.close()
+            await self._step("close_pool", self.pool.close(), grace_s)
         log.info("service_stopped", service=self.service)
+
+    async def _step(self, step: str, action: Awaitable[Any], timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(action, timeout=timeout_s)
+        except Exception:
+            log.exception("shutdown_step_failed", service=self.service, step=step, timeout_s=timeout_s)
+
+    @staticmethod
+    async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+        pending = list(tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _stop_consuming(self) -> None:
         """Stop every subscriber (each waits for its in-flight handler); the producer stays open."""
@@ -163,35 +219,44 @@ class Runtime:
         return self.pool is not None and await db.ping(self.pool, timeout_s=2.0)
 
 
-def get_runtime(request: Request) -> Runtime:
-    """FastAPI dependency: the runtime of the app serving this request."""
-    return request.app.state.runtime
+def _log_if_failed(task: asyncio.Task[Any]) -> None:
+    """A background task should run until cancelled: one that ended on an error says so at once."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
+
+
+def runtime_of(app: FastAPI) -> Runtime[Any]:
+    """The runtime behind an app built by `build_app` (tests look at its pool, context and subscribers)."""
+    return app.state.runtime
 
 
 def build_app(
-    runtime: Runtime,
+    runtime: Runtime[C],
     *,
+    start_context: StartContext[C],
     title: str,
     description: str,
     routers: Sequence[APIRouter],
-    on_started: Callable[[Runtime], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The FastAPI app of a service: its routes, /healthz /readyz /metrics, error mapping, lifespan."""
+    """The FastAPI app of a service: its routes, /healthz /readyz /metrics, error mapping, lifespan.
+
+    `start_context` is the one start hook: it builds the service's context (and starts its relay and
+    jobs) once the pool and producer are up; the context is closed in `runtime.aclose()`.
+    """
     settings = runtime.settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
-        await runtime.start()
         try:
-            for hook in [*runtime.on_starting, *([on_started] if on_started else [])]:
-                await hook(runtime)
-            await runtime.start_consuming()
+            await runtime.start(start_context)
             yield
         finally:
             await runtime.aclose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan, docs_url=None)
+    install_offline_docs(app, title=title)
+    # For tests and debugging only (`runtime_of`): handlers take `runtime.context` by Depends.
     app.state.runtime = runtime
     install_error_handlers(app)
     install_request_metrics(app, HttpMetrics(runtime.registry, runtime.service))

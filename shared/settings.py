@@ -6,9 +6,10 @@ Every number the pipeline uses is a setting here or in a service's `settings.py`
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,14 +19,19 @@ def _shared(name: str, default, description: str, **kw):
 
 
 class Limits(BaseModel):
-    """Size bounds applied when validating incoming events (see shared.events)."""
+    """Size bounds applied when validating incoming events (see shared.events).
 
-    max_messages: int = 200
-    max_content_chars: int = 100_000
-    max_metadata_bytes: int = 16_384
-    max_tags: int = 32
-    max_id_chars: int = 256
-    max_clock_skew_s: float = 86_400.0
+    No defaults here: `limits_from(settings)` builds them, so each bound has one default, its setting's.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_messages: int
+    max_content_chars: int
+    max_metadata_bytes: int
+    max_tags: int
+    max_id_chars: int
+    max_clock_skew_s: float
 
 
 class PipelineSettings(BaseSettings):
@@ -106,6 +112,9 @@ class PipelineSettings(BaseSettings):
     )
     max_metadata_bytes: int = _shared("max_metadata_bytes", 16_384, "Largest `metadata` object, as JSON bytes.", ge=2)
     max_tags: int = _shared("max_tags", 32, "Most tags on an interaction.", ge=0)
+    max_id_chars: int = _shared(
+        "max_id_chars", 256, "Longest identifier (app_id, interaction_id, user_ref, model, ...), in characters.", ge=1
+    )
     max_clock_skew_s: float = _shared(
         "max_clock_skew_s", 86_400.0, "How far in the future an event's occurred_at may be (producer clocks).", gt=0
     )
@@ -114,15 +123,23 @@ class PipelineSettings(BaseSettings):
         "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
     )
 
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            max_messages=self.max_messages,
-            max_content_chars=self.max_content_chars,
-            max_metadata_bytes=self.max_metadata_bytes,
-            max_tags=self.max_tags,
-            max_clock_skew_s=self.max_clock_skew_s,
-        )
+
+def limits_from(settings: PipelineSettings) -> Limits:
+    """The validation bounds of `settings` (build once per component: it is a new object on each call)."""
+    return Limits(
+        max_messages=settings.max_messages,
+        max_content_chars=settings.max_content_chars,
+        max_metadata_bytes=settings.max_metadata_bytes,
+        max_tags=settings.max_tags,
+        max_id_chars=settings.max_id_chars,
+        max_clock_skew_s=settings.max_clock_skew_s,
+    )
+
+
+@functools.cache
+def default_limits() -> Limits:
+    """The bounds of the settings' defaults, environment ignored: for contracts validated without a context."""
+    return limits_from(PipelineSettings.model_construct())
 
 
 class ServiceSettings(PipelineSettings):

@@ -27,14 +27,16 @@ from shared import topics
 from shared.events import Interaction, Vote
 from shared.kafka import OutRecord
 from shared.outbox import insert_outbox
+from shared.settings import Limits
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class BatchRules:
     """What a batch needs besides its input (from the settings)."""
 
     service: str
     topic_prefix: str
+    limits: Limits
     pairs: PairRules
     routing: RoutingRules
     stats_window_s: float
@@ -48,7 +50,7 @@ class BatchInput:
     dead_letters: list[OutRecord] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchOutcome:
     """What one batch did (for metrics and logs)."""
 
@@ -74,7 +76,7 @@ def _unique_votes(votes: Sequence[store.ParkedVote]) -> list[store.ParkedVote]:
 
 
 def _record(prefix: str, emission: Emission) -> OutRecord:
-    return OutRecord(topics.topic(prefix, emission.topic), emission.key.encode(), emission.value)
+    return OutRecord(topic=topics.topic(prefix, emission.topic), key=emission.key.encode(), value=emission.value)
 
 
 async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchRules, now: datetime) -> BatchOutcome:
@@ -148,7 +150,13 @@ async def _decide_groups(
         if not changed and prompt_key not in new_groups:
             continue  # replayed or outdated votes: nothing to decide again
         vote_rows += [(prompt_key, state[slot]) for slot in sorted(changed)]
-        group = Group(prompt_key, rows.app_id, rows.prompt, tuple(rows.answers), collect_evidence(state.values()))
+        group = Group(
+            prompt_key=prompt_key,
+            app_id=rows.app_id,
+            prompt=rows.prompt,
+            answers=tuple(rows.answers),
+            evidence=collect_evidence(state.values()),
+        )
         decision = decide(group, rules.pairs)
         plan = plan_outputs(
             group,

@@ -82,7 +82,7 @@ class Tally:
         return self.up + self.down
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Evidence:
     """Everything a group's latest votes say, indexed for the pair rules."""
 

@@ -29,7 +29,7 @@ class ParkedVoteExpiredError(PipelineError):
     code = "parked_vote_expired"
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class JobRules:
     service: str
     topic_prefix: str
@@ -55,9 +55,9 @@ async def publish_stats(pool: asyncpg.Pool, relay: OutboxRelay, rules: JobRules)
             message = stats.stats_message(row, is_final=is_final, now=now)
             records.append(
                 OutRecord(
-                    topics.topic(rules.topic_prefix, topics.FEEDBACK_STATS),
-                    message.stats_id.encode(),
-                    message.model_dump_json().encode(),
+                    topic=topics.topic(rules.topic_prefix, topics.FEEDBACK_STATS),
+                    key=message.stats_id.encode(),
+                    value=message.model_dump_json().encode(),
                 )
             )
         await store.mark_stats_published(conn, rows, finals)

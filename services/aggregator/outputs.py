@@ -59,7 +59,7 @@ class TaskRow:
     state_hash: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OutputPlan:
     """The writes and messages of one group: stored state rows, emissions, and what is new (for stats)."""
 

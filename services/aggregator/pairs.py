@@ -35,21 +35,21 @@ EDIT_MODEL = "human-edit"
 EDIT_MODEL_VERSION = "end_user"
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class PairRules:
-    """Every threshold of the pair rules (from the aggregator's settings)."""
+    """Every threshold of the pair rules (built by `services.aggregator.rules.pair_rules` from the settings)."""
 
-    confidence_threshold: float = 0.9
-    min_votes: int = 4
-    min_votes_per_answer: int = 1
-    min_votes_for_task: int = 4
-    min_comparisons: int = 1
-    rewrite_min_down: int = 1
-    edit_confidence: float = 1.0
-    max_answers: int = 16
+    confidence_threshold: float
+    min_votes: int
+    min_votes_per_answer: int
+    min_votes_for_task: int
+    min_comparisons: int
+    rewrite_min_down: int
+    edit_confidence: float
+    max_answers: int
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Answer:
     """One interaction of a group, as the pair rules see it."""
 
@@ -69,7 +69,7 @@ class Answer:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Group:
     """A prompt group: its prompt, its answers and the latest-per-slot evidence on them."""
 
@@ -80,7 +80,7 @@ class Group:
     evidence: Evidence
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class PairSpec:
     """A pair the evidence supports (before routing adds the domain and it becomes a PreferencePair)."""
 
@@ -93,7 +93,7 @@ class PairSpec:
     occurred_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class TaskSpec:
     """A question for annotators: which of A / B is better (compare), or write a better A (rewrite)."""
 
@@ -107,7 +107,7 @@ class TaskSpec:
     pair_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class SftExample:
     """An end user's edit: the prompt and the answer as it should have been."""
 
@@ -280,6 +280,8 @@ def _apply_verdict(group: Group, verdict: VerdictVote, answers: dict[str, Answer
     when = max(verdict.occurred_at, *(a.occurred_at for a in shown))
     counts = {"experts": max(1, len(verdict.reviewers))}
     if len(shown) == 2 and verdict.verdict in ("A", "B"):
+        if shown[0].content == shown[1].content:
+            return  # two answers with one text make no pair, whoever judged them
         chosen, rejected = shown if verdict.verdict == "A" else shown[::-1]
         spec = _pair(group, chosen, rejected, "expert", confidence)
         out[spec.pair_id] = replace(spec, evidence={**spec.evidence, **counts}, occurred_at=when)
@@ -291,7 +293,15 @@ def _apply_verdict(group: Group, verdict: VerdictVote, answers: dict[str, Answer
         if answer.content == rewrite.content:
             continue
         pid = pair_id(group.prompt_key, rewrite.interaction_id, answer.interaction_id)
-        out[pid] = PairSpec(pid, rewrite, answer.candidate(), "expert", round(confidence, 6), counts, when)
+        out[pid] = PairSpec(
+            pair_id=pid,
+            chosen=rewrite,
+            rejected=answer.candidate(),
+            method="expert",
+            confidence=round(confidence, 6),
+            evidence=counts,
+            occurred_at=when,
+        )
 
 
 def _edit_pairs(group: Group, answer: Answer, edits: list[EditVote], rules: PairRules) -> list[PairSpec]:
@@ -308,7 +318,17 @@ def _edit_pairs(group: Group, answer: Answer, edits: list[EditVote], rules: Pair
         )
         pid = pair_id(group.prompt_key, answer.interaction_id, f"edit:{edit.voter}")
         when = max(edit.occurred_at, answer.occurred_at)
-        specs.append(PairSpec(pid, chosen, answer.candidate(), "edit", rules.edit_confidence, {"edits": 1}, when))
+        specs.append(
+            PairSpec(
+                pair_id=pid,
+                chosen=chosen,
+                rejected=answer.candidate(),
+                method="edit",
+                confidence=rules.edit_confidence,
+                evidence={"edits": 1},
+                occurred_at=when,
+            )
+        )
     return specs
 
 
@@ -365,5 +385,10 @@ def decide(group: Group, rules: PairRules) -> PairDecision:
         if interaction_id in answers:
             for spec in _edit_pairs(group, answers[interaction_id], edits, rules):
                 decision.pairs[spec.pair_id] = spec
-            decision.sft.extend(SftExample(interaction_id, e.voter, str(e.event_id), e.edited_content) for e in edits)
+            decision.sft.extend(
+                SftExample(
+                    interaction_id=interaction_id, voter=e.voter, event_id=str(e.event_id), content=e.edited_content
+                )
+                for e in edits
+            )
     return decision

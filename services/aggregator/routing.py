@@ -34,14 +34,14 @@ class DomainRule:
         return any(pattern.search(text) for pattern in self.patterns)
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class RoutingRules:
-    """Domain rules in priority order and the priority weights (from the aggregator's settings)."""
+    """Domain rules in priority order and the priority weights (built by `services.aggregator.rules.routing_rules`)."""
 
-    domain_rules: tuple[DomainRule, ...] = ()
-    traffic_weight: float = 1.0
-    uncertainty_weight: float = 2.0
-    priority_step: float = 0.25
+    domain_rules: tuple[DomainRule, ...]
+    traffic_weight: float
+    uncertainty_weight: float
+    priority_step: float
 
 
 def parse_domain_rules(data: Mapping[str, Any]) -> tuple[DomainRule, ...]:

@@ -50,7 +50,7 @@ def stats_id(app_id: str, model_version: str, window_start: datetime) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StatsCounts:
     """Increments of one window (the columns of the stats table)."""
 

@@ -7,7 +7,8 @@ change and its outbox rows commit together.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +23,14 @@ from services.aggregator.pairs import Answer, SftExample
 from services.aggregator.stats import StatsDeltas, columns
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
+from shared.exports import ExportFilters
 
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+SQL_DIR = Path(__file__).parent / "sql"
+QUERIES = db.load_queries(SQL_DIR / "queries.sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GroupRows:
     """The stored state of one locked group."""
 
@@ -38,7 +42,35 @@ class GroupRows:
     emitted_tasks: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StoredPair:
+    """A pair as last published: `pair` is None once it was retracted."""
+
+    pair_id: str
+    prompt_key: str
+    pair: dict[str, Any] | None
+    updated_at: datetime
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class StatsWindow:
+    """One stored feedback-stats window (counts so far; `is_final` once it closed)."""
+
+    app_id: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    interactions: int
+    thumbs_up: int
+    thumbs_down: int
+    ratings: int
+    rating_sum: int
+    pairs_emitted: int
+    tasks_queued: int
+    is_final: bool
+
+
+@dataclass(kw_only=True, frozen=True)
 class ParkedVote:
     vote: Vote
     source_topic: str
@@ -75,7 +107,9 @@ async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> d
     """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
     return {
-        r["prompt_key"]: GroupRows(r["app_id"], tuple(Message.model_validate(m) for m in r["prompt"]["messages"]))
+        r["prompt_key"]: GroupRows(
+            app_id=r["app_id"], prompt=tuple(Message.model_validate(m) for m in r["prompt"]["messages"])
+        )
         for r in rows
     }
 
@@ -151,16 +185,19 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
     return await conn.fetch(QUERIES["expire_parked_votes"], now, limit)
 
 
-async def count_parked_votes(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval(QUERIES["count_parked_votes"])
-
-
 async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
     """Fill the locked groups with their answers, latest votes and what was published for them."""
     keys = sorted(groups)
     for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
         groups[r["prompt_key"]].answers.append(
-            Answer(r["interaction_id"], r["content"], r["model"], r["model_version"], r["domain"], r["occurred_at"])
+            Answer(
+                interaction_id=r["interaction_id"],
+                content=r["content"],
+                model=r["model"],
+                model_version=r["model_version"],
+                domain=r["domain"],
+                occurred_at=r["occurred_at"],
+            )
         )
     for r in await conn.fetch(QUERIES["select_group_votes"], keys):
         groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
@@ -258,23 +295,26 @@ async def mark_stats_published(conn: asyncpg.Connection, rows: Sequence[Any], fi
     )
 
 
-async def select_pair(pool: asyncpg.Pool, pair_id: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(QUERIES["select_pair"], pair_id)
+async def select_pair(pool: asyncpg.Pool, pair_id: str) -> StoredPair | None:
+    async with db.translate_errors():
+        row = await pool.fetchrow(QUERIES["select_pair"], pair_id)
+    if row is None:
+        return None
+    return StoredPair(
+        pair_id=row["pair_id"], prompt_key=row["prompt_key"], pair=row["pair"], updated_at=row["updated_at"]
+    )
 
 
-async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(QUERIES["select_stats"], app_id, limit)
+async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[StatsWindow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["select_stats"], app_id, limit)
+    return [StatsWindow(**{name: row[name] for name in StatsWindow.__dataclass_fields__}) for row in rows]
 
 
 # Exports (issue 12): one read-only snapshot, read through server-side cursors in chunks.
-# Imported here so that this block stays an append (another change restructures the top of the file).
-from collections.abc import AsyncIterator  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
-
-from shared.exports import ExportFilters  # noqa: E402
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ExportPoint:
     """Where an export's snapshot stands: the transaction's start time and PostgreSQL's snapshot (xmin:xmax:xips)."""
 
@@ -292,7 +332,7 @@ async def export_snapshot(pool: asyncpg.Pool, acquire_timeout_s: float) -> Async
     async with db.translate_errors(), pool.acquire(timeout=acquire_timeout_s) as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(QUERIES["select_export_snapshot"])
-            yield conn, ExportPoint(row["taken_at"], row["snapshot"])
+            yield conn, ExportPoint(taken_at=row["taken_at"], snapshot=row["snapshot"])
 
 
 def _export_filter_args(filters: ExportFilters) -> list[Any]:
@@ -347,4 +387,4 @@ async def select_export_point(pool: asyncpg.Pool) -> ExportPoint:
     """Where the state stands now (for an ETag: it changes whenever a write transaction has begun)."""
     async with db.translate_errors():
         row = await pool.fetchrow(QUERIES["select_export_snapshot"])
-    return ExportPoint(row["taken_at"], row["snapshot"])
+    return ExportPoint(taken_at=row["taken_at"], snapshot=row["snapshot"])

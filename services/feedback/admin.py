@@ -13,6 +13,7 @@ import asyncio
 import sys
 
 from services.feedback import auth
+from services.feedback.app import MIGRATIONS
 from services.feedback.settings import FeedbackSettings
 from shared import db
 from shared.errors import PipelineError
@@ -34,7 +35,7 @@ async def run(args: argparse.Namespace, settings: FeedbackSettings) -> str:
     """Carry out one command; returns what to print."""
     if args.command == "issue":
         grant = auth.grant_from(args.annotator, auth.parse_domains(args.domains))
-    await db.migrate(settings.database_url, ["shared", "feedback"])
+    await db.migrate(settings.database_url, MIGRATIONS)
     pool = await db.create_pool(settings)
     try:
         if args.command == "issue":

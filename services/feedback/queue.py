@@ -9,6 +9,8 @@ deterministic event_id makes a replay harmless.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,9 +27,9 @@ from shared.errors import ContractError, NotFoundError, PipelineError
 from shared.events import AnnotationRequest
 from shared.kafka import OutRecord, dead_letter_for
 from shared.outbox import OutboxRelay, insert_outbox
+from shared.settings import Limits, limits_from
 
 log = structlog.get_logger(__name__)
-SERVICE = "feedback"
 
 
 class QueueMetrics:
@@ -62,34 +64,48 @@ class QueueMetrics:
         )
 
 
-def _parse_request(record: ConsumerRecord, settings: FeedbackSettings) -> AnnotationRequest | str:
+def _parse_request(record: ConsumerRecord, limits: Limits) -> AnnotationRequest | str:
     """The request, or for a tombstone (null value) the task_id the aggregator withdraws."""
     if record.value is None:
         if not record.key:
             raise ContractError("annotation request tombstone without a key")
         return record.key.decode("utf-8", "replace")
     try:
-        return AnnotationRequest.model_validate_json(record.value, context={"limits": settings.limits})
+        return AnnotationRequest.model_validate_json(record.value, context={"limits": limits})
     except ValidationError as exc:
         errors = [dict(e) for e in exc.errors(include_url=False, include_input=False, include_context=False)]
         raise ContractError("invalid annotation request", errors=errors) from exc
 
 
-def _empty_counts() -> dict[str, int]:
-    """Tasks of one domain by state: queued (open), leased now, and each way a task ends."""
-    return {"queued": 0, "leased": 0, "completed": 0, "contested": 0, "withdrawn": 0}
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Lease:
+    """A task leased to an annotator: the request as queued, until when, at which priority."""
+
+    request: AnnotationRequest
+    lease_expires_at: datetime
+    priority: float
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class VerdictRecorded:
+    """What a verdict did to its task, and how many verdicts the task has now."""
+
+    outcome: rules.Outcome
+    verdicts: int
 
 
 class TaskQueue:
     """The queue's operations, as the HTTP routes and the annotation-requests consumer call them."""
 
     def __init__(
-        self, *, pool: asyncpg.Pool, settings: FeedbackSettings, relay: OutboxRelay, metrics: QueueMetrics
+        self, *, service: str, pool: asyncpg.Pool, settings: FeedbackSettings, relay: OutboxRelay, metrics: QueueMetrics
     ) -> None:
+        self.service = service
         self.pool = pool
         self.settings = settings
         self.relay = relay
         self.metrics = metrics
+        self.limits = limits_from(settings)
 
     async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
         """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
@@ -97,10 +113,10 @@ class TaskQueue:
         dead: list[OutRecord] = []
         for record in records:
             try:
-                request = _parse_request(record, self.settings)
+                request = _parse_request(record, self.limits)
             except ContractError as exc:
                 log.warning("annotation_request_dead_lettered", **exc.to_log_context(), offset=record.offset)
-                dead.append(dead_letter_for(self.settings.topic_prefix, SERVICE, record, exc))
+                dead.append(dead_letter_for(self.settings.topic_prefix, self.service, record, exc))
                 continue
             if isinstance(request, str):
                 # A tombstone follows the requests of its task on the same partition: it wins.
@@ -114,7 +130,7 @@ class TaskQueue:
         async with store.transaction(self.pool) as conn:
             await store.withdraw_tasks(conn, withdrawn)
             await store.upsert_tasks(conn, rows)
-            await insert_outbox(conn, SERVICE, dead)
+            await insert_outbox(conn, self.service, dead)
         if dead:
             self.relay.notify()
         self.metrics.requests.labels("queued").inc(len(rows))
@@ -137,7 +153,7 @@ class TaskQueue:
             ),
         )
 
-    async def lease(self, annotator: store.Annotator, domain: str | None) -> dict[str, Any] | None:
+    async def lease(self, annotator: store.Annotator, domain: str | None) -> Lease | None:
         """The next task for this annotator (in `domain`, or any of its domains), or None."""
         domains = list(annotator.domains)
         if domain is not None:
@@ -149,7 +165,7 @@ class TaskQueue:
         self.metrics.leases.labels(leased.domain).inc()
         log.info("task_leased", task_id=leased.task_id, annotator_id=annotator.annotator_id, domain=leased.domain)
         request = AnnotationRequest.model_validate(leased.request)
-        return rules.task_view(request, leased.lease_expires_at, leased.priority)
+        return Lease(request=request, lease_expires_at=leased.lease_expires_at, priority=leased.priority)
 
     async def _locked(self, conn: Any, task_id: str, annotator: store.Annotator) -> store.LockedTask:
         locked = await store.select_task_for_update(conn, task_id)
@@ -158,28 +174,27 @@ class TaskQueue:
         rules.check_lease(locked.state, annotator.annotator_id, annotator.domains)
         return locked
 
-    async def extend(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+    async def extend(self, annotator: store.Annotator, task_id: str) -> datetime:
+        """Extend the annotator's lease by the lease duration from now; the new expiry."""
         async with store.transaction(self.pool) as conn:
             await self._locked(conn, task_id, annotator)
             expires_at = await store.extend_lease(conn, task_id, annotator.annotator_id, self.settings.lease_seconds)
         log.info("task_lease_extended", task_id=task_id, annotator_id=annotator.annotator_id)
-        return {"task_id": task_id, "lease_expires_at": expires_at.isoformat()}
+        return expires_at
 
-    async def release(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+    async def release(self, annotator: store.Annotator, task_id: str) -> None:
         async with store.transaction(self.pool) as conn:
             await self._locked(conn, task_id, annotator)
             await store.release_lease(conn, task_id, annotator.annotator_id)
         log.info("task_released", task_id=task_id, annotator_id=annotator.annotator_id)
-        return {"task_id": task_id, "status": "released"}
 
-    async def skip(self, annotator: store.Annotator, task_id: str) -> dict[str, Any]:
+    async def skip(self, annotator: store.Annotator, task_id: str) -> None:
         async with store.transaction(self.pool) as conn:
             await self._locked(conn, task_id, annotator)
             await store.skip_task(conn, task_id, annotator.annotator_id)
         log.info("task_skipped", task_id=task_id, annotator_id=annotator.annotator_id)
-        return {"task_id": task_id, "status": "skipped"}
 
-    async def submit_verdict(self, annotator: store.Annotator, task_id: str, verdict: rules.Verdict) -> dict[str, Any]:
+    async def submit_verdict(self, annotator: store.Annotator, task_id: str, verdict: rules.Verdict) -> VerdictRecorded:
         """Record a verdict; when it completes the task, queue the combined expert vote in the same transaction."""
         async with store.transaction(self.pool) as conn:
             locked = await self._locked(conn, task_id, annotator)
@@ -195,7 +210,7 @@ class TaskQueue:
                     key=vote.interaction_id.encode(),
                     value=vote.model_dump_json().encode(),
                 )
-                await insert_outbox(conn, SERVICE, [record])
+                await insert_outbox(conn, self.service, [record])
         self._observe_verdict(locked.state.domain, outcome)
         log.info(
             "verdict_recorded",
@@ -206,13 +221,7 @@ class TaskQueue:
         )
         if outcome.status == "completed":
             self.relay.notify()
-        return {
-            "task_id": task_id,
-            "status": "recorded",
-            "task_status": outcome.status,
-            "verdicts": len(verdicts),
-            "reviewers_needed": outcome.reviewers_needed,
-        }
+        return VerdictRecorded(outcome=outcome, verdicts=len(verdicts))
 
     def _observe_verdict(self, domain: str, outcome: rules.Outcome) -> None:
         self.metrics.verdicts.labels(domain).inc()
@@ -221,28 +230,11 @@ class TaskQueue:
         if outcome.is_escalated:
             self.metrics.escalations.labels(domain).inc()
 
-    async def stats(self, domains: Sequence[str] | None, annotator_id: str | None = None) -> dict[str, Any]:
+    async def stats(self, domains: Sequence[str] | None, annotator_id: str | None = None) -> rules.QueueStats:
         """Queue depth, outcomes and agreement per domain (`domains` None: all); annotators: all or just one."""
         counts = await store.count_tasks_by_domain(self.pool, domains)
         rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
-        by_domain, by_annotator = rules.agreement_stats(rows)
-        per_domain: dict[str, dict[str, Any]] = {d: _empty_counts() for d in domains or ()}
-        for row in counts:
-            entry = per_domain.setdefault(row["domain"], _empty_counts())
-            entry["queued" if row["status"] == "open" else row["status"]] += row["tasks"]
-            entry["leased"] += row["leased"]
-        for domain, entry in per_domain.items():
-            agreement = by_domain.get(domain)
-            entry["agreement"] = agreement.to_json() if agreement else None
-        annotators = {a: v.to_json() for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
-        return {
-            "queued": sum(e["queued"] for e in per_domain.values()),
-            "completed": sum(e["completed"] for e in per_domain.values()),
-            "contested": sum(e["contested"] for e in per_domain.values()),
-            "withdrawn": sum(e["withdrawn"] for e in per_domain.values()),
-            "domains": per_domain,
-            "annotators": annotators,
-        }
+        return rules.queue_stats(counts, rows, domains=domains, annotator_id=annotator_id)
 
     async def refresh_gauges(self) -> None:
         """Recompute the queue depth and agreement gauges behind /metrics."""
@@ -251,15 +243,14 @@ class TaskQueue:
         except PipelineError as exc:
             log.warning("queue_gauges_not_refreshed", **exc.to_log_context())
             return
-        for domain, entry in stats["domains"].items():
-            for status in ("queued", "completed", "contested", "withdrawn"):
-                self.metrics.depth.labels(domain, status).set(entry[status])
-            self.metrics.leased.labels(domain).set(entry["leased"])
-            alpha = (entry["agreement"] or {}).get("alpha")
-            if alpha is not None:
-                self.metrics.domain_alpha.labels(domain).set(alpha)
-        for annotator, entry in stats["annotators"].items():
-            if entry["alpha"] is not None:
-                self.metrics.annotator_alpha.labels(annotator).set(entry["alpha"])
-            if entry["pairwise_agreement"] is not None:
-                self.metrics.annotator_pairwise.labels(annotator).set(entry["pairwise_agreement"])
+        for domain, entry in stats.domains.items():
+            for state in ("queued", "completed", "contested", "withdrawn"):
+                self.metrics.depth.labels(domain, state).set(getattr(entry, state))
+            self.metrics.leased.labels(domain).set(entry.leased)
+            if entry.agreement is not None and entry.agreement.alpha is not None:
+                self.metrics.domain_alpha.labels(domain).set(entry.agreement.alpha)
+        for annotator, agreement in stats.annotators.items():
+            if agreement.alpha is not None:
+                self.metrics.annotator_alpha.labels(annotator).set(agreement.alpha)
+            if agreement.pairwise is not None:
+                self.metrics.annotator_pairwise.labels(annotator).set(agreement.pairwise)

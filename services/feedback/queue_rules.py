@@ -25,7 +25,7 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -47,7 +47,7 @@ VERDICT_EVENT_NAMESPACE = uuid.UUID("5f1f6f0e-2b8e-5c55-9f5e-6a0d0c4e7a11")
 TaskStatus = Literal["open", "completed", "contested"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class TaskState:
     """A locked task's lease state, read with the database clock (`now`)."""
 
@@ -60,7 +60,7 @@ class TaskState:
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Verdict:
     annotator_id: str
     verdict: str
@@ -68,7 +68,7 @@ class Verdict:
     comment: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Outcome:
     """What a task becomes after a verdict: still open (maybe escalated), completed, or contested."""
 
@@ -223,7 +223,7 @@ def task_view(request: AnnotationRequest, lease_expires_at: datetime, priority: 
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class AgreementRow:
     """One verdict of a multi-reviewer task, with the task's combined verdict if any."""
 
@@ -234,17 +234,17 @@ class AgreementRow:
     combined: str | None
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Agreement:
-    """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count."""
+    """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count.
+
+    For an annotator, `with_result` is the share of its decided tasks where it gave the combined verdict.
+    """
 
     alpha: float | None
     pairwise: float | None
     tasks: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "pairwise_agreement": self.pairwise, "tasks": self.tasks, **self.extra}
+    with_result: float | None = None
 
 
 def krippendorff_alpha(units: Mapping[str, Mapping[str, str]]) -> float | None:
@@ -289,16 +289,75 @@ def agreement_stats(rows: Iterable[AgreementRow]) -> tuple[dict[str, Agreement],
     by_domain: dict[str, Agreement] = {}
     for domain in sorted(set(domain_of[t] for t in units)):
         mine = {t: u for t, u in units.items() if domain_of[t] == domain}
-        by_domain[domain] = Agreement(krippendorff_alpha(mine), _pairwise(mine.values()), len(mine))
+        by_domain[domain] = Agreement(
+            alpha=krippendorff_alpha(mine), pairwise=_pairwise(mine.values()), tasks=len(mine)
+        )
     by_annotator: dict[str, Agreement] = {}
     for annotator in sorted({a for u in units.values() for a in u}):
         mine = {t: u for t, u in units.items() if annotator in u}
         decided = [t for t in mine if combined[t] is not None]
         with_result = sum(mine[t][annotator] == combined[t] for t in decided) / len(decided) if decided else None
         by_annotator[annotator] = Agreement(
-            krippendorff_alpha(mine),
-            _pairwise(mine.values(), annotator),
-            len(mine),
-            {"agreement_with_result": with_result},
+            alpha=krippendorff_alpha(mine),
+            pairwise=_pairwise(mine.values(), annotator),
+            tasks=len(mine),
+            with_result=with_result,
         )
     return by_domain, by_annotator
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class TaskCount:
+    """Tasks of one domain in one status, and how many of them hold live leases (`count_tasks_by_domain`)."""
+
+    domain: str
+    status: str
+    tasks: int
+    leased: int
+
+
+@dataclass(kw_only=True, slots=True)
+class DomainStats:
+    """One domain's tasks by state (queued = open), and its agreement (None: no multi-reviewer task yet)."""
+
+    queued: int = 0
+    leased: int = 0
+    completed: int = 0
+    contested: int = 0
+    withdrawn: int = 0
+    agreement: Agreement | None = None
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class QueueStats:
+    """The queue per domain and the agreement per annotator, with totals over the domains."""
+
+    domains: dict[str, DomainStats]
+    annotators: dict[str, Agreement]
+
+    def total(self, state: Literal["queued", "completed", "contested", "withdrawn"]) -> int:
+        return sum(getattr(entry, state) for entry in self.domains.values())
+
+
+def queue_stats(
+    counts: Iterable[TaskCount],
+    agreement_rows: Iterable[AgreementRow],
+    *,
+    domains: Sequence[str] | None,
+    annotator_id: str | None,
+) -> QueueStats:
+    """Roll counts and verdicts up per domain (every one of `domains`, even empty; None: those seen).
+
+    `annotator_id` keeps one annotator's agreement only (None: everyone's).
+    """
+    by_domain, by_annotator = agreement_stats(agreement_rows)
+    per_domain = {domain: DomainStats() for domain in domains or ()}
+    for count in counts:
+        entry = per_domain.setdefault(count.domain, DomainStats())
+        state = "queued" if count.status == "open" else count.status
+        setattr(entry, state, getattr(entry, state) + count.tasks)
+        entry.leased += count.leased
+    for domain, entry in per_domain.items():
+        entry.agreement = by_domain.get(domain)
+    annotators = {a: v for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
+    return QueueStats(domains=per_domain, annotators=annotators)

@@ -15,13 +15,15 @@ from typing import Any
 
 import asyncpg
 
-from services.feedback.queue_rules import AgreementRow, Outcome, TaskState, Verdict
+from services.feedback.queue_rules import AgreementRow, Outcome, TaskCount, TaskState, Verdict
 from shared import db
 
-QUERIES = db.load_queries(Path(__file__).parent / "sql" / "queries.sql")
+SQL_DIR = Path(__file__).parent / "sql"
+QUERIES = db.load_queries(SQL_DIR / "queries.sql")
+MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class NewTask:
     """One row of `upsert_tasks`."""
 
@@ -35,7 +37,7 @@ class NewTask:
     reviewers_needed: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class LeasedTask:
     task_id: str
     kind: str
@@ -45,7 +47,7 @@ class LeasedTask:
     lease_expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class LockedTask:
     """A task row locked FOR UPDATE: its lease state plus what a verdict needs."""
 
@@ -144,7 +146,10 @@ async def insert_verdict(conn: asyncpg.Connection, task_id: str, verdict: Verdic
 
 async def select_task_verdicts(conn: asyncpg.Connection, task_id: str) -> list[Verdict]:
     rows = await conn.fetch(QUERIES["select_task_verdicts"], task_id)
-    return [Verdict(r["annotator_id"], r["verdict"], r["rewrite"], r["comment"]) for r in rows]
+    return [
+        Verdict(annotator_id=r["annotator_id"], verdict=r["verdict"], rewrite=r["rewrite"], comment=r["comment"])
+        for r in rows
+    ]
 
 
 async def update_task_after_verdict(
@@ -162,11 +167,10 @@ async def update_task_after_verdict(
     return row["completed_at"] or row["updated_at"]
 
 
-async def count_tasks_by_domain(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Rows of domain, status, tasks, leased."""
+async def count_tasks_by_domain(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[TaskCount]:
     async with db.translate_errors():
         rows = await pool.fetch(QUERIES["count_tasks_by_domain"], list(domains) if domains is not None else None)
-    return [dict(r) for r in rows]
+    return [TaskCount(domain=r["domain"], status=r["status"], tasks=r["tasks"], leased=r["leased"]) for r in rows]
 
 
 async def select_agreement_verdicts(
@@ -176,7 +180,16 @@ async def select_agreement_verdicts(
         rows = await pool.fetch(
             QUERIES["select_agreement_verdicts"], list(domains) if domains is not None else None, max_tasks
         )
-    return [AgreementRow(r["task_id"], r["domain"], r["annotator_id"], r["verdict"], r["combined"]) for r in rows]
+    return [
+        AgreementRow(
+            task_id=r["task_id"],
+            domain=r["domain"],
+            annotator_id=r["annotator_id"],
+            verdict=r["verdict"],
+            combined=r["combined"],
+        )
+        for r in rows
+    ]
 
 
 async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:

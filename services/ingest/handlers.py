@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.ingest.context import IngestContext
 from services.ingest.settings import IngestSettings
-from services.ingest.stream import interaction_stream
 from shared import topics
 from shared.edge_http import EdgeEndpoints, install_edge
 from shared.events import DeadLetter, Interaction
@@ -21,16 +21,10 @@ ENDPOINTS = EdgeEndpoints(
 )
 
 
-def register(runtime: Runtime, settings: IngestSettings) -> APIRouter:
+def register(runtime: Runtime[IngestContext], settings: IngestSettings) -> APIRouter:
     """The interactions.raw consumer and the HTTP routes; returns the routes."""
     document_output(runtime.broker, settings, topics.INTERACTIONS, Interaction, key="prompt_key",
                     description="Canonical interactions: received_at and prompt_key stamped by ingest.")  # fmt: skip
     document_output(runtime.broker, settings, topics.DEAD_LETTER, DeadLetter, key="source topic:partition:offset",
                     description="Messages that could not be processed, with their origin and the reason.")  # fmt: skip
-    return install_edge(
-        runtime,
-        stream=interaction_stream(settings.topic_prefix),
-        endpoints=ENDPOINTS,
-        group_id=settings.group_id,
-        settings=settings,
-    )
+    return install_edge(runtime, endpoints=ENDPOINTS, group_id=settings.group_id, settings=settings)

@@ -9,6 +9,8 @@ from shared.edge import EdgeStream
 from shared.events import Interaction, parse_interaction
 from shared.prompt_key import prompt_key
 
+STREAM_NAME = "interactions"
+
 
 def stamp_interaction(event: Interaction, now: datetime) -> Interaction:
     """received_at is always ours; prompt_key groups answers to the same prompt."""
@@ -17,7 +19,7 @@ def stamp_interaction(event: Interaction, now: datetime) -> Interaction:
 
 def interaction_stream(topic_prefix: str) -> EdgeStream:
     return EdgeStream(
-        name="interactions",
+        name=STREAM_NAME,
         output_topic=topics.topic(topic_prefix, topics.INTERACTIONS),
         parse=parse_interaction,
         stamp=stamp_interaction,  # type: ignore[arg-type]

@@ -33,3 +33,28 @@ DELETE FROM outbox WHERE service = $1 AND id = ANY($2::bigint[])
 -- name: count_outbox
 -- How many messages of a service wait to be relayed.
 SELECT count(*) FROM outbox WHERE service = $1
+
+-- name: lock_migrations
+-- One migration runner at a time, across every process of every service (session-level lock).
+SELECT pg_advisory_lock($1)
+
+-- name: unlock_migrations
+-- Let the next migration runner in.
+SELECT pg_advisory_unlock($1)
+
+-- name: create_schema_migrations
+-- The record of applied migrations, per component and version.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component text NOT NULL,
+    version integer NOT NULL,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (component, version))
+
+-- name: select_schema_migrations
+-- The migrations applied so far.
+SELECT component, version FROM schema_migrations
+
+-- name: insert_schema_migration
+-- Record one applied migration (in the migration's own transaction).
+INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)

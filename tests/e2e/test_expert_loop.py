@@ -5,7 +5,6 @@ ingest, feedback and the aggregator run in-process on one broker, one database a
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +24,9 @@ from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import Message
 from shared.prompt_key import prompt_key
-from tests.helpers import eventually
-from tests.services import reading, running_app
+from tests.support.apps import running_apps
+from tests.support.kafka import reading
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 ADMIN = "e2e-admin-token"
@@ -64,18 +64,8 @@ async def pipeline(kafka_bootstrap: str, database_url: str, topics: str) -> Asyn
         ),
         create_aggregator(AggregatorSettings(**common, group_id=f"aggregator-{prefix}", outbox_poll_interval_s=0.1)),
     ]
-    # Started together: each start waits for its consumer groups to join (seconds each on Tansu).
-    contexts = [running_app(app) for app in apps]
-    results = await asyncio.gather(*(context.__aenter__() for context in contexts), return_exceptions=True)
-    started = [c for c, r in zip(contexts, results, strict=True) if not isinstance(r, BaseException)]
-    try:
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        yield Pipeline(results[0], results[1], kafka_bootstrap, prefix)
-    finally:
-        for context in reversed(started):
-            await context.__aexit__(None, None, None)
+    async with running_apps(*apps) as (ingest, feedback, _aggregator):
+        yield Pipeline(ingest, feedback, kafka_bootstrap, prefix)
 
 
 def interaction(interaction_id: str, answer: str, **extra: Any) -> dict[str, Any]:

@@ -27,8 +27,9 @@ from shared import topics
 from tests.faults.sender import Sender
 from tests.faults.state import CANONICAL_TOPICS, OUTPUT_TOPICS, Comparison, FinalState, final_state
 from tests.faults.workload import Workload
-from tests.helpers import eventually
-from tests.services import TopicReader
+from tests.support.isolation import consumer_groups_env
+from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually
 
 # Every run uses these settings. 6 s sessions (Kafka's usual group minimum) let a killed member's
 # partitions move in seconds rather than the default 10 s.
@@ -181,13 +182,12 @@ async def pipeline(
 ) -> AsyncIterator[Run]:
     """Start the stack (servers not given are started under run_dir), yield a Run, stop everything."""
     prefix = f"f{uuid.uuid4().hex[:8]}."
-    groups = {f"{s}_GROUP_ID": f"{s.lower()}-{prefix}" for s in ("INGEST", "FEEDBACK", "AGGREGATOR")}
     stack = Stack(
         run_dir,
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
         topic_prefix=prefix,
-        extra_env={**RUN_ENV, **groups, "FEEDBACK_TASKS_GROUP_ID": f"tasks-{prefix}", **(env or {})},
+        extra_env={**RUN_ENV, **consumer_groups_env(prefix), **(env or {})},
         fast_unsafe_database=True,
         ready_timeout_s=60,
     )

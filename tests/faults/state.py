@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from shared import topics
-from tests.services import TopicReader
+from tests.support.kafka import TopicReader
 
 OUTPUT_TOPICS = (topics.PREFERENCE_PAIRS, topics.ANNOTATION_REQUESTS, topics.FEEDBACK_STATS)
 CANONICAL_TOPICS = (topics.INTERACTIONS, topics.VOTES)

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.faults.harness import (
     FaultReport,
     Reference,
@@ -20,12 +19,6 @@ from tests.faults.harness import (
 )
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def database_url(pg_server_url: str, template_db: str):  # type: ignore[no-untyped-def]
-    async with fresh_database(pg_server_url, template_db) as url:
-        yield url
 
 
 async def test_aggregator_kill9_mid_stream_and_restart(

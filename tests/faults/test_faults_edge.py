@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.faults.harness import FaultReport, Reference, finish, pipeline, wait_until
+from tests.support.isolation import fresh_database
 
 pytestmark = pytest.mark.timeout(240)
 EDGES = ("ingest", "feedback")

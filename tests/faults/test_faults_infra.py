@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.faults.harness import (
     FaultReport,
     Reference,
@@ -19,6 +18,7 @@ from tests.faults.harness import (
     wait_until,
 )
 from tests.faults.state import compare
+from tests.support.isolation import fresh_database
 
 pytestmark = pytest.mark.timeout(240)
 SERVICES = ("ingest", "feedback", "aggregator")
@@ -73,7 +73,7 @@ async def test_broker_stopped_and_restarted(
     broker restart (replication factor 3, min.insync.replicas 2, acks=all), so a restart there is a
     leader election, and consumers resume from their committed offsets instead of the beginning.
     """
-    from shared.kafka import ensure_topics_for
+    from shared.kafka import ensure_topics
     from shared.settings import PipelineSettings
 
     workload = reference.workload
@@ -88,7 +88,7 @@ async def test_broker_stopped_and_restarted(
         await wait_until(lambda: _all_ready_status(run, 503), timeout=30)
         started = time.monotonic()
         await asyncio.to_thread(run.stack.broker.start)
-        await ensure_topics_for(
+        await ensure_topics(
             PipelineSettings(kafka_bootstrap_servers=run.bootstrap, topic_prefix=run.stack.topic_prefix)
         )
         await wait_until(lambda: _all_ready_status(run, 200), timeout=60)

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.faults.harness import FaultReport, Reference, finish, pipeline, wait_until
 from tests.faults.workload import build_workload
+from tests.support.isolation import fresh_database
 
 pytestmark = [
     pytest.mark.soak,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
@@ -21,8 +18,9 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import DeadLetter
-from tests.conftest import isolated_pipeline
-from tests.services import TopicReader, reading, running_app
+from tests.support.apps import running_apps
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import TopicReader, reading
 
 ADMIN = "hostile-admin-token"
 MAX_RAW_BYTES = 8_192
@@ -71,35 +69,8 @@ async def _running(kafka_bootstrap: str, url: str, prefix: str, aggregator: dict
         create_feedback(FeedbackSettings(**common, group_id=f"feedback-{prefix}", tasks_group_id=f"tasks-{prefix}")),
         create_aggregator(AggregatorSettings(**common, group_id=f"aggregator-{prefix}", **aggregator)),
     ]
-    # Started together: each start waits for its consumer groups to join (seconds each on Tansu).
-    contexts = [running_app(app) for app in apps]
-    results = await asyncio.gather(*(c.__aenter__() for c in contexts), return_exceptions=True)
-    started = [c for c, r in zip(contexts, results, strict=True) if not isinstance(r, BaseException)]
-    try:
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        yield Pipeline(results[0], results[1], results[2], kafka_bootstrap, prefix, url)
-    finally:
-        for context in reversed(started):
-            await context.__aexit__(None, None, None)
-
-
-async def produce_spread(
-    bootstrap: str, topic_name: str, values: Sequence[bytes | None], partitions: int = 6
-) -> list[tuple[int, int]]:
-    """Publish value i to partition i % partitions; the (partition, offset) each got."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic_name, value, key=uuid.uuid4().bytes, partition=i % partitions)
-            for i, value in enumerate(values)
-        ]
-        metadata = await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return [(m.partition, m.offset) for m in metadata]
+    async with running_apps(*apps) as (ingest, feedback, aggregator_client):
+        yield Pipeline(ingest, feedback, aggregator_client, kafka_bootstrap, prefix, url)
 
 
 def event_ids(reader: TopicReader) -> dict[str, Any]:

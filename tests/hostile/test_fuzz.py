@@ -34,7 +34,7 @@ from services.feedback.settings import FeedbackSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared import db
-from tests.conftest import isolated_pipeline
+from tests.support.isolation import isolated_pipeline
 
 pytestmark = [
     pytest.mark.timeout(300),

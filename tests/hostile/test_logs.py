@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,11 @@ import pytest
 
 from deploy.stack import Stack
 from shared import topics
-from tests.conftest import fresh_database
-from tests.helpers import eventually
-from tests.services import produce, reading
-from tests.unit.test_events import interaction_body, vote_body
+from tests.support.builders import interaction_body, vote_body
+from tests.support.kafka import produce, reading
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def logged_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
-    async with fresh_database(pg_server_url, template_db) as url:
-        yield url
 
 
 async def run_flow(stack: Stack, marker: str) -> list[str]:
@@ -75,7 +67,7 @@ async def run_flow(stack: Stack, marker: str) -> list[str]:
         )
         assert response.status_code == 200, response.text
     poison = f'{{"prompt": "{marker}", broken'.encode()
-    await produce(stack.kafka_bootstrap or "", topics.topic(stack.topic_prefix, topics.INTERACTIONS_RAW), [poison])
+    await produce(stack.kafka_bootstrap or "", stack.topic_prefix, topics.INTERACTIONS_RAW, [poison])
     return [token, stack.admin_token]
 
 
@@ -99,7 +91,7 @@ async def wait_for_outputs(stack: Stack, marker: str) -> None:
 
 @pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
 async def test_no_content_or_secret_in_any_log(
-    tmp_path: Path, kafka_bootstrap: str, logged_database: str, log_level: str
+    tmp_path: Path, kafka_bootstrap: str, database_url: str, log_level: str
 ) -> None:
     marker = f"MARK{uuid.uuid4().hex}"
     extra_env = {"AGGREGATOR_OUTBOX_POLL_INTERVAL_S": "0.1", "FEEDBACK_OUTBOX_POLL_INTERVAL_S": "0.1"}
@@ -108,7 +100,7 @@ async def test_no_content_or_secret_in_any_log(
     stack = Stack(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
-        database_url=logged_database,
+        database_url=database_url,
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         extra_env=extra_env,
     )

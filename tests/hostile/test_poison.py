@@ -24,10 +24,10 @@ import pytest
 from bench.ingest_load import make_interactions
 from shared import topics
 from shared.events import DeadLetter
-from tests.helpers import eventually
-from tests.hostile.pipeline import MAX_RAW_BYTES, Pipeline, dead_letters, event_ids, produce_spread, running_pipeline
-from tests.services import TopicReader
-from tests.unit.test_events import interaction_body, vote_body
+from tests.hostile.pipeline import MAX_RAW_BYTES, Pipeline, dead_letters, event_ids, running_pipeline
+from tests.support.builders import interaction_body, vote_body
+from tests.support.kafka import TopicReader, produce
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -138,11 +138,15 @@ async def test_poison_is_dead_lettered_with_its_origin_and_every_good_message_ha
         pipeline.reading(topics.DEAD_LETTER) as dead,
     ):
         # Interactions first: a good vote must never wait for its interaction longer than the short TTL.
-        raw_i.origins = await produce_spread(pipeline.bootstrap, pipeline.topic(topics.INTERACTIONS_RAW), raw_i.values)
+        raw_i.origins = await produce(
+            pipeline.bootstrap, pipeline.prefix, topics.INTERACTIONS_RAW, raw_i.values, partitions=6
+        )
         await until(out_i, {i["event_id"] for i in interactions})
         await eventually(lambda: aggregated_interactions(pipeline, interactions), timeout=60, interval=0.2)
 
-        raw_v.origins = await produce_spread(pipeline.bootstrap, pipeline.topic(topics.FEEDBACK_RAW), raw_v.values)
+        raw_v.origins = await produce(
+            pipeline.bootstrap, pipeline.prefix, topics.FEEDBACK_RAW, raw_v.values, partitions=6
+        )
         on_votes = await until(out_v, {v["event_id"] for v in [*votes, *orphans]})
         await eventually(lambda: aggregated_votes(pipeline, votes), timeout=60, interval=0.2)
 

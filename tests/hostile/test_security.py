@@ -25,11 +25,10 @@ import asyncpg
 import pytest
 
 from shared import topics
-from tests.helpers import eventually
 from tests.hostile.pipeline import ADMIN, Pipeline, running_pipeline
-from tests.integration.feedback.queue_fixtures import request_body
-from tests.services import TopicReader, produce
-from tests.unit.test_events import interaction_body, vote_body
+from tests.support.builders import annotation_request_body, interaction_body, vote_body
+from tests.support.kafka import TopicReader, produce
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -96,8 +95,9 @@ async def world(pipeline: Pipeline) -> World:
     task_id = f"task-{uuid.uuid4().hex[:8]}"
     await produce(
         pipeline.bootstrap,
-        pipeline.topic(topics.ANNOTATION_REQUESTS),
-        [json.dumps(request_body(task_id, domain)).encode()],
+        pipeline.prefix,
+        topics.ANNOTATION_REQUESTS,
+        [json.dumps(annotation_request_body(task_id, domain)).encode()],
     )
     assert (await lease_eventually(pipeline, tokens["alice"]))["task_id"] == task_id
     revoked = await pipeline.feedback.delete("/v1/admin/annotators/rita-m", headers=bearer(ADMIN))

@@ -16,10 +16,11 @@ from services.ingest.settings import IngestSettings
 from shared import topics
 from shared.events import DeadLetter, Message
 from shared.prompt_key import prompt_key
-from tests.conftest import isolated_pipeline
-from tests.helpers import eventually
-from tests.services import produce, reading, running_app
-from tests.unit.test_events import interaction_body, vote_body
+from tests.support.apps import running_app
+from tests.support.builders import interaction_body, vote_body
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import produce, reading
+from tests.support.waiting import eventually
 
 MAX_BATCH = 20
 MAX_RAW_BYTES = 8_192
@@ -178,7 +179,7 @@ async def test_raw_topic_poison_goes_to_dead_letter_and_the_partition_keeps_flow
     ]
     values = [json.dumps(good_before).encode(), *poison, json.dumps(good_after).encode()]
     # One key: every message on one partition, poison between two good ones.
-    await produce(edge.bootstrap, edge.topic(topics.INTERACTIONS_RAW), values, key=b"one-partition")
+    await produce(edge.bootstrap, edge.prefix, topics.INTERACTIONS_RAW, values, key=b"one-partition")
 
     async with edge.reading(topics.INTERACTIONS) as out, edge.reading(topics.DEAD_LETTER) as dead:
         await until_event(out, good_after["event_id"], timeout=30)
@@ -223,7 +224,7 @@ async def test_votes_single_batch_and_raw_topic(edge: Edge) -> None:
 
     raw_good = vote_body(kind="thumb", value=-1, interaction_id="int-raw")
     await produce(
-        edge.bootstrap, edge.topic(topics.FEEDBACK_RAW), [b"not json", json.dumps(raw_good).encode()], key=b"k"
+        edge.bootstrap, edge.prefix, topics.FEEDBACK_RAW, [b"not json", json.dumps(raw_good).encode()], key=b"k"
     )
     async with edge.reading(topics.VOTES) as out, edge.reading(topics.DEAD_LETTER) as dead:
         (record,) = await until_event(out, raw_good["event_id"], timeout=30)

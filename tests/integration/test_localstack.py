@@ -1,4 +1,4 @@
-"""The local broker and database that `make up` and the test fixtures start (deploy/localstack.py)."""
+"""The local broker and database that `make up` and the test fixtures start (deploy/local_*.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from deploy.localstack import (
-    MISSING_BROKER_MESSAGE,
-    LocalStackError,
-    free_port,
-    start_broker,
-    start_database,
-)
+from deploy.local_broker import MISSING_BROKER_MESSAGE, start_broker
+from deploy.local_database import start_database
+from deploy.localstack import LocalStackError, free_port
 
 KAFKA_TIMEOUT_S = 10.0
 

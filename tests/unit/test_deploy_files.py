@@ -1,11 +1,17 @@
-"""Static checks of docker-compose.yml and deploy/Dockerfile (no Docker engine runs on these machines)."""
+"""Static checks of docker-compose.yml, the Dockerfile, .dockerignore and the lock files (no Docker engine here)."""
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import re
+import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import yaml
+from packaging.utils import canonicalize_name
 
 from services.aggregator.settings import AggregatorSettings
 from services.feedback.settings import FeedbackSettings
@@ -16,6 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 SETTINGS = {"ingest": IngestSettings, "feedback": FeedbackSettings, "aggregator": AggregatorSettings}
+RUNTIME_LOCK, DEV_LOCK, DOCKERIGNORE = (
+    ROOT / "requirements.lock",
+    ROOT / "requirements-dev.lock",
+    ROOT / ".dockerignore",
+)
+COPY_SOURCES = [
+    path for source in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", DOCKERFILE, flags=re.M) for path in source.split()
+]
+FIRST_PARTY = {"shared", "services", "deploy"}
 
 
 def test_compose_runs_every_service_from_one_image_after_init() -> None:
@@ -50,13 +65,72 @@ def test_compose_environment_names_real_settings() -> None:
 
 
 def test_dockerfile_copies_what_exists_and_binds_every_interface() -> None:
-    for source in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", DOCKERFILE, flags=re.M):
-        for path in source.split():
-            assert (ROOT / path).exists(), f"COPY source {path} missing"
+    for source in COPY_SOURCES:
+        assert (ROOT / source).exists(), f"COPY source {source} missing"
     for name in SETTINGS:
         assert f"{name.upper()}_HTTP_HOST=0.0.0.0" in DOCKERFILE
-    production = re.search(r"grep -v -E '\^\((.+?)\)==", DOCKERFILE).group(1).split("|")
-    locked = {line.split("==")[0] for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
-    assert set(production) <= locked, "every excluded package is in the lock file"
-    for needed in ("faststream", "aiokafka", "asyncpg", "pydantic", "structlog", "fastapi", "uvicorn"):
-        assert needed not in production
+
+
+def test_the_image_installs_the_runtime_pins_only() -> None:
+    assert re.findall(r"pip install (.+?)(?:\s*\\|$)", DOCKERFILE, flags=re.M) == ["-r requirements.lock"]
+    assert "requirements-dev.lock" not in DOCKERFILE
+    runtime, dev = pins(RUNTIME_LOCK), pins(DEV_LOCK)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, version = _pin(requirement)
+        assert runtime.get(name) == version, f"{name} is a runtime dependency: pin it in requirements.lock"
+    for group in project["optional-dependencies"].values():
+        for requirement in group:
+            name, version = _pin(requirement)
+            assert name not in runtime, f"{name} (local or dev) must not reach the image"
+            assert dev.get(name) == version, f"{name} missing from requirements-dev.lock"
+    for tool in ("pytest", "hypothesis", "schemathesis", "pyyaml", "ruff", "httpx", "datasets", "playwright"):
+        assert tool not in runtime
+    assert not runtime.keys() & dev.keys(), "each package is pinned once"
+    assert DEV_LOCK.read_text().splitlines()[1] == "-r requirements.lock", "the dev lock builds on the runtime one"
+
+
+def test_the_code_in_the_image_imports_only_what_the_runtime_lock_installs() -> None:
+    distributions = metadata.packages_distributions()
+    runtime = pins(RUNTIME_LOCK)
+    missing = set()
+    for path in image_python_files():
+        for module in third_party_imports(path):
+            names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+            if not names & runtime.keys():
+                missing.add(f"{path.relative_to(ROOT)}: {module}")
+    assert not missing, sorted(missing)
+
+
+def test_the_build_context_leaves_out_local_state_and_keeps_what_the_image_copies() -> None:
+    ignored = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and line[0] != "#"]
+    assert {".venv", ".run", ".git"} <= set(ignored)
+    for source in [*COPY_SOURCES, "requirements.lock"]:
+        assert not any(fnmatch.fnmatch(source, pattern) or source.startswith(pattern + "/") for pattern in ignored)
+
+
+def pins(path: Path) -> dict[str, str]:
+    return dict(_pin(line) for line in path.read_text().splitlines() if "==" in line)
+
+
+def _pin(requirement: str) -> tuple[str, str]:
+    name, version = requirement.split("==")
+    return canonicalize_name(name.split("[")[0]), version.strip()
+
+
+def image_python_files() -> list[Path]:
+    files = []
+    for source in COPY_SOURCES:
+        path = ROOT / source
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []
+    return files
+
+
+def third_party_imports(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return {m for m in modules if m not in sys.stdlib_module_names and m not in FIRST_PARTY}

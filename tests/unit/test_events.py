@@ -1,4 +1,4 @@
-"""Contract round trips and validation errors of shared/events.py."""
+"""Contract round trips and validation errors of shared/events/."""
 
 from __future__ import annotations
 
@@ -20,42 +20,13 @@ from shared.events import (
     parse_interaction,
     parse_vote,
 )
-from shared.settings import Limits
+from shared.settings import Limits, PipelineSettings, limits_from
+from tests.support.builders import interaction_body, vote_body
 
 
-def interaction_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "helpdesk",
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "interaction_id": "int-42",
-        "conversation_id": "conv-7",
-        "user_ref": "u-9f3",
-        "messages": [{"role": "user", "content": "Can diabetic patients do intense exercise?"}],
-        "response": {"content": "With care.", "model": "acme-chat", "model_version": "2026-11-01"},
-        "regenerated_from": None,
-        "domain": None,
-        "language": "en",
-        "tags": [],
-        "metadata": {},
-    }
-    body.update(overrides)
-    return body
-
-
-def vote_body(**overrides: Any) -> dict[str, Any]:
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "helpdesk",
-        "occurred_at": "2026-11-26T10:00:00Z",
-        "interaction_id": "int-42",
-        "user_ref": "u-1",
-        "source": "end_user",
-        "kind": "thumb",
-        "value": 1,
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if not (k == "value" and v is None)}
+def limits(**overrides: Any) -> Limits:
+    """The bounds of the default settings with `overrides`, built as the services build theirs."""
+    return limits_from(PipelineSettings(**overrides))
 
 
 def bad_fields(exc: pytest.ExceptionInfo[ContractError]) -> set[str]:
@@ -128,13 +99,13 @@ def test_context_must_end_with_the_users_turn() -> None:
 @pytest.mark.parametrize(
     ("overrides", "limits", "field"),
     [
-        ({"messages": [{"role": "user", "content": "x" * 11}]}, Limits(max_content_chars=10), "messages.0.content"),
-        ({"messages": [{"role": "user", "content": "q"}] * 3}, Limits(max_messages=2), "messages"),
-        ({"metadata": {"k": "v" * 100}}, Limits(max_metadata_bytes=50), "metadata"),
-        ({"tags": ["a", "b", "c"]}, Limits(max_tags=2), "tags"),
+        ({"messages": [{"role": "user", "content": "x" * 11}]}, limits(max_content_chars=10), "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "q"}] * 3}, limits(max_messages=2), "messages"),
+        ({"metadata": {"k": "v" * 100}}, limits(max_metadata_bytes=50), "metadata"),
+        ({"tags": ["a", "b", "c"]}, limits(max_tags=2), "tags"),
         (
             {"response": {"content": "y" * 51, "model": "m", "model_version": "v"}},
-            Limits(max_content_chars=50),
+            limits(max_content_chars=50),
             "response.content",
         ),
     ],
@@ -144,6 +115,27 @@ def test_size_limits_come_from_settings(overrides: dict[str, Any], limits: Limit
     with pytest.raises(ContractError) as exc:
         parse_interaction(interaction_body(**overrides), limits)
     assert bad_fields(exc) == {field}
+
+
+def test_identifier_length_comes_from_settings() -> None:
+    parse_interaction(interaction_body(app_id="a" * 256))
+    with pytest.raises(ContractError) as exc:
+        parse_interaction(interaction_body(app_id="a" * 257))
+    assert exc.value.errors == [
+        {"loc": ["app_id"], "msg": "String should have at most 256 characters", "type": "string_too_long"}
+    ]
+    short = limits(max_id_chars=8)
+    small_response = {"content": "c", "model": "m" * 8, "model_version": "v"}
+    parse_interaction(interaction_body(interaction_id="i" * 8, response=small_response), short)
+    with pytest.raises(ContractError) as exc:
+        parse_interaction(
+            interaction_body(interaction_id="i" * 9, response={"content": "c", "model": "m" * 9, "model_version": "v"}),
+            short,
+        )
+    assert bad_fields(exc) == {"interaction_id", "response.model"}
+    with pytest.raises(ContractError) as exc:
+        parse_vote(vote_body(user_ref="u" * 9), short)
+    assert bad_fields(exc) == {"user_ref"}
 
 
 def test_vote_errors_name_the_field_not_the_union_branch() -> None:
@@ -257,4 +249,4 @@ def test_occurred_at_far_in_the_future_is_refused() -> None:
     soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     assert parse_vote(vote_body(occurred_at=soon)).occurred_at.year >= 2026
     with pytest.raises(ContractError):
-        parse_vote(vote_body(occurred_at=soon), Limits(max_clock_skew_s=60))
+        parse_vote(vote_body(occurred_at=soon), limits(max_clock_skew_s=60))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import re
+
+import pytest
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from shared.events import Message
@@ -40,8 +43,33 @@ def test_normalization_is_idempotent_and_ignores_padding(text: str, pad: str) ->
     assert normalize_text(pad + text + pad) == once
 
 
-@given(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=100))
-def test_key_is_stable_hex(text: str) -> None:
+@given(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=100), st.sampled_from([" ", "\n\t"]))
+def test_key_is_32_hex_digits_and_depends_only_on_the_normalized_text(text: str, pad: str) -> None:
     key = prompt_key("app", msgs(("user", text)))
-    assert key == prompt_key("app", msgs(("user", text)))
-    assert len(key) == 32 and int(key, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", key), key
+    assert prompt_key("app", msgs(("user", pad + normalize_text(text) + pad))) == key
+
+
+TEXTS = st.text(st.characters(exclude_characters="\x00"), max_size=50)
+
+
+@given(TEXTS, TEXTS)
+def test_prompts_that_normalize_apart_get_different_keys(first: str, second: str) -> None:
+    assume(normalize_text(first) != normalize_text(second))
+    assert prompt_key("app", msgs(("user", first))) != prompt_key("app", msgs(("user", second)))
+
+
+@pytest.mark.parametrize(
+    ("app_id", "messages", "key"),
+    [
+        (
+            "helpdesk",
+            (("user", "Can diabetic patients do intense exercise?"),),
+            "a81f11d6ee09eec8afd240072ee6dd15",
+        ),
+        ("app", (("system", "be brief"), ("user", "hello")), "34c7318fafcd9c2e26e1c43f8f33a465"),
+    ],
+)
+def test_keys_are_stable_across_releases(app_id: str, messages: tuple[tuple[str, str], ...], key: str) -> None:
+    """Keys already on the topics and in the database must not change: a new one would split every group."""
+    assert prompt_key(app_id, msgs(*messages)) == key

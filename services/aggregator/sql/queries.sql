@@ -68,10 +68,6 @@ WHERE event_id IN (
 )
 RETURNING event_id, vote, source_topic, source_partition, source_offset, parked_at
 
--- name: count_parked_votes
--- How many votes wait for their interaction.
-SELECT count(*) FROM agg_parked_votes
-
 -- name: select_group_interactions
 -- The answers of the locked groups.
 SELECT prompt_key, interaction_id, content, model, model_version, domain, occurred_at

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from services.aggregator.app import create_app
@@ -19,7 +17,8 @@ from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.events import Interaction, Message, Response
 from shared.prompt_key import prompt_key
-from tests.services import TopicReader, running_app
+from tests.support.apps import running_app
+from tests.support.kafka import Record, TopicReader
 
 # Event times near the wall clock: stats windows stay open for the whole module.
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -46,15 +45,6 @@ def app_for(settings: AggregatorSettings) -> FastAPI:
     return create_app(settings)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One message to publish: topic constant, key, JSON value."""
-
-    topic: str
-    key: bytes
-    value: bytes
-
-
 def interaction(app_id: str, prompt: str, interaction_id: str, content: str, at: datetime = T0, **extra: Any) -> Record:
     messages = [Message(role="user", content=prompt)]
     event = Interaction(
@@ -70,7 +60,7 @@ def interaction(app_id: str, prompt: str, interaction_id: str, content: str, at:
         prompt_key=prompt_key(app_id, messages),
         **extra,
     )
-    return Record(topics.INTERACTIONS, event.prompt_key.encode(), event.model_dump_json().encode())
+    return Record(topic=topics.INTERACTIONS, key=event.prompt_key.encode(), value=event.model_dump_json().encode())
 
 
 def vote(app_id: str, interaction_id: str, voter: str, at: datetime = T0, **body: Any) -> Record:
@@ -83,7 +73,7 @@ def vote(app_id: str, interaction_id: str, voter: str, at: datetime = T0, **body
         **({"annotator_id": voter} if body.get("source") == "expert" else {"user_ref": voter}),
         **body,
     }
-    return Record(topics.VOTES, interaction_id.encode(), json.dumps(value).encode())
+    return Record(topic=topics.VOTES, key=interaction_id.encode(), value=json.dumps(value).encode())
 
 
 def thumbs(app_id: str, interaction_id: str, up: int, down: int, at: datetime = T0, tag: str = "") -> list[Record]:
@@ -95,41 +85,6 @@ def thumbs(app_id: str, interaction_id: str, up: int, down: int, at: datetime = 
 
 def key_of(app_id: str, prompt: str) -> str:
     return prompt_key(app_id, [Message(role="user", content=prompt)])
-
-
-class Producer:
-    """Publishes records under a prefix and remembers the last offset per partition (to wait for commits)."""
-
-    def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.prefix = prefix
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
-        self.last_offsets: dict[tuple[str, int], int] = {}
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def send(self, records: Sequence[Record]) -> None:
-        futures = [await self._producer.send(topics.topic(self.prefix, r.topic), r.value, key=r.key) for r in records]
-        for metadata in await asyncio.gather(*futures):
-            key = (metadata.topic, metadata.partition)
-            self.last_offsets[key] = max(self.last_offsets.get(key, -1), metadata.offset)
-
-
-async def committed_all(bootstrap: str, group_id: str, producer: Producer) -> bool:
-    """True when the group committed past every record the producer sent."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        for (topic_name, partition), last in producer.last_offsets.items():
-            committed = await consumer.committed(TopicPartition(topic_name, partition))
-            if committed is None or committed <= last:
-                return False
-        return True
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -176,16 +131,6 @@ async def outputs(bootstrap: str, prefix: str) -> AsyncIterator[Outputs]:
     finally:
         for reader in readers:
             await reader.stop()
-
-
-@asynccontextmanager
-async def producing(bootstrap: str, prefix: str) -> AsyncIterator[Producer]:
-    producer = Producer(bootstrap, prefix)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager

@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from services.aggregator.app import batch_rules
-from services.aggregator.handlers import Aggregator, AggregatorMetrics, decode_interactions
+from services.aggregator.app import SERVICE
+from services.aggregator.batches import BatchRules
+from services.aggregator.decoders import decode_interactions
+from services.aggregator.intake import BatchIntake
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
 from shared.kafka import RedeliveryPause, make_broker
@@ -30,17 +34,17 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
     poison = interaction("app", "A question our code chokes on", "int-poison", "Boom.").value
     attempts: list[int] = []
 
-    def decode(records: tuple[ConsumerRecord, ...], prefix: str, limits: object):
+    def decode(records: tuple[ConsumerRecord, ...], rules: BatchRules):
         # Stands in for a bug or an unforeseen state: this one record always makes the batch fail.
         if any(r.value == poison for r in records):
             attempts.append(len(records))
             raise RuntimeError("the rules met a state they never met before")
-        return decode_interactions(records, prefix, limits)  # type: ignore[arg-type]
+        return decode_interactions(records, rules)
 
     pool = await db.create_pool(settings)
     registry = CollectorRegistry()
     relay = OutboxRelay(  # never started: the outbox rows stay in the table to be read
-        service="aggregator",
+        service=SERVICE,
         pool=pool,
         broker=make_broker(settings, client_id="t"),
         registry=registry,
@@ -49,17 +53,15 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         publish_timeout_s=1.0,
         max_backoff_s=1.0,
     )
-    aggregator = Aggregator(
-        pool,
-        relay,
-        batch_rules(settings),
-        settings.limits,
-        AggregatorMetrics(registry),
-        RedeliveryPause(0.01, 0.05),
-        "p.",
+    intake = BatchIntake(
+        pool=pool,
+        relay=relay,
+        rules=batch_rules(settings, SERVICE),
+        metrics=AggregatorMetrics(registry),
+        pause=RedeliveryPause(0.01, 0.05),
     )
     try:
-        await aggregator.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
+        await intake.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
         stored = await pool.fetch("SELECT interaction_id FROM agg_interactions ORDER BY interaction_id")
         letters = await pool.fetch("SELECT topic, value FROM outbox WHERE service = 'aggregator'")
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -12,21 +11,19 @@ import pytest
 from fastapi import FastAPI
 
 from shared import topics
-from shared.kafka import ensure_topics
-from tests.conftest import _execute, _quoted, database_url_for
-from tests.helpers import eventually
+from shared.runtime import runtime_of
 from tests.integration.aggregator.aggregator_flow import (
     Outputs,
-    Record,
-    committed_all,
     interaction,
     key_of,
     outputs,
-    producing,
     running,
     settings_for,
     thumbs,
 )
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import Record, committed_all, producing
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(150)
 APP = "scale-app"
@@ -67,20 +64,14 @@ def final_state(out: Outputs) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @asynccontextmanager
 async def deployment(kafka_bootstrap: str, pg_server_url: str, template_db: str, instances: int) -> AsyncIterator[Any]:
-    database = f"test_{uuid.uuid4().hex}"
-    await _execute(pg_server_url, f"CREATE DATABASE {_quoted(database)} TEMPLATE {_quoted(template_db)}")
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    await ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)
-    group_id = f"aggregator-{prefix}"
-    settings = settings_for(kafka_bootstrap, database_url_for(pg_server_url, database), prefix, group_id)
-    try:
-        async with AsyncExitStack() as stack:
-            apps = [await stack.enter_async_context(running(settings)) for _ in range(instances)]
-            out = await stack.enter_async_context(outputs(kafka_bootstrap, prefix))
-            producer = await stack.enter_async_context(producing(kafka_bootstrap, prefix))
-            yield apps, out, producer, group_id, prefix
-    finally:
-        await _execute(pg_server_url, f"DROP DATABASE IF EXISTS {_quoted(database)} WITH (FORCE)")
+    isolated = isolated_pipeline(kafka_bootstrap, pg_server_url, template_db, topic_partitions=PARTITIONS)
+    async with isolated as (url, prefix), AsyncExitStack() as stack:
+        group_id = f"aggregator-{prefix}"
+        settings = settings_for(kafka_bootstrap, url, prefix, group_id)
+        apps = [await stack.enter_async_context(running(settings)) for _ in range(instances)]
+        out = await stack.enter_async_context(outputs(kafka_bootstrap, prefix))
+        producer = await stack.enter_async_context(producing(kafka_bootstrap, prefix))
+        yield apps, out, producer, group_id, prefix
 
 
 def assigned(apps: list[FastAPI], prefix: str) -> bool:
@@ -88,7 +79,7 @@ def assigned(apps: list[FastAPI], prefix: str) -> bool:
     covered: set[tuple[str, int]] = set()
     for app in apps:
         mine = set()
-        for subscriber in app.state.runtime.broker.subscribers:
+        for subscriber in runtime_of(app).broker.subscribers:
             if subscriber.consumer is not None:
                 mine |= {(tp.topic, tp.partition) for tp in subscriber.consumer.assignment()}
         assert mine, "an instance has no partition yet"

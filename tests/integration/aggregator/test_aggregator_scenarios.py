@@ -16,22 +16,20 @@ import asyncpg
 import pytest
 
 from services.aggregator.pairs import pair_id
-from tests.conftest import isolated_pipeline
-from tests.helpers import eventually
 from tests.integration.aggregator.aggregator_flow import (
     Outputs,
-    Producer,
-    committed_all,
     interaction,
     key_of,
     later,
     outputs,
-    producing,
     running,
     settings_for,
     thumbs,
     vote,
 )
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import Producer, committed_all, producing
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 PARKED_TTL_S = 4.0

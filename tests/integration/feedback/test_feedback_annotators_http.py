@@ -15,10 +15,12 @@ from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.events import DeadLetter, VerdictVote
-from tests.conftest import isolated_pipeline
-from tests.helpers import eventually
-from tests.integration.feedback.queue_fixtures import request_body
-from tests.services import produce, reading, running_app
+from shared.runtime import runtime_of
+from tests.support.apps import running_app
+from tests.support.builders import annotation_request_body
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import produce, reading
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 ADMIN = "admin-secret-for-tests"
@@ -36,7 +38,7 @@ class Service:
     async def publish(self, *bodies: dict[str, Any] | bytes) -> None:
         for body in bodies:
             value = body if isinstance(body, bytes) else json.dumps(body).encode()
-            await produce(self.bootstrap, topics.topic(self.prefix, topics.ANNOTATION_REQUESTS), [value])
+            await produce(self.bootstrap, self.prefix, topics.ANNOTATION_REQUESTS, [value])
 
     async def issue(self, annotator: str, *domains: str) -> dict[str, str]:
         response = await self.client.post(
@@ -100,7 +102,7 @@ async def test_lease_verdict_publishes_one_expert_vote(service: Service) -> None
     domain, other = new_domain(), new_domain()
     alice = await service.issue("alice-1", domain)
     outsider = await service.issue("olga-1", other)
-    body = request_body(f"task-{uuid.uuid4().hex[:6]}", domain)
+    body = annotation_request_body(f"task-{uuid.uuid4().hex[:6]}", domain)
     body["prompt"] = [{"role": "user", "content": "I am jane.doe@example.com, is this dose fine?"}]
     await service.publish(body)
     task = await service.lease_eventually(alice)
@@ -128,8 +130,8 @@ async def test_lease_verdict_publishes_one_expert_vote(service: Service) -> None
 async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(service: Service) -> None:
     alice, bob, carol = [await service.issue(f"{n}-2", "medical") for n in ("alice", "bob", "carol")]
     task_ids = [f"med-{uuid.uuid4().hex[:6]}" for _ in range(2)]
-    await service.publish(*(request_body(t, "medical", priority=5.0 - i) for i, t in enumerate(task_ids)))
-    pool = service.app.state.runtime.db
+    await service.publish(*(annotation_request_body(t, "medical", priority=5.0 - i) for i, t in enumerate(task_ids)))
+    pool = runtime_of(service.app).db
     # The two requests may sit on different partitions: lease only once both are queued.
     await eventually(lambda: _count_tasks(pool, task_ids), timeout=15)
     async with service.reading(topics.VOTES) as reader:
@@ -151,7 +153,8 @@ async def test_two_reviewer_domain_needs_two_verdicts_and_publishes_one_vote(ser
     assert set(stats["domains"]) == {"medical"} and stats["domains"]["medical"]["completed"] == 2
     assert stats["domains"]["medical"]["agreement"]["alpha"] == pytest.approx(1.0)
     assert stats["annotators"] == {}
-    await service.app.state.runtime.state["queue"].refresh_gauges()
+    context = await runtime_of(service.app).context()
+    await context.queue.refresh_gauges()
     metrics = (await service.client.get("/metrics")).text
     assert 'task_agreement_alpha{domain="medical"} 1.0' in metrics
 
@@ -167,7 +170,7 @@ async def test_unknown_tasks_bad_verdicts_and_stats_scope(service: Service) -> N
     bob = await service.issue("bob-3", domain)
     olga = await service.issue("olga-3", other)
     task_id = f"task-{uuid.uuid4().hex[:6]}"
-    await service.publish(request_body(task_id, domain))
+    await service.publish(annotation_request_body(task_id, domain))
     await service.lease_eventually(alice)
     post = service.client.post
     assert (await post("/v1/tasks/nope/extend", headers=bob)).status_code == 404
@@ -193,7 +196,7 @@ async def test_revoked_token_is_refused_at_once_and_its_lease_released(service: 
     alice = await service.issue("alice-4", domain)
     bob = await service.issue("bob-4", domain)
     task_id = f"task-{uuid.uuid4().hex[:6]}"
-    await service.publish(request_body(task_id, domain))
+    await service.publish(annotation_request_body(task_id, domain))
     assert (await service.lease_eventually(alice))["task_id"] == task_id
     revoked = await service.client.delete("/v1/admin/annotators/alice-4", headers=bearer(ADMIN))
     assert revoked.status_code == 200
@@ -231,7 +234,7 @@ async def test_invalid_request_dead_lettered_and_consuming_goes_on(service: Serv
     alice = await service.issue("alice-6", domain)
     task_id = f"task-{uuid.uuid4().hex[:6]}"
     async with service.reading(topics.DEAD_LETTER) as reader:
-        await service.publish(b'{"task_id": "broken"}', request_body(task_id, domain))
+        await service.publish(b'{"task_id": "broken"}', annotation_request_body(task_id, domain))
         assert (await service.lease_eventually(alice))["task_id"] == task_id
 
         async def letters() -> list[DeadLetter]:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from services.aggregator import routing, stats
 from services.aggregator.outputs import RETRACTED, plan_outputs
-from services.aggregator.pairs import PairRules, decide
+from services.aggregator.pairs import decide
+from services.aggregator.rules import pair_rules, routing_rules
+from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.events import AnnotationRequest, Message, PreferencePair
 from tests.strategies import T0, answer, group_of, split_votes, thumb
 
-RULES = PairRules()
-ROUTING = routing.RoutingRules(routing.parse_domain_rules({"rules": [{"domain": "medical", "keywords": ["insulin"]}]}))
+RULES = pair_rules(AggregatorSettings())
+ROUTING = replace(
+    routing_rules(AggregatorSettings()),
+    domain_rules=routing.parse_domain_rules({"rules": [{"domain": "medical", "keywords": ["insulin"]}]}),
+)
 A, B = answer("int-a"), answer("int-b")
 
 
@@ -93,7 +99,7 @@ def test_priority_moves_in_steps_so_one_more_vote_does_not_resend_every_task() -
     assert routing.priority(120, 0.5, ROUTING) == routing.priority(121, 0.5, ROUTING)
     assert routing.priority(120, 0.5, ROUTING) < routing.priority(400, 0.5, ROUTING)
     assert all(routing.priority(t, 0.37, ROUTING) % ROUTING.priority_step == 0 for t in range(0, 500, 7))
-    exact = routing.RoutingRules(priority_step=0)
+    exact = replace(ROUTING, priority_step=0)
     assert routing.priority(120, 0.5, exact) < routing.priority(121, 0.5, exact)
 
 

@@ -7,12 +7,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.evidence import Tally, approval_of, fold_votes, vote_slot
+from services.aggregator.outputs import plan_outputs
 from services.aggregator.pairs import (
-    PairRules,
     PairSpec,
     TaskSpec,
     decide,
@@ -22,12 +22,16 @@ from services.aggregator.pairs import (
     prob_better,
     task_id,
 )
+from services.aggregator.rules import pair_rules, routing_rules
+from services.aggregator.settings import AggregatorSettings
 from shared.events import EditVote, VerdictVote
 from tests.strategies import (
     APP,
     T0,
     answer,
+    answer_sets,
     comparison,
+    evidence_streams,
     group_of,
     rating,
     split_votes,
@@ -36,7 +40,8 @@ from tests.strategies import (
     vote_streams,
 )
 
-RULES = PairRules()
+RULES = pair_rules(AggregatorSettings())
+ROUTING = routing_rules(AggregatorSettings())
 A, B = answer("int-a"), answer("int-b")
 
 
@@ -91,14 +96,39 @@ def test_the_latest_vote_in_a_slot_wins(votes) -> None:
         assert (held.occurred_at, str(held.event_id)) >= (vote.occurred_at, str(vote.event_id))
 
 
-@settings(max_examples=200)
-@given(vote_streams)
-def test_no_pair_ever_has_chosen_equal_rejected(votes) -> None:
-    group = group_of([answer("int-a"), answer("int-b"), answer("int-c")], votes)
-    for spec in decide(group, RULES).pairs.values():
-        assert spec.chosen.interaction_id != spec.rejected.interaction_id
+@settings(max_examples=300)
+@given(answer_sets(), evidence_streams())
+def test_every_pair_is_two_different_texts_and_a_valid_contract(answers, votes) -> None:
+    """Whatever the evidence (thumbs, ratings, comparisons, edits, comments, verdicts), each pair is publishable:
+    chosen and rejected differ in content, and they are different answers unless the pair is an edit (the
+    edited text over the original of the same answer)."""
+    group = group_of(answers, votes)
+    decision = decide(group, RULES)
+    for spec in decision.pairs.values():
         assert spec.chosen.content != spec.rejected.content
+        if spec.method == "edit":
+            assert spec.chosen.interaction_id == spec.rejected.interaction_id
+        else:
+            assert spec.chosen.interaction_id != spec.rejected.interaction_id
         assert 0.0 <= spec.confidence <= 1.0
+    # What the shell publishes: every pair becomes a PreferencePair message (the contract validates it).
+    plan = plan_outputs(group, decision, {}, {}, ROUTING, traffic=len(votes), now=T0)
+    assert len(plan.first_pairs) == len(decision.pairs)
+
+
+@pytest.mark.parametrize("method", ["votes", "comparison", "edit", "expert"])
+def test_the_evidence_strategy_reaches_every_kind_of_pair(method: str) -> None:
+    """The property above is only as good as its strategy: it must produce pairs of every method."""
+
+    def has_method(example: tuple[list, list]) -> bool:
+        answers, votes = example
+        return any(spec.method == method for spec in decide(group_of(answers, votes), RULES).pairs.values())
+
+    find(
+        st.tuples(answer_sets(), evidence_streams()),
+        has_method,
+        settings=settings(max_examples=2000, database=None, phases=[Phase.generate]),
+    )
 
 
 def test_a_vote_flip_replaces_the_earlier_vote() -> None:
@@ -221,3 +251,9 @@ def test_a_rewrite_task_verdict_gives_the_rewrite_pair() -> None:
     (spec,) = decision.pairs.values()
     assert (spec.chosen.model, spec.rejected.interaction_id) == ("expert", "int-a")
     assert not decision.tasks
+
+
+def test_a_verdict_between_two_answers_with_one_text_makes_no_pair() -> None:
+    """Found by the evidence property: such a pair would break the contract (chosen and rejected the same text)."""
+    twins = [answer("int-a", "Same answer."), answer("int-b", "Same answer.")]
+    assert not decide(group_of(twins, [_verdict("A")]), RULES).pairs

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.feedback import queue_rules as rules
 from services.feedback.queue_rules import AgreementRow, TaskState, Verdict
@@ -121,7 +125,7 @@ def test_verdicts_that_do_not_fit(kind: str, verdict: str, rewrite: str | None, 
 
 
 def verdicts(*given: str) -> list[Verdict]:
-    return [Verdict(f"r{i}", v) for i, v in enumerate(given)]
+    return [Verdict(annotator_id=f"r{i}", verdict=v) for i, v in enumerate(given)]
 
 
 def test_one_reviewer_decides_alone() -> None:
@@ -167,9 +171,9 @@ def test_cap_never_below_the_domain_count() -> None:
 
 def test_rewrite_and_comment_come_from_the_majority_side() -> None:
     given = [
-        Verdict("r0", "A", None, "minority"),
-        Verdict("r1", "both_bad", "first rewrite", None),
-        Verdict("r2", "both_bad", "second rewrite", "majority comment"),
+        Verdict(annotator_id="r0", verdict="A", rewrite=None, comment="minority"),
+        Verdict(annotator_id="r1", verdict="both_bad", rewrite="first rewrite", comment=None),
+        Verdict(annotator_id="r2", verdict="both_bad", rewrite="second rewrite", comment="majority comment"),
     ]
     outcome = rules.combine_verdicts(given, 3, 3)
     assert (outcome.rewrite, outcome.comment) == ("first rewrite", "majority comment")
@@ -178,8 +182,69 @@ def test_rewrite_and_comment_come_from_the_majority_side() -> None:
 # --- the expert vote ------------------------------------------------------------------------------
 
 
+@st.composite
+def panels(draw: st.DrawFn) -> tuple[list[Verdict], int, int]:
+    """Verdicts of distinct annotators (oldest first), the domain's reviewer count and the cap."""
+    verdicts = draw(
+        st.lists(
+            st.builds(
+                Verdict,
+                annotator_id=st.sampled_from([f"a{i}" for i in range(8)]),
+                verdict=st.sampled_from(rules.VERDICTS),
+                rewrite=st.none() | st.just("Better."),
+                comment=st.none() | st.just("Why."),
+            ),
+            max_size=8,
+            unique_by=lambda v: v.annotator_id,
+        )
+    )
+    return verdicts, draw(st.integers(1, 4)), draw(st.integers(1, 5))
+
+
+@given(panels())
+def test_combining_verdicts_follows_the_majority_rule(panel: tuple[list[Verdict], int, int]) -> None:
+    """Open until N verdicts; then a strict majority completes, otherwise one more reviewer up to the cap, then
+    contested. A completed task names the majority verdict, its share, every reviewer and the first of its side."""
+    verdicts, needed, cap = panel
+    outcome = rules.combine_verdicts(verdicts, needed, cap)
+    counts = Counter(v.verdict for v in verdicts)
+    top, top_count = counts.most_common(1)[0] if verdicts else (None, 0)
+    if len(verdicts) < needed:
+        assert (outcome.status, outcome.reviewers_needed, outcome.is_escalated) == ("open", needed, False)
+    elif top_count * 2 > len(verdicts):
+        side = [v for v in verdicts if v.verdict == top]
+        assert (outcome.status, outcome.verdict) == ("completed", top)
+        assert outcome.agreement == pytest.approx(top_count / len(verdicts)) and outcome.agreement > 0.5
+        assert outcome.reviewers == tuple(v.annotator_id for v in verdicts)
+        assert outcome.decided_by == side[0].annotator_id
+        assert outcome.rewrite in {v.rewrite for v in side} and outcome.comment in {v.comment for v in side}
+    elif len(verdicts) < max(cap, needed):
+        assert (outcome.status, outcome.reviewers_needed, outcome.is_escalated) == ("open", len(verdicts) + 1, True)
+    else:
+        assert (outcome.status, outcome.verdict) == ("contested", None)
+    assert outcome.status != "completed" or outcome.to_result() is not None
+
+
+@given(panels(), st.randoms(use_true_random=False))
+def test_the_order_of_verdicts_changes_who_decided_never_what(
+    panel: tuple[list[Verdict], int, int], rnd: random.Random
+) -> None:
+    verdicts, needed, cap = panel
+    shuffled = list(verdicts)
+    rnd.shuffle(shuffled)
+    first, second = rules.combine_verdicts(verdicts, needed, cap), rules.combine_verdicts(shuffled, needed, cap)
+    assert (first.status, first.verdict, first.reviewers_needed) == (
+        second.status,
+        second.verdict,
+        second.reviewers_needed,
+    )
+    assert first.agreement == second.agreement
+
+
 def test_expert_vote_is_deterministic_and_complete() -> None:
-    outcome = rules.combine_verdicts([Verdict("ann", "B"), Verdict("bea", "B")], 2, 3)
+    outcome = rules.combine_verdicts(
+        [Verdict(annotator_id="ann", verdict="B"), Verdict(annotator_id="bea", verdict="B")], 2, 3
+    )
     vote = rules.expert_vote(request(), outcome, NOW)
     again = rules.expert_vote(request(), outcome, NOW + timedelta(hours=1))
     assert vote.event_id == again.event_id == uuid.uuid5(rules.VERDICT_EVENT_NAMESPACE, "task-1verdict")
@@ -190,7 +255,7 @@ def test_expert_vote_is_deterministic_and_complete() -> None:
 
 def test_rewrite_task_vote_has_no_b() -> None:
     lone = request(kind="rewrite", candidates={"A": request().candidates["A"].model_dump()})
-    outcome = rules.combine_verdicts([Verdict("ann", "both_bad", "better answer")], 1, 3)
+    outcome = rules.combine_verdicts([Verdict(annotator_id="ann", verdict="both_bad", rewrite="better answer")], 1, 3)
     vote = rules.expert_vote(lone, outcome, NOW)
     assert (vote.b_interaction_id, vote.rewrite) == (None, "better answer")
 
@@ -213,7 +278,11 @@ def test_task_view_redacts_prompt_and_candidates() -> None:
 
 
 def rows(domain: str, units: dict[str, dict[str, str]]) -> list[AgreementRow]:
-    return [AgreementRow(t, domain, a, v, None) for t, unit in units.items() for a, v in unit.items()]
+    return [
+        AgreementRow(task_id=t, domain=domain, annotator_id=a, verdict=v, combined=None)
+        for t, unit in units.items()
+        for a, v in unit.items()
+    ]
 
 
 def test_perfect_agreement_on_varied_items_gives_alpha_one() -> None:
@@ -239,11 +308,11 @@ def test_alpha_undefined_with_one_category_and_single_reviews_ignored() -> None:
 
 def test_annotator_agreement_with_the_result() -> None:
     data = [
-        AgreementRow("t1", "m", "x", "A", "A"),
-        AgreementRow("t1", "m", "y", "A", "A"),
-        AgreementRow("t1", "m", "z", "B", "A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="x", verdict="A", combined="A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="y", verdict="A", combined="A"),
+        AgreementRow(task_id="t1", domain="m", annotator_id="z", verdict="B", combined="A"),
     ]
     _, by_annotator = rules.agreement_stats(data)
-    assert by_annotator["z"].extra["agreement_with_result"] == 0.0
-    assert by_annotator["x"].extra["agreement_with_result"] == 1.0
+    assert by_annotator["z"].with_result == 0.0
+    assert by_annotator["x"].with_result == 1.0
     assert by_annotator["x"].pairwise == 0.5

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 
 from shared import topics
 from shared.edge import EdgeStream
-from shared.events import Event, parse_vote
+from shared.events import Event, Vote, parse_vote
+
+STREAM_NAME = "votes"
 
 
 def stamp_vote(event: Event, now: datetime) -> Event:
@@ -18,7 +21,7 @@ def stamp_vote(event: Event, now: datetime) -> Event:
 
 def vote_stream(topic_prefix: str) -> EdgeStream:
     return EdgeStream(
-        name="votes",
+        name=STREAM_NAME,
         output_topic=topics.topic(topic_prefix, topics.VOTES),
         parse=parse_vote,
         stamp=stamp_vote,
@@ -26,7 +29,5 @@ def vote_stream(topic_prefix: str) -> EdgeStream:
     )
 
 
-def vote_json_schema() -> dict:
-    from shared.events import Vote
-
+def vote_json_schema() -> dict[str, Any]:
     return TypeAdapter(Vote).json_schema(mode="validation")

@@ -1,0 +1,64 @@
+"""The aggregator's rule objects, built from its settings: the one place each default comes from.
+
+The pure core (`pairs.py`, `routing.py`, `batches.py`, `jobs.py`) takes its rules as arguments and has
+no defaults of its own; the service and the tests build them here, from `AggregatorSettings`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from services.aggregator.batches import BatchRules
+from services.aggregator.jobs import JobRules
+from services.aggregator.pairs import PairRules
+from services.aggregator.routing import RoutingRules, parse_domain_rules
+from services.aggregator.settings import AggregatorSettings
+from shared.settings import limits_from
+
+
+def pair_rules(settings: AggregatorSettings) -> PairRules:
+    return PairRules(
+        confidence_threshold=settings.confidence_threshold,
+        min_votes=settings.min_votes,
+        min_votes_per_answer=settings.min_votes_per_answer,
+        min_votes_for_task=settings.min_votes_for_task,
+        min_comparisons=settings.min_comparisons,
+        rewrite_min_down=settings.rewrite_min_down,
+        edit_confidence=settings.edit_confidence,
+        max_answers=settings.max_answers_per_group,
+    )
+
+
+def routing_rules(settings: AggregatorSettings) -> RoutingRules:
+    """Reads the domain rules file: a bad one raises ValueError, which stops the service at start."""
+    return RoutingRules(
+        domain_rules=parse_domain_rules(json.loads(settings.domain_rules_path.read_text())),
+        traffic_weight=settings.priority_traffic_weight,
+        uncertainty_weight=settings.priority_uncertainty_weight,
+        priority_step=settings.priority_step,
+    )
+
+
+def batch_rules(settings: AggregatorSettings, service: str) -> BatchRules:
+    """What a consumed batch needs besides its records; `service` names the outbox and dead letters."""
+    return BatchRules(
+        service=service,
+        topic_prefix=settings.topic_prefix,
+        limits=limits_from(settings),
+        pairs=pair_rules(settings),
+        routing=routing_rules(settings),
+        stats_window_s=settings.stats_window_s,
+        parked_vote_ttl_s=settings.parked_vote_ttl_s,
+    )
+
+
+def job_rules(settings: AggregatorSettings, service: str) -> JobRules:
+    return JobRules(
+        service=service,
+        topic_prefix=settings.topic_prefix,
+        stats_allowed_lateness_s=settings.stats_allowed_lateness_s,
+        stats_publish_batch=settings.stats_publish_batch,
+        parked_vote_ttl_s=settings.parked_vote_ttl_s,
+        parked_sweep_batch=settings.parked_sweep_batch,
+        vote_dedupe_window_s=settings.vote_dedupe_window_s,
+    )

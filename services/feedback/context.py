@@ -1,0 +1,50 @@
+"""feedback's per-process context: what its routes and subscribers use, built once the pool and producer are up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.feedback.queue import QueueMetrics, TaskQueue
+from services.feedback.settings import FeedbackSettings
+from services.feedback.stream import vote_stream
+from shared.edge import EdgeMetrics, EdgePublisher
+from shared.edge_http import start_edge
+from shared.runtime import Runtime
+
+
+@dataclass(kw_only=True, slots=True)
+class FeedbackContext:
+    """Built by `start` (the one start hook), closed by `aclose`; handlers get it by Depends (shared.runtime)."""
+
+    pool: asyncpg.Pool
+    """The runtime's pool: annotator tokens (authentication, the admin routes)."""
+
+    edge: EdgePublisher
+    """Validates, dedupes and publishes end-user votes, from HTTP and from feedback.raw."""
+
+    queue: TaskQueue
+    """The annotation queue: requests in, leases and verdicts, combined expert votes out (outbox)."""
+
+    @classmethod
+    async def start(
+        cls,
+        runtime: Runtime[FeedbackContext],
+        *,
+        settings: FeedbackSettings,
+        edge_metrics: EdgeMetrics,
+        queue_metrics: QueueMetrics,
+    ) -> FeedbackContext:
+        relay = runtime.start_outbox_relay(
+            batch_size=settings.outbox_batch_size, poll_interval_s=settings.outbox_poll_interval_s
+        )
+        queue = TaskQueue(
+            service=runtime.service, pool=runtime.db, settings=settings, relay=relay, metrics=queue_metrics
+        )
+        runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
+        edge = start_edge(runtime, stream=vote_stream(settings.topic_prefix), metrics=edge_metrics, settings=settings)
+        return cls(pool=runtime.db, edge=edge, queue=queue)
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""

@@ -1,0 +1,179 @@
+"""What comes in: interactions (what the model said) and votes of every kind (what people thought of it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from shared.events.base import Contract, Domain, Event, Id, Tag, check_text, has_nul, limits_of
+
+
+class Message(Contract):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+    _content_size = field_validator("content")(check_text)
+
+
+class Response(Contract):
+    content: str
+    model: Id
+    model_version: Id
+
+    _content_size = field_validator("content")(check_text)
+
+
+class Interaction(Event):
+    """What the model said: a context, the response, and which model answered."""
+
+    interaction_id: Id = Field(description="Unique per app.")
+    conversation_id: Id
+    user_ref: Id = Field(description="Pseudonymous user reference.")
+    messages: list[Message] = Field(min_length=1, description="The context, ending with the user's turn.")
+    response: Response
+    regenerated_from: Id | None = None
+    domain: Domain | None = None
+    language: Annotated[str, StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z0-9-]+$")] | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    prompt_key: str | None = Field(None, description="Stamped by ingest: hash of app_id and the messages.")
+
+    @field_validator("messages")
+    @classmethod
+    def _messages_bounded(cls, value: list[Message], info: ValidationInfo) -> list[Message]:
+        limit = limits_of(info).max_messages
+        if len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_messages",
+                "{count} messages, more than the limit of {limit}",
+                {"count": len(value), "limit": limit},
+            )
+        if value[-1].role != "user":
+            raise PydanticCustomError("last_message_not_user", "the context must end with the user's turn")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_bounded(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        limit = limits_of(info).max_tags
+        if len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_tags", "{count} tags, more than the limit of {limit}", {"count": len(value), "limit": limit}
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounded(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        limit = limits_of(info).max_metadata_bytes
+        try:
+            size = len(orjson.dumps(value, default=str))
+        except orjson.JSONEncodeError:
+            size = len(json.dumps(value, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
+        if has_nul(value):
+            raise PydanticCustomError("nul_character", "metadata must not contain the NUL character (\\u0000)")
+        if size > limit:
+            raise PydanticCustomError(
+                "metadata_too_large",
+                "metadata is {size} bytes as JSON, more than the limit of {limit}",
+                {"size": size, "limit": limit},
+            )
+        return value
+
+
+class _VoteBase(Event):
+    interaction_id: Id
+    source: Literal["end_user", "expert"] = "end_user"
+    user_ref: Id | None = None
+    annotator_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _voter_named(self) -> _VoteBase:
+        if self.source == "end_user" and self.user_ref is None:
+            raise PydanticCustomError("missing_voter", "user_ref is required when source is end_user")
+        if self.source == "expert" and self.annotator_id is None:
+            raise PydanticCustomError("missing_voter", "annotator_id is required when source is expert")
+        return self
+
+    @property
+    def voter(self) -> str:
+        """Who voted, unique across sources: latest vote per (voter, interaction) wins."""
+        return f"user:{self.user_ref}" if self.source == "end_user" else f"expert:{self.annotator_id}"
+
+
+class ThumbVote(_VoteBase):
+    kind: Literal["thumb"]
+    value: Literal[1, -1]
+
+
+class RatingVote(_VoteBase):
+    kind: Literal["rating"]
+    value: int = Field(ge=1, le=5)
+
+
+class ComparisonVote(_VoteBase):
+    kind: Literal["comparison"]
+    preferred_interaction_id: Id
+    other_interaction_id: Id
+
+    @model_validator(mode="after")
+    def _two_different(self) -> ComparisonVote:
+        if self.preferred_interaction_id == self.other_interaction_id:
+            raise PydanticCustomError("same_interaction", "preferred and other interaction ids must differ")
+        return self
+
+
+class EditVote(_VoteBase):
+    kind: Literal["edit"]
+    edited_content: str = Field(min_length=1)
+
+    _content_size = field_validator("edited_content")(check_text)
+
+
+class CommentVote(_VoteBase):
+    kind: Literal["comment"]
+    text: str = Field(min_length=1)
+
+    _content_size = field_validator("text")(check_text)
+
+
+class VerdictVote(_VoteBase):
+    """An expert's verdict on an annotation task: A or B better, a tie, or both bad."""
+
+    kind: Literal["verdict"]
+    task_id: Id
+    verdict: Literal["A", "B", "tie", "both_bad"]
+    rewrite: str | None = None
+    comment: str | None = None
+    a_interaction_id: Id | None = Field(None, description="The candidate shown as A (set by the feedback service).")
+    b_interaction_id: Id | None = Field(None, description="The candidate shown as B, if any.")
+    reviewers: list[Id] = Field(
+        default_factory=list, description="Every annotator whose verdict went into this one (N-reviewer tasks)."
+    )
+    agreement: float | None = Field(None, ge=0.0, le=1.0, description="Share of reviewers who gave this verdict.")
+
+    _content_size = field_validator("rewrite", "comment")(check_text)
+
+    @model_validator(mode="after")
+    def _expert_only(self) -> VerdictVote:
+        if self.source != "expert":
+            raise PydanticCustomError("verdict_not_expert", "a verdict must have source expert")
+        return self
+
+
+Vote = Annotated[
+    ThumbVote | RatingVote | ComparisonVote | EditVote | CommentVote | VerdictVote,
+    Field(discriminator="kind"),
+]
+VOTE_ADAPTER: TypeAdapter[Vote] = TypeAdapter(Vote)

@@ -1,0 +1,56 @@
+"""Parsing input events: JSON or dicts to contracts, with every bad field named and no user content echoed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from shared.errors import ContractError
+from shared.events.inputs import VOTE_ADAPTER, Interaction, Vote
+from shared.settings import Limits, default_limits
+
+_VOTE_KINDS = frozenset(("thumb", "rating", "comparison", "edit", "comment", "verdict"))
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors without the input values (they may hold user content).
+
+    A vote's location starts with its `kind` tag (pydantic's union branch); it is dropped so
+    that `loc` names the field as the client wrote it.
+    """
+    errors = []
+    for e in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = list(e["loc"])
+        if loc and loc[0] in _VOTE_KINDS:
+            loc = loc[1:]
+        elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            loc = ["kind"]
+        errors.append({"loc": loc, "msg": e["msg"], "type": e["type"]})
+    return errors
+
+
+def _validate(adapter_or_model: Any, name: str, data: bytes | str | dict[str, Any], limits: Limits | None) -> Any:
+    context = {"limits": limits or default_limits()}
+    validate_json = isinstance(data, (bytes, str))
+    try:
+        if isinstance(adapter_or_model, TypeAdapter):
+            return (adapter_or_model.validate_json if validate_json else adapter_or_model.validate_python)(
+                data, context=context
+            )
+        method = adapter_or_model.model_validate_json if validate_json else adapter_or_model.model_validate
+        return method(data, context=context)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(body)" for e in errors)
+        raise ContractError(f"invalid {name}: {fields}", errors=errors) from exc
+
+
+def parse_interaction(data: bytes | str | dict[str, Any], limits: Limits | None = None) -> Interaction:
+    """Validate one interaction (JSON or a decoded dict). Raises ContractError naming every bad field."""
+    return _validate(Interaction, "interaction", data, limits)
+
+
+def parse_vote(data: bytes | str | dict[str, Any], limits: Limits | None = None) -> Vote:
+    """Validate one vote of any kind. Raises ContractError naming every bad field."""
+    return _validate(VOTE_ADAPTER, "vote", data, limits)
