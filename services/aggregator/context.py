@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.aggregator import jobs
+from services.aggregator.export_stream import ExportContext
 from services.aggregator.intake import BatchIntake
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.rules import batch_rules, job_rules
+from services.aggregator.rules import batch_rules, export_rules, job_rules
 from services.aggregator.settings import AggregatorSettings
 from shared.kafka import RedeliveryPause
 from shared.runtime import Runtime
@@ -25,11 +26,14 @@ class AggregatorContext:
     intake: BatchIntake
     """Applies consumed batches of interactions and votes, one transaction each."""
 
+    exports: ExportContext
+    """The export route's pool, rules and slots (the slots bound the exports running at once)."""
+
     @classmethod
     async def start(
         cls, runtime: Runtime[AggregatorContext], *, settings: AggregatorSettings, metrics: AggregatorMetrics
     ) -> AggregatorContext:
-        """The rules (a bad domain rules file stops the start here), the relay, the intake, the periodic jobs."""
+        """The rules (a bad domain rules file stops the start here), the relay, the intake, the jobs, the exports."""
         rules, background = batch_rules(settings, runtime.service), job_rules(settings, runtime.service)
         relay = runtime.start_outbox_relay(
             batch_size=settings.outbox_batch_size,
@@ -50,7 +54,8 @@ class AggregatorContext:
         )
         pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, pause=pause)
-        return cls(pool=pool, intake=intake)
+        exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
+        return cls(pool=pool, intake=intake, exports=exports)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""

@@ -1,30 +1,27 @@
 """The export route: `GET /v1/exports/{kind}.{format}` streams one consistent snapshot as training data.
 
-The route takes its process context (pool, settings, routing rules, export slots) from a FastAPI
-dependency handed to `export_router`, so whichever context the app builds can serve it. Bad
-input is refused before anything is read: 422 naming each bad part (kind, format, filter, unknown
-or repeated parameter). An export that matches no row is 404, so a client never takes an empty
-file for a result. Otherwise the response is streamed (chunked) while the snapshot is read; the
-snapshot point travels in the headers, and the connection is given back when the body ends or
-the client goes away.
+The route takes the aggregator's context by Depends, like the other routes, and uses its `exports`
+part (pool, rules, export slots: services/aggregator/context.py). Bad input is refused before
+anything is read: 422 naming each bad part (kind, format, filter, unknown or repeated parameter).
+An export that matches no row is 404, so a client never takes an empty file for a result.
+Otherwise the response is streamed (chunked) while the snapshot is read; the snapshot point travels
+in the headers, and the connection is given back when the body ends or the client goes away.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from services.aggregator import routing, store
-from services.aggregator.export_settings import ExportSettings
-from services.aggregator.export_stream import ExportContext, ExportStream
-from services.aggregator.settings import AggregatorSettings
+from services.aggregator import store
+from services.aggregator.context import AggregatorContext
+from services.aggregator.export_stream import ExportStream
 from shared.errors import NotFoundError
 from shared.exports import (
     HEADER_REQUEST,
@@ -36,7 +33,7 @@ from shared.exports import (
     ExportRequest,
     parse_request,
 )
-from shared.runtime import get_runtime
+from shared.runtime import ContextDependency
 
 _DESCRIPTION = """One consistent snapshot of the live state as training data, streamed.
 
@@ -55,22 +52,6 @@ class ClosingStreamingResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
-
-
-def runtime_export_context(
-    settings: AggregatorSettings, export_settings: ExportSettings | None = None
-) -> Callable[[Request], ExportContext]:
-    """A dependency giving the export context from the app's Runtime (pool) and these settings."""
-    rules = routing.RoutingRules(
-        domain_rules=routing.parse_domain_rules(json.loads(settings.domain_rules_path.read_text()))
-    )
-    chosen = export_settings or ExportSettings()
-    slots = asyncio.Semaphore(chosen.max_concurrent)
-
-    def export_context(request: Request) -> ExportContext:
-        return ExportContext(get_runtime(request).db, chosen, rules, slots)
-
-    return export_context
 
 
 def _query(request: Request) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -123,29 +104,28 @@ def _text_param(description: str) -> Any:
     return Query(None, description=description)
 
 
-def _add_head(router: APIRouter, get_context: Callable[..., ExportContext]) -> None:
+def _add_head(router: APIRouter, dependency: ContextDependency[AggregatorContext]) -> None:
     """HEAD of the export route: cheap (no snapshot read), so HTTP clients that ask first start no export."""
 
     @router.head("/{name}", include_in_schema=False)
-    async def export_head(name: str, request: Request, context: ExportContext = Depends(get_context)) -> Response:  # noqa: B008
+    async def export_head(name: str, request: Request, context: AggregatorContext = Depends(dependency)) -> Response:
         """What a GET would be (validation, type, ETag) without reading it: HTTP clients and caches ask first."""
         params, repeated = _query(request)
         export_request = parse_request(name, params, repeated)
-        point = await store.select_export_point(context.pool)
+        point = await store.select_export_point(context.exports.pool)
         headers = {"ETag": _etag(export_request, point), HEADER_SNAPSHOT: point.snapshot, "Cache-Control": "no-store"}
         return Response(status_code=200, media_type=MEDIA_TYPES[export_request.format], headers=headers)
 
 
-def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
-    """The export route; `get_context` is the FastAPI dependency that gives the process's ExportContext."""
+def export_router(dependency: ContextDependency[AggregatorContext]) -> APIRouter:
+    """The export route (GET and HEAD); `dependency` is the runtime's context (`runtime.context`)."""
     router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
     @router.get("/{name}", summary="Training data: KIND.FORMAT, e.g. dpo.parquet", description=_DESCRIPTION)
     async def export(
         name: str,
         request: Request,
-        # A default, not Annotated: the dependency is a local, which a postponed annotation cannot name.
-        context: ExportContext = Depends(get_context),  # noqa: B008
+        context: AggregatorContext = Depends(dependency),
         app_id: str | None = _text_param("Only this app."),
         domain: str | None = _text_param("Only this routed domain."),
         method: str | None = _text_param("votes, comparison, edit, expert (kto also: approval)."),
@@ -157,7 +137,7 @@ def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
         split: str | None = _text_param("all (default, adds a split column), train or test."),
     ) -> StreamingResponse:
         params, repeated = _query(request)
-        stream = ExportStream(context, parse_request(name, params, repeated))
+        stream = ExportStream(context.exports, parse_request(name, params, repeated))
         try:
             await stream.open()
             body = stream.chunks()
@@ -172,5 +152,5 @@ def export_router(get_context: Callable[..., ExportContext]) -> APIRouter:
             _body(first, body, stream), media_type=MEDIA_TYPES[stream.request.format], headers=_headers(stream)
         )
 
-    _add_head(router, get_context)
+    _add_head(router, dependency)
     return router

@@ -31,7 +31,6 @@ import structlog
 
 from services.aggregator import export_columns, exports, routing, store
 from services.aggregator.evidence import RATING_DOWN_MAX, RATING_UP_MIN
-from services.aggregator.export_settings import ExportSettings
 from services.aggregator.pairs import EXPERT_MODEL
 from shared.errors import TransientError
 from shared.events import Message
@@ -43,14 +42,29 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True, slots=True)
+class ExportRules:
+    """What an export reads and decides with (built by `services.aggregator.rules.export_rules`)."""
+
+    kto_approval_threshold: float
+    fetch_rows: int
+    batch_rows: int
+    max_concurrent: int
+    acquire_timeout_s: float
+    routing: routing.RoutingRules
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ExportContext:
-    """What the export route needs of its process: the pool, the settings, the routing rules, the slots."""
+    """The exports' part of the aggregator's context: the pool, the rules, the slots (one per running export)."""
 
     pool: asyncpg.Pool
-    settings: ExportSettings
-    routing: routing.RoutingRules
+    rules: ExportRules
     slots: asyncio.Semaphore
+
+    @classmethod
+    def create(cls, *, pool: asyncpg.Pool, rules: ExportRules) -> ExportContext:
+        return cls(pool=pool, rules=rules, slots=asyncio.Semaphore(rules.max_concurrent))
 
 
 def _prompt(text: str) -> list[dict[str, Any]]:
@@ -192,11 +206,11 @@ class ExportStream:
         self._stack.callback(self._worker.shutdown, wait=False)
         slots = self.context.slots
         if slots.locked():
-            raise TransientError("too many exports running; retry later", limit=self.context.settings.max_concurrent)
+            raise TransientError("too many exports running; retry later", limit=self.context.rules.max_concurrent)
         await slots.acquire()
         self._stack.callback(slots.release)
         self._conn, self.point = await self._stack.enter_async_context(
-            store.export_snapshot(self.context.pool, self.context.settings.acquire_timeout_s)
+            store.export_snapshot(self.context.pool, self.context.rules.acquire_timeout_s)
         )
         log.info("export_started", kind=self.request.kind, format=self.request.format, split=self.request.split)
         return self.point
@@ -211,22 +225,22 @@ class ExportStream:
 
     async def _row_groups(self) -> AsyncIterator[pa.Table]:
         """Tables of about `batch_rows` rows (one Parquet row group each), chunk by chunk from each source."""
-        settings = self.context.settings
+        rules = self.context.rules
         shaper = Shaper(
             self.request.kind,
             exports.Selection(self.request.filters, self.request.test_size, self.request.split),
-            settings.kto_approval_threshold,
-            self.context.routing,
+            rules.kto_approval_threshold,
+            rules.routing,
         )
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
-        for source, opener in _sources(self.request, self._conn, settings.fetch_rows):
+        for source, opener in _sources(self.request, self._conn, rules.fetch_rows):
             async for records in _ahead(opener()):
                 batch = await self._off_loop(self._shaped, shaper, source, records)
                 if batch.num_rows:
                     pending.append(batch)
                     pending_rows += batch.num_rows
-                if pending_rows >= settings.batch_rows:
+                if pending_rows >= rules.batch_rows:
                     yield pa.Table.from_batches(pending)
                     pending, pending_rows = [], 0
         if pending:

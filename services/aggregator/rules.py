@@ -1,7 +1,8 @@
 """The aggregator's rule objects, built from its settings: the one place each default comes from.
 
-The pure core (`pairs.py`, `routing.py`, `batches.py`, `jobs.py`) takes its rules as arguments and has
-no defaults of its own; the service and the tests build them here, from `AggregatorSettings`.
+The pure core (`pairs.py`, `routing.py`, `batches.py`, `jobs.py`) and the exports take their rules as
+arguments and have no defaults of their own; the service and the tests build them here, from
+`AggregatorSettings`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 
 from services.aggregator.batches import BatchRules
+from services.aggregator.export_stream import ExportRules
 from services.aggregator.jobs import JobRules
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
@@ -61,4 +63,16 @@ def job_rules(settings: AggregatorSettings, service: str) -> JobRules:
         parked_vote_ttl_s=settings.parked_vote_ttl_s,
         parked_sweep_batch=settings.parked_sweep_batch,
         vote_dedupe_window_s=settings.vote_dedupe_window_s,
+    )
+
+
+def export_rules(settings: AggregatorSettings, routing: RoutingRules) -> ExportRules:
+    """`routing`: the rules the batches route with (built once, so an export names domains as the pairs do)."""
+    return ExportRules(
+        kto_approval_threshold=settings.export_kto_approval_threshold,
+        fetch_rows=settings.export_fetch_rows,
+        batch_rows=settings.export_batch_rows,
+        max_concurrent=settings.export_max_concurrent,
+        acquire_timeout_s=settings.export_acquire_timeout_s,
+        routing=routing,
     )
