@@ -29,20 +29,10 @@ from deploy.localstack import free_port
 from shared import topics
 from shared.events import Interaction, Message, Response
 from shared.prompt_key import prompt_key
-from tests.conftest import isolated_pipeline
-from tests.helpers import eventually
-from tests.integration.aggregator.aggregator_flow import (
-    T0,
-    Producer,
-    Record,
-    interaction,
-    later,
-    producing,
-    running,
-    settings_for,
-    thumbs,
-    vote,
-)
+from tests.integration.aggregator.aggregator_flow import T0, interaction, later, running, settings_for, thumbs, vote
+from tests.support.isolation import isolated_pipeline
+from tests.support.kafka import Producer, Record, producing
+from tests.support.waiting import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONVERSATION = [
@@ -75,7 +65,7 @@ def conversation_interaction(app_id: str, interaction_id: str, content: str, mod
         response=Response(content=content, model="acme-chat", model_version=model_version),
         prompt_key=prompt_key(app_id, CONVERSATION),
     )
-    return Record(topics.INTERACTIONS, event.prompt_key.encode(), event.model_dump_json().encode())
+    return Record(topic=topics.INTERACTIONS, key=event.prompt_key.encode(), value=event.model_dump_json().encode())
 
 
 @dataclass(frozen=True)
@@ -166,6 +156,7 @@ class Served:
     client: httpx.AsyncClient
     url: str
     scenario: Scenario
+    app: FastAPI
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +167,7 @@ async def served(kafka_bootstrap: str, pg_server_url: str, template_db: str) -> 
             scenario = standard_scenario()
             await play(producer, url, scenario)
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                yield Served(url, producer, client, base, scenario)
+                yield Served(url, producer, client, base, scenario, app)
 
 
 async def export_folder(served: Served, out: Path, kind: str, *args: str) -> dict[str, Any]:

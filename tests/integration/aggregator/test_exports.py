@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.helpers import eventually
 from tests.integration.aggregator.aggregator_flow import later, vote
 from tests.integration.aggregator.export_flow import (
     CONVERSATION,
@@ -29,6 +28,7 @@ from tests.integration.aggregator.export_flow import (
     play,
     served,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 __all__ = ["served"]  # the module-scoped fixture, imported

@@ -14,9 +14,10 @@ import pytest
 
 from deploy.localstack import free_port
 from shared.exports import split_of
-from tests.helpers import eventually
+from shared.runtime import runtime_of
 from tests.integration.aggregator.aggregator_flow import interaction, thumbs
 from tests.integration.aggregator.export_flow import Served, export_folder, live_pairs, run_exporter, served
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 __all__ = ["served"]  # the module-scoped fixture, imported
@@ -109,6 +110,22 @@ async def test_the_cli_finds_the_aggregator_in_the_stack_file(served: Served, tm
     result = await run_exporter(args)
     assert result.code == 0, result.stderr
     assert "wrote" in result.stdout and (out / "manifest.json").exists()
+
+
+async def test_an_export_beyond_the_process_slots_is_told_to_retry(served: Served) -> None:
+    """The slots are built once, in the aggregator's context: with every one taken, the route answers 503."""
+    exports = (await runtime_of(served.app).context()).exports
+    url = f"/v1/exports/dpo.jsonl?app_id={served.scenario.app_id}"
+    for _ in range(exports.rules.max_concurrent):
+        await exports.slots.acquire()
+    try:
+        busy = await served.client.get(url)
+    finally:
+        for _ in range(exports.rules.max_concurrent):
+            exports.slots.release()
+    assert busy.status_code == 503 and "too many exports" in busy.text, busy.text
+    freed = await served.client.get(url)
+    assert freed.status_code == 200 and len(freed.text.splitlines()) == 5
 
 
 async def test_the_split_keeps_every_prompt_group_on_one_side(served: Served, tmp_path: Path) -> None:

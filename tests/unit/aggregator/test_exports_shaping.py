@@ -7,12 +7,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator import exports
 from services.aggregator.evidence import collect_evidence, fold_votes
-from services.aggregator.pairs import EDIT_MODEL, EXPERT_MODEL, Group, PairRules, decide
+from services.aggregator.pairs import EDIT_MODEL, EXPERT_MODEL, Group, decide
+from services.aggregator.rules import export_rules, pair_rules, routing_rules
+from services.aggregator.settings import AggregatorSettings
 from shared.events import Candidate, EditVote, Message, PreferencePair, VerdictVote
 from shared.export_files import JsonlEncoder, rows_to_batch
 from shared.export_schema import EVIDENCE_FIELDS, schema_of
@@ -146,8 +148,14 @@ def test_every_evidence_count_the_pair_rules_give_is_a_fixed_field() -> None:
     votes = [*split_votes("int-a", 5, 1), *split_votes("int-b", 1, 5), comparison("u1", "int-a", "int-b")]
     votes += [edit, verdict]
     state, _ = fold_votes({}, votes)
-    group = Group(PROMPT_KEY, APP, (Message(role="user", content="q"),), (a, b, c), collect_evidence(state.values()))
-    seen = {key for spec in decide(group, PairRules()).pairs.values() for key in spec.evidence}
+    group = Group(
+        prompt_key=PROMPT_KEY,
+        app_id=APP,
+        prompt=(Message(role="user", content="q"),),
+        answers=(a, b, c),
+        evidence=collect_evidence(state.values()),
+    )
+    seen = {key for spec in decide(group, pair_rules(AggregatorSettings())).pairs.values() for key in spec.evidence}
     assert seen and seen <= set(EVIDENCE_FIELDS)
 
 
@@ -185,13 +193,16 @@ def test_rows_from_a_pair_are_placed_on_the_prompt_groups_side() -> None:
     assert exports.rows_from_pair("openai-dpo", pair, filtered) == [], "openai rows are filtered on the pair"
 
 
-TEXT = st.text(st.characters(blacklist_characters="\x00"), max_size=20)
+# No surrogates (no UTF-8 JSON holds one) and no NUL (the contracts refuse it).
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
 messages = st.lists(
     st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": TEXT}),
     max_size=5,
 ).map(lambda turns: [*turns, {"role": "user", "content": "q"}])
 
 
+# No deadline: the first example pays pyarrow's one-time set-up (over 0.5 s on a loaded 2-core box).
+@settings(deadline=None)
 @given(messages, st.floats(0.0, 1.0), st.sampled_from([0, 1]), st.text(min_size=1, max_size=8))
 def test_answers_are_always_assistant_messages_and_columns_keep_one_type(prompt, confidence, ups, key) -> None:
     pair = pair_json(prompt=prompt, confidence=confidence, evidence={"chosen_up": ups}, prompt_key=key)
@@ -212,3 +223,15 @@ def test_timestamps_from_any_offset_become_utc() -> None:
     pair = pair_json()
     pair["updated_at"] = "2026-11-26T12:00:00+02:00"
     assert exports.dpo_row(pair)["updated_at"] == datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def test_the_export_settings_keep_their_env_names_and_reach_the_export_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"KTO_APPROVAL_THRESHOLD": "0.8", "FETCH_ROWS": "7", "BATCH_ROWS": "9", "MAX_CONCURRENT": "3"}
+    for name, value in {**values, "ACQUIRE_TIMEOUT_S": "1.5"}.items():
+        monkeypatch.setenv(f"AGGREGATOR_EXPORT_{name}", value)
+    configured = AggregatorSettings()
+    routing = routing_rules(configured)
+    rules = export_rules(configured, routing)
+    assert (rules.kto_approval_threshold, rules.fetch_rows, rules.batch_rows) == (0.8, 7, 9)
+    assert (rules.max_concurrent, rules.acquire_timeout_s) == (3, 1.5)
+    assert rules.routing is routing, "exports route domains with the rules the pairs were routed with"
