@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.queue
+	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.load
 
 lint: $(STAMP)

@@ -42,9 +42,12 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench.provenance import REPO_ROOT, run_header
-from deploy.localstack import free_port, start_broker, start_database
-from shared import db
+from deploy.init import migrate_all
+from deploy.local_broker import start_broker
+from deploy.local_database import start_database
+from deploy.localstack import free_port
 from shared.kafka import ensure_topics
+from shared.settings import PipelineSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 COPY_BATCH = 5_000
@@ -239,9 +242,9 @@ def run(config: BenchConfig, kafka: str, server_url: str, workdir: Path) -> list
     asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))  # generated name: not a bind parameter
     results: list[dict[str, Any]] = []
     try:
-        asyncio.run(db.migrate(dsn, ["shared", "aggregator"]))
+        asyncio.run(migrate_all(dsn))
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        asyncio.run(ensure_topics(kafka, prefix))
+        asyncio.run(ensure_topics(PipelineSettings(kafka_bootstrap_servers=kafka, topic_prefix=prefix)))
         env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "DATABASE_URL": dsn, "TOPIC_PREFIX": prefix}
         filled = 0
         for pairs in config.sizes:
