@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 LOCKS := requirements.lock requirements-dev.lock
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up test test-unit example bench lint schemas lock clean help
+.PHONY: up test test-unit chromium example bench lint schemas lock clean help
 
 help:
 	@echo "make up     run the whole pipeline locally (broker, database, three services)"
-	@echo "make test   run the whole test suite against a real broker and database"
+	@echo "make test   run the whole test suite against a real broker and database (and Chromium, for tests/browser)"
 	@echo "make example  drive a running stack (make up) from votes to a pair and a task"
-	@echo "make bench  run the benchmarks in bench/, the 60 s load run included (results in bench/results/)"
+	@echo "make bench  run the benchmarks in bench/, the 60 s load run and the UI's verdict -> next task included (results in bench/results/)"
 	@echo "make lint   ruff"
 	@echo "make schemas regenerate shared/schemas/*.json from the contracts"
 
@@ -26,8 +26,22 @@ $(STAMP): $(LOCKS) pyproject.toml
 up: $(STAMP)
 	$(BIN)/python -m deploy.up
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest tests
+
+# tests/browser drives the system Chromium (Debian's `chromium`; Playwright's own download is not used).
+# Installed here when missing and this shell may (root and apt-get); otherwise those tests are skipped
+# with a notice naming the package.
+chromium:
+	@if [ -n "$$CHROMIUM_PATH" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+			|| echo "*** could not install chromium: the browser tests will be SKIPPED"; \
+	else \
+		echo "*** no Chromium, and no root + apt-get to install Debian's chromium package: the browser tests will be SKIPPED"; \
+	fi
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -41,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.queue
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.ui
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services deploy tests bench examples

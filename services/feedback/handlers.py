@@ -5,6 +5,7 @@
 - Annotators (`/v1/tasks/...`): `Authorization: Bearer <token>`; 401 without a valid, unrevoked one,
   403 outside its domains or on someone else's lease.
 - Admins (`/v1/admin/...`): the ADMIN_TOKEN; the admin routes answer 403 while it is unset (never open).
+- The annotator web UI (`/ui/...`): its page, assets and UI-support routes, in services/feedback/ui.py.
 
 Handlers take the service's context (`FeedbackContext`) by Depends and shape their JSON from the
 queue's typed results.
@@ -15,18 +16,20 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream import Depends as SubscriberDepends
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.feedback import auth, store
 from services.feedback.context import FeedbackContext
-from services.feedback.queue_rules import Agreement, DomainStats, QueueStats, Verdict, task_view
+from services.feedback.position_bias import PositionBias
+from services.feedback.queue_rules import Agreement, AnnotatorProgress, DomainStats, QueueStats, Verdict, task_view
 from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import vote_json_schema
+from services.feedback.ui import ui_router
 from shared import topics
 from shared.edge_http import EdgeEndpoints, install_edge
 from shared.errors import ContractError, NotFoundError, PipelineError
@@ -39,6 +42,7 @@ log = structlog.get_logger(__name__)
 annotator_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="The ADMIN_TOKEN.")
 Credentials = HTTPAuthorizationCredentials | None
+DAY_START = "Annotators: count your verdicts since this moment (default: midnight UTC today)."
 
 
 class LeaseBody(BaseModel):
@@ -55,6 +59,9 @@ class VerdictBody(BaseModel):
     verdict: Literal["A", "B", "tie", "both_bad"]
     rewrite: str | None = Field(None, min_length=1, description="The better answer; only with both_bad.")
     comment: str | None = Field(None, min_length=1)
+    shown_left: Literal["A", "B"] | None = Field(
+        None, description="Which task side the annotator's screen showed on the left (position bias is measured)."
+    )
 
 
 def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> list[APIRouter]:
@@ -68,7 +75,12 @@ def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> l
     )
     votes = install_edge(runtime, endpoints=endpoints, group_id=settings.group_id, settings=settings)
     register_annotation_requests(runtime, settings)
-    return [votes, tasks_router(runtime.context, settings), admin_router(runtime.context, settings)]
+    return [
+        votes,
+        tasks_router(runtime.context, settings),
+        admin_router(runtime.context, settings),
+        ui_router(runtime.context, settings),
+    ]
 
 
 def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> None:
@@ -131,7 +143,7 @@ def tasks_router(dependency: ContextDependency[FeedbackContext], settings: Feedb
     ) -> dict[str, Any]:
         _check_lengths(body, settings.max_content_chars)
         given = Verdict(annotator_id=annotator.annotator_id, verdict=body.verdict, rewrite=body.rewrite,
-                        comment=body.comment)  # fmt: skip
+                        comment=body.comment, shown_left=body.shown_left)  # fmt: skip
         recorded = await context.queue.submit_verdict(annotator, task_id, given)
         return {
             "task_id": task_id,
@@ -171,13 +183,14 @@ def tasks_router(dependency: ContextDependency[FeedbackContext], settings: Feedb
     @router.get("/stats", summary="Queue depth, outcomes and agreement (annotators: their domains only)")
     async def stats(
         credentials: Annotated[Credentials, Depends(annotator_bearer)],
+        day_start: Annotated[AwareDatetime | None, Query(description=DAY_START)] = None,
         context: FeedbackContext = Depends(dependency),
     ) -> dict[str, Any]:
         token = credentials.credentials if credentials is not None else None
         if token and settings.admin_token and auth.is_admin_token(token, settings.admin_token):
             return _stats_json(await context.queue.stats(None))
         annotator = await auth.authenticate(context.pool, token)
-        return _stats_json(await context.queue.stats(annotator.domains, annotator.annotator_id))
+        return _stats_json(await context.queue.stats(annotator.domains, annotator.annotator_id, day_start))
 
     return router
 
@@ -217,7 +230,7 @@ def _check_lengths(body: VerdictBody, max_chars: int) -> None:
 
 
 def _stats_json(stats: QueueStats) -> dict[str, Any]:
-    return {
+    body = {
         "queued": stats.total("queued"),
         "completed": stats.total("completed"),
         "contested": stats.total("contested"),
@@ -228,6 +241,9 @@ def _stats_json(stats: QueueStats) -> dict[str, Any]:
             for annotator, agreement in stats.annotators.items()
         },
     }
+    if stats.annotator is not None:
+        body["annotator"] = _progress_json(stats.annotator)
+    return body
 
 
 def _domain_json(entry: DomainStats) -> dict[str, Any]:
@@ -238,8 +254,28 @@ def _domain_json(entry: DomainStats) -> dict[str, Any]:
         "contested": entry.contested,
         "withdrawn": entry.withdrawn,
         "agreement": _agreement_json(entry.agreement) if entry.agreement else None,
+        "position": _position_json(entry.position) if entry.position else None,
     }
 
 
 def _agreement_json(agreement: Agreement) -> dict[str, Any]:
     return {"alpha": agreement.alpha, "pairwise_agreement": agreement.pairwise, "tasks": agreement.tasks}
+
+
+def _position_json(position: PositionBias) -> dict[str, Any]:
+    return {
+        "verdicts": position.verdicts,
+        "chose_left": position.left,
+        "chose_right": position.right,
+        "chose_neither": position.neither,
+        "left_share": position.left_share,
+        "p_value": position.p_value,
+    }
+
+
+def _progress_json(progress: AnnotatorProgress) -> dict[str, Any]:
+    return {
+        "annotator_id": progress.annotator_id,
+        "day_start": progress.day_start.isoformat(),
+        "verdicts_today": progress.verdicts_today,
+    }

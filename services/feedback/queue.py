@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -49,6 +49,12 @@ class QueueMetrics:
         self.leased = Gauge("task_leased", "Live leases per domain", ["domain"], registry=registry)
         self.domain_alpha = Gauge(
             "task_agreement_alpha", "Krippendorff's alpha (nominal) per domain", ["domain"], registry=registry
+        )
+        self.position_left_share = Gauge(
+            "task_position_left_share",
+            "Share of A/B verdicts that chose the answer shown on the left (0.5: no position bias)",
+            ["domain"],
+            registry=registry,
         )
         self.annotator_alpha = Gauge(
             "annotator_agreement_alpha",
@@ -198,7 +204,7 @@ class TaskQueue:
         """Record a verdict; when it completes the task, queue the combined expert vote in the same transaction."""
         async with store.transaction(self.pool) as conn:
             locked = await self._locked(conn, task_id, annotator)
-            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite)
+            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite, verdict.shown_left)
             await store.insert_verdict(conn, task_id, verdict)
             verdicts = await store.select_task_verdicts(conn, task_id)
             outcome = rules.combine_verdicts(verdicts, locked.reviewers_needed, self.settings.max_reviewers)
@@ -230,14 +236,29 @@ class TaskQueue:
         if outcome.is_escalated:
             self.metrics.escalations.labels(domain).inc()
 
-    async def stats(self, domains: Sequence[str] | None, annotator_id: str | None = None) -> rules.QueueStats:
-        """Queue depth, outcomes and agreement per domain (`domains` None: all); annotators: all or just one."""
+    async def stats(
+        self, domains: Sequence[str] | None, annotator_id: str | None = None, day_start: datetime | None = None
+    ) -> rules.QueueStats:
+        """Queue depth, outcomes, agreement and position bias per domain (`domains` None: all).
+
+        Agreement per annotator: everyone's, or with `annotator_id` only its own, and then also its
+        verdicts since `day_start` (default: midnight UTC today).
+        """
         counts = await store.count_tasks_by_domain(self.pool, domains)
         rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
-        return rules.queue_stats(counts, rows, domains=domains, annotator_id=annotator_id)
+        positions = await store.count_position_verdicts(self.pool, domains)
+        progress = await self._progress(annotator_id, day_start) if annotator_id is not None else None
+        return rules.queue_stats(
+            counts, rows, domains=domains, annotator_id=annotator_id, position_rows=positions, progress=progress
+        )
+
+    async def _progress(self, annotator_id: str, day_start: datetime | None) -> rules.AnnotatorProgress:
+        since = day_start or rules.start_of_day(datetime.now(UTC))
+        done = await store.count_annotator_verdicts_since(self.pool, annotator_id, since)
+        return rules.AnnotatorProgress(annotator_id=annotator_id, day_start=since, verdicts_today=done)
 
     async def refresh_gauges(self) -> None:
-        """Recompute the queue depth and agreement gauges behind /metrics."""
+        """Recompute the queue depth, agreement and position gauges behind /metrics."""
         try:
             stats = await self.stats(None)
         except PipelineError as exc:
@@ -249,6 +270,8 @@ class TaskQueue:
             self.metrics.leased.labels(domain).set(entry.leased)
             if entry.agreement is not None and entry.agreement.alpha is not None:
                 self.metrics.domain_alpha.labels(domain).set(entry.agreement.alpha)
+            if entry.position is not None and entry.position.left_share is not None:
+                self.metrics.position_left_share.labels(domain).set(entry.position.left_share)
         for annotator, agreement in stats.annotators.items():
             if agreement.alpha is not None:
                 self.metrics.annotator_alpha.labels(annotator).set(agreement.alpha)

@@ -13,10 +13,15 @@ Verdicts by task kind:
 - rewrite (a lone answer): "A" (the answer is fine as it is) or "both_bad" (it is bad), which then
   needs `rewrite` (the better answer).
 - A `rewrite` is accepted only with "both_bad": it is the better answer when no candidate is good.
+- `shown_left` (which task side the screen showed on the left) is "A" or "B" on a compare task; a
+  rewrite task shows its one answer, so only "A" fits there.
 
 Inter-annotator agreement: Krippendorff's alpha (nominal) over every task that has two or more
 verdicts, per domain, and per annotator over the tasks that annotator took part in; plus the plain
 share of agreeing reviewer pairs. Alpha is None where it is undefined (a single category seen).
+
+The stats roll-up (`queue_stats`) also carries each domain's position bias (position_bias.py) and,
+for one annotator, its verdicts since the start of its day ("done today" in the web UI).
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import krippendorff
 import numpy as np
 
+from services.feedback.position_bias import PositionBias, PositionRow, position_bias
 from shared import pii
 from shared.errors import ConflictError, ContractError, ForbiddenError
 from shared.events import AnnotationRequest, VerdictVote
@@ -66,6 +72,8 @@ class Verdict:
     verdict: str
     rewrite: str | None = None
     comment: str | None = None
+    # The task's own side the annotator's screen showed on the left ("A" | "B"), when the client says.
+    shown_left: str | None = None
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -126,8 +134,13 @@ def check_lease(task: TaskState, annotator_id: str, domains: Iterable[str]) -> d
     raise ConflictError("no lease on this task", task_id=task.task_id)
 
 
-def validate_verdict(kind: str, verdict: str, rewrite: str | None) -> None:
+def validate_verdict(kind: str, verdict: str, rewrite: str | None, shown_left: str | None = None) -> None:
     """Raises ContractError when a verdict does not fit the task kind (see the module docstring)."""
+    if kind == "rewrite" and shown_left not in (None, "A"):
+        raise ContractError(
+            "a rewrite task shows one answer, A",
+            errors=[{"loc": ["body", "shown_left"], "msg": "a rewrite task takes only 'A'", "type": "shown_left"}],
+        )
     if verdict not in VERDICTS_BY_KIND[kind]:
         allowed = sorted(VERDICTS_BY_KIND[kind])
         raise ContractError(
@@ -326,6 +339,22 @@ class DomainStats:
     contested: int = 0
     withdrawn: int = 0
     agreement: Agreement | None = None
+    position: PositionBias | None = None
+    """Which screen side the chosen answers were on (None: no compare verdict sent `shown_left` yet)."""
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class AnnotatorProgress:
+    """One annotator's "done today": its verdicts since `day_start`."""
+
+    annotator_id: str
+    day_start: datetime
+    verdicts_today: int
+
+
+def start_of_day(now: datetime) -> datetime:
+    """Midnight UTC of `now`'s day: an annotator's day when its client does not say when its day began."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -334,6 +363,7 @@ class QueueStats:
 
     domains: dict[str, DomainStats]
     annotators: dict[str, Agreement]
+    annotator: AnnotatorProgress | None = None
 
     def total(self, state: Literal["queued", "completed", "contested", "withdrawn"]) -> int:
         return sum(getattr(entry, state) for entry in self.domains.values())
@@ -345,12 +375,15 @@ def queue_stats(
     *,
     domains: Sequence[str] | None,
     annotator_id: str | None,
+    position_rows: Iterable[PositionRow] = (),
+    progress: AnnotatorProgress | None = None,
 ) -> QueueStats:
     """Roll counts and verdicts up per domain (every one of `domains`, even empty; None: those seen).
 
-    `annotator_id` keeps one annotator's agreement only (None: everyone's).
+    `annotator_id` keeps one annotator's agreement only (None: everyone's); `progress` is passed through.
     """
     by_domain, by_annotator = agreement_stats(agreement_rows)
+    positions = position_bias(position_rows)
     per_domain = {domain: DomainStats() for domain in domains or ()}
     for count in counts:
         entry = per_domain.setdefault(count.domain, DomainStats())
@@ -359,5 +392,6 @@ def queue_stats(
         entry.leased += count.leased
     for domain, entry in per_domain.items():
         entry.agreement = by_domain.get(domain)
+        entry.position = positions.get(domain)
     annotators = {a: v for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
-    return QueueStats(domains=per_domain, annotators=annotators)
+    return QueueStats(domains=per_domain, annotators=annotators, annotator=progress)

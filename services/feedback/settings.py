@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -40,4 +42,9 @@ class FeedbackSettings(EdgeServiceSettings):
     )
     agreement_max_tasks: int = Field(
         10_000, description="Agreement is measured over at most this many latest multi-reviewer tasks.", ge=1
+    )
+    guidelines_dir: Path = Field(
+        Path(__file__).parent / "guidelines",
+        description="Folder of the annotation guidelines the web UI shows: one markdown file per domain "
+        "(`medical.md`), and `general.md` for domains without their own.",
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from services.feedback.position_bias import PositionRow
 from services.feedback.queue_rules import AgreementRow, Outcome, TaskCount, TaskState, Verdict
 from shared import db
 
@@ -140,7 +141,13 @@ async def skip_task(conn: asyncpg.Connection, task_id: str, annotator_id: str) -
 
 async def insert_verdict(conn: asyncpg.Connection, task_id: str, verdict: Verdict) -> None:
     await conn.execute(
-        QUERIES["insert_verdict"], task_id, verdict.annotator_id, verdict.verdict, verdict.rewrite, verdict.comment
+        QUERIES["insert_verdict"],
+        task_id,
+        verdict.annotator_id,
+        verdict.verdict,
+        verdict.rewrite,
+        verdict.comment,
+        verdict.shown_left,
     )
 
 
@@ -190,6 +197,20 @@ async def select_agreement_verdicts(
         )
         for r in rows
     ]
+
+
+async def count_position_verdicts(pool: asyncpg.Pool, domains: Sequence[str] | None) -> list[PositionRow]:
+    async with db.translate_errors():
+        rows = await pool.fetch(QUERIES["count_position_verdicts"], list(domains) if domains is not None else None)
+    return [
+        PositionRow(domain=r["domain"], shown_left=r["shown_left"], verdict=r["verdict"], verdicts=r["verdicts"])
+        for r in rows
+    ]
+
+
+async def count_annotator_verdicts_since(pool: asyncpg.Pool, annotator_id: str, since: datetime) -> int:
+    async with db.translate_errors():
+        return await pool.fetchval(QUERIES["count_annotator_verdicts_since"], annotator_id, since)
 
 
 async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:

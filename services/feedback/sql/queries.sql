@@ -72,9 +72,9 @@ SET leases = leases - $2::text, skipped_by = array_append(skipped_by, $2::text),
 WHERE task_id = $1
 
 -- name: insert_verdict
--- Record one annotator's verdict (one per task and annotator).
-INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment)
-VALUES ($1, $2, $3, $4, $5)
+-- Record one annotator's verdict (one per task and annotator), with the side its screen showed left.
+INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment, shown_left)
+VALUES ($1, $2, $3, $4, $5, $6)
 
 -- name: select_task_verdicts
 -- Every verdict of a task, oldest first.
@@ -115,6 +115,19 @@ JOIN (
     ORDER BY updated_at DESC
     LIMIT $2
 ) AS t ON t.task_id = v.task_id
+
+-- name: count_position_verdicts
+-- Compare-task verdicts that recorded the side shown left, per domain, shown side and verdict (all domains
+-- when $1 is NULL). A rewrite task shows one answer: it has no position to be biased by.
+SELECT t.domain, v.shown_left, v.verdict, count(*) AS verdicts
+FROM task_verdicts AS v
+JOIN tasks AS t ON t.task_id = v.task_id
+WHERE v.shown_left IS NOT NULL AND t.kind = 'compare' AND ($1::text[] IS NULL OR t.domain = ANY($1::text[]))
+GROUP BY t.domain, v.shown_left, v.verdict
+
+-- name: count_annotator_verdicts_since
+-- How many verdicts one annotator gave since a moment (the start of its day, for "done today").
+SELECT count(*) FROM task_verdicts WHERE annotator_id = $1 AND created_at >= $2
 
 -- name: upsert_annotator
 -- Create or re-enable an annotator with these domains.

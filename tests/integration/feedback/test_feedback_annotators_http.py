@@ -188,6 +188,7 @@ async def test_unknown_tasks_bad_verdicts_and_stats_scope(service: Service) -> N
         "contested": 0,
         "withdrawn": 0,
         "agreement": None,
+        "position": None,
     }
 
 

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.feedback import queue_rules as rules
+from services.feedback.position_bias import PositionBias, PositionRow
 from services.feedback.queue_rules import AgreementRow, TaskState, Verdict
 from shared.errors import ConflictError, ContractError, ForbiddenError
 from shared.events import AnnotationRequest
@@ -316,3 +317,42 @@ def test_annotator_agreement_with_the_result() -> None:
     assert by_annotator["z"].with_result == 0.0
     assert by_annotator["x"].with_result == 1.0
     assert by_annotator["x"].pairwise == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown_left"), [("compare", "A"), ("compare", "B"), ("rewrite", "A"), ("rewrite", None)]
+)
+def test_shown_left_that_fits(kind: str, shown_left: str | None) -> None:
+    rules.validate_verdict(kind, "A", None, shown_left)
+
+
+def test_a_rewrite_task_was_never_shown_with_b_on_the_left() -> None:
+    with pytest.raises(ContractError) as caught:
+        rules.validate_verdict("rewrite", "A", None, "B")
+    assert caught.value.errors[0]["loc"] == ["body", "shown_left"]
+
+
+def test_queue_stats_carry_each_domains_position_bias_and_one_annotators_progress() -> None:
+    counts = [rules.TaskCount(domain=d, status="open", tasks=1, leased=0) for d in ("medical", "legal")]
+    positions = [
+        PositionRow(domain="medical", shown_left="A", verdict="A", verdicts=3),  # left
+        PositionRow(domain="medical", shown_left="B", verdict="A", verdicts=1),  # right
+        PositionRow(domain="medical", shown_left="B", verdict="tie", verdicts=2),
+        PositionRow(domain="elsewhere", shown_left="A", verdict="B", verdicts=9),  # not a domain asked for
+    ]
+    progress = rules.AnnotatorProgress(annotator_id="x", day_start=NOW, verdicts_today=4)
+    stats = rules.queue_stats(
+        counts, [], domains=["medical", "legal"], annotator_id="x", position_rows=positions, progress=progress
+    )
+    assert stats.domains["medical"].position == PositionBias(left=3, right=1, neither=2)
+    assert stats.domains["legal"].position is None
+    assert set(stats.domains) == {"medical", "legal"}
+    assert stats.annotator == progress
+    assert rules.queue_stats(counts, [], domains=None, annotator_id=None).annotator is None
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_an_annotators_day_starts_at_the_last_midnight_utc(now: datetime) -> None:
+    start = rules.start_of_day(now)
+    assert start <= now < start + timedelta(days=1)
+    assert (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0)
