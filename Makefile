@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.aggregator
 	$(BIN)/python -m bench.queue
 	$(BIN)/python -m bench.leaderboard
+	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.ui
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.aggregator import jobs
+from services.aggregator.export_stream import ExportContext
 from services.aggregator.intake import BatchIntake
 from services.aggregator.leaderboard_worker import LeaderboardWorker
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.rules import batch_rules, job_rules, leaderboard_rules
+from services.aggregator.routing import RoutingRules
+from services.aggregator.rules import batch_rules, export_rules, job_rules, leaderboard_rules
 from services.aggregator.settings import AggregatorSettings
 from shared.kafka import RedeliveryPause
 from shared.outbox import OutboxRelay
@@ -29,12 +31,14 @@ class AggregatorContext:
 
     leaderboards: LeaderboardWorker
     """Refits the model leaderboards that changed (a job), and serves their latest bodies."""
+    exports: ExportContext
+    """The export route's pool, rules and slots (the slots bound the exports running at once)."""
 
     @classmethod
     async def start(
         cls, runtime: Runtime[AggregatorContext], *, settings: AggregatorSettings, metrics: AggregatorMetrics
     ) -> AggregatorContext:
-        """The rules (a bad domain rules file stops the start here), the relay, the intake, the periodic jobs."""
+        """The rules (a bad domain rules file stops the start here), the relay, the intake, the jobs, the exports."""
         rules, background = batch_rules(settings, runtime.service), job_rules(settings, runtime.service)
         relay = runtime.start_outbox_relay(
             batch_size=settings.outbox_batch_size,
@@ -55,20 +59,27 @@ class AggregatorContext:
         )
         pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, pause=pause)
-        return cls(pool=pool, intake=intake, leaderboards=start_leaderboards(runtime, relay, settings, metrics))
+        exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
+        leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
+        return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""
 
 
 def start_leaderboards(
-    runtime: Runtime[AggregatorContext], relay: OutboxRelay, settings: AggregatorSettings, metrics: AggregatorMetrics
+    runtime: Runtime[AggregatorContext],
+    relay: OutboxRelay,
+    settings: AggregatorSettings,
+    *,
+    routing: RoutingRules,
+    metrics: AggregatorMetrics,
 ) -> LeaderboardWorker:
     """The refit job (debounced per board), the gauges' sync, and a one-off backfill of older state."""
     worker = LeaderboardWorker(
         pool=runtime.db,
         relay=relay,
-        rules=leaderboard_rules(settings, runtime.service),
+        rules=leaderboard_rules(settings, runtime.service, routing),
         metrics=metrics.leaderboard,
     )
     runtime.every("refit_leaderboards", settings.leaderboard_poll_interval_s, worker.run_once)

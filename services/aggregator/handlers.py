@@ -16,6 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.aggregator import store
 from services.aggregator.context import AggregatorContext
 from services.aggregator.decoders import decode_interactions, decode_votes
+from services.aggregator.export_routes import export_router
 from services.aggregator.leaderboard_routes import leaderboard_router
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
@@ -26,10 +27,10 @@ from shared.runtime import ContextDependency, Runtime
 
 
 def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> list[APIRouter]:
-    """The input consumers and the outputs' AsyncAPI entries; returns the routes."""
+    """The input consumers and the outputs' AsyncAPI entries; returns the routes (exports: export_routes.py)."""
     register_subscribers(runtime, settings)
     document_outputs(runtime, settings)
-    return [http_router(runtime.context), leaderboard_router(runtime.context)]
+    return [http_router(runtime.context), leaderboard_router(runtime.context), export_router(runtime.context)]
 
 
 def register_subscribers(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:

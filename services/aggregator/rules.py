@@ -1,7 +1,8 @@
 """The aggregator's rule objects, built from its settings: the one place each default comes from.
 
-The pure core (`pairs.py`, `routing.py`, `batches.py`, `jobs.py`) takes its rules as arguments and has
-no defaults of its own; the service and the tests build them here, from `AggregatorSettings`.
+The pure core (`pairs.py`, `routing.py`, `batches.py`, `jobs.py`) and the exports take their rules as
+arguments and have no defaults of their own; the service and the tests build them here, from
+`AggregatorSettings`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 
 from services.aggregator.batches import BatchRules
+from services.aggregator.export_stream import ExportRules
 from services.aggregator.jobs import JobRules
 from services.aggregator.leaderboard_outputs import BoardRules
 from services.aggregator.leaderboard_worker import LeaderboardRules
@@ -66,8 +68,8 @@ def job_rules(settings: AggregatorSettings, service: str) -> JobRules:
     )
 
 
-def leaderboard_rules(settings: AggregatorSettings, service: str) -> LeaderboardRules:
-    """The refit worker's rules; `service` names the outbox it writes to."""
+def leaderboard_rules(settings: AggregatorSettings, service: str, routing: RoutingRules) -> LeaderboardRules:
+    """The refit worker's rules; `service` names the outbox it writes to, `routing` is the batches' own."""
     return LeaderboardRules(
         service=service,
         topic_prefix=settings.topic_prefix,
@@ -78,9 +80,21 @@ def leaderboard_rules(settings: AggregatorSettings, service: str) -> Leaderboard
             fragility_refit_budget=settings.leaderboard_fragility_budget,
             fragility_max_pairs=settings.leaderboard_fragility_max_pairs,
         ),
-        routing=routing_rules(settings),
+        routing=routing,
         debounce_s=settings.leaderboard_debounce_s,
         max_delay_s=settings.leaderboard_max_delay_s,
         boards_per_run=settings.leaderboard_boards_per_run,
         backfill_batch=settings.leaderboard_backfill_batch,
+    )
+
+
+def export_rules(settings: AggregatorSettings, routing: RoutingRules) -> ExportRules:
+    """`routing`: the rules the batches route with (built once, so an export names domains as the pairs do)."""
+    return ExportRules(
+        kto_approval_threshold=settings.export_kto_approval_threshold,
+        fetch_rows=settings.export_fetch_rows,
+        batch_rows=settings.export_batch_rows,
+        max_concurrent=settings.export_max_concurrent,
+        acquire_timeout_s=settings.export_acquire_timeout_s,
+        routing=routing,
     )

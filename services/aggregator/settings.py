@@ -76,3 +76,26 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings):
     outbox_poll_interval_s: float = Field(
         0.5, description="How often the outbox relay looks for rows when nobody woke it.", gt=0
     )
+
+    # Exports (issue 12): the env names are AGGREGATOR_EXPORT_*.
+    export_kto_approval_threshold: float = Field(
+        0.9,
+        description=(
+            "An answer with no live pair becomes a kto row when P(approval > 1/2), approval ~ Beta(1 + up, 1 + down)"
+            " over its effective votes, is at least this (label true) or at most 1 minus this (label false)."
+        ),
+        gt=0.5,
+        le=1.0,
+    )
+    export_fetch_rows: int = Field(
+        1_000, description="Rows an export fetches from a server-side cursor at a time.", ge=1
+    )
+    export_batch_rows: int = Field(
+        2_048, description="Rows an export gathers before encoding them: one Parquet row group of the response.", ge=1
+    )
+    export_max_concurrent: int = Field(
+        2, description="Exports running at once; one more gets 503 (each holds a database connection).", ge=1
+    )
+    export_acquire_timeout_s: float = Field(
+        10.0, description="Deadline for an export to get its database connection.", gt=0
+    )

@@ -68,7 +68,9 @@ def test_rules_refuse_settings_that_break_the_test() -> None:
 def test_an_honest_voter_drawn_from_the_consensus_is_rarely_flagged(rates: list[float], seed: int) -> None:
     rng = random.Random(seed)
     flagged = sum(assess("v", honest_voter(rng, rates, 60), RULES).flagged for _ in range(300))
-    assert flagged / 300 < 0.01
+    # At most `significance` (0.2%) of honest voters are flagged, 0.6 of 300 expected: 3 happens in 2% of draws,
+    # more than 5 in 1 in 100,000 (the 4,000-voter test below pins the rate itself).
+    assert flagged <= 5, flagged
 
 
 def test_false_positive_rate_over_many_honest_voters_stays_below_the_significance() -> None:
