@@ -26,8 +26,13 @@ $(STAMP): $(LOCKS) pyproject.toml
 up: $(STAMP)
 	$(BIN)/python -m deploy.up
 
+# Most tests wait on the broker (a consumer group join takes seconds on Tansu), so they run in parallel,
+# a test file per worker, each worker with its own broker and database; the fault tests, which kill and
+# time whole stacks of processes, run after them on their own. pytest exits 5 when no test ran: a failure.
+TEST_WORKERS ?= 3
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/faults
+	$(BIN)/python -m pytest tests/faults
 
 # tests/browser drives the system Chromium (Debian's `chromium`; Playwright's own download is not used).
 # Installed here when missing and this shell may (root and apt-get); otherwise those tests are skipped
