@@ -30,6 +30,8 @@ up: $(STAMP)
 # a test file per worker, each worker with its own broker and database; the fault tests, which kill and
 # time whole stacks of processes, run after them on their own. pytest exits 5 when no test ran: a failure.
 TEST_WORKERS ?= 3
+test: export OPENBLAS_NUM_THREADS = 1
+test: export OMP_NUM_THREADS = 1
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests --ignore=tests/faults
 	$(BIN)/python -m pytest tests/faults

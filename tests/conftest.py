@@ -10,6 +10,12 @@ environment is cleared. The plumbing behind these fixtures is in tests/support/.
 from __future__ import annotations
 
 import os
+
+# Before numpy loads: one BLAS thread per process. The suite runs in parallel workers on few cores, and
+# OpenBLAS's own thread pool per worker turned a 2 s unit test into a 120 s timeout.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
