@@ -71,3 +71,15 @@ class ForbiddenError(PipelineError):
     """Valid credentials, but outside their scope (HTTP 403)."""
 
     code = "forbidden"
+
+
+class ForbiddenSourceError(ContractError):
+    """An app's vote that claims expert evidence (source expert, a verdict, an expert-only field): refused."""
+
+    code = "forbidden_source"
+
+
+class CrossGroupComparisonError(ContractError):
+    """A comparison of two answers to different prompts: no pair can come of it, so it is refused."""
+
+    code = "cross_group_comparison"
