@@ -93,7 +93,19 @@ def edge_router(
                     "application/json": {"example": {**result_example, "accepted": [result_example["event_id"]]}}
                 },
             },
-            422: {"description": "Invalid: `detail` names every bad field"},
+            409: {
+                "description": "Conflict: this event_id was accepted before with another body; nothing is published",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "event_id": result_example["event_id"],
+                            "status": "conflict",
+                            "detail": [{"loc": ["body", "event_id"], "msg": "...", "type": "conflict"}],
+                        }
+                    }
+                },
+            },
+            422: {"description": "Invalid: `detail` names every bad field (its `type` says why)"},
         },
     )
     async def post_one(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
@@ -107,6 +119,11 @@ def edge_router(
         (result,) = await edge.accept_items([item], via="http")
         if result.status == "rejected":
             raise ContractError(f"invalid {noun}", errors=[{**e, "loc": ["body", *e["loc"]]} for e in result.errors])
+        if result.status == "conflict":
+            detail = [{**e, "loc": ["body", *e["loc"]]} for e in result.errors]
+            return JSONResponse(
+                {"event_id": result.event_id, "status": "conflict", "detail": detail}, status_code=409
+            )
         return JSONResponse(
             {"event_id": result.event_id, "status": result.status, "accepted": [result.event_id]}, status_code=202
         )
@@ -117,9 +134,14 @@ def edge_router(
         summary=f"Submit a list of {noun}s; each is judged on its own",
         openapi_extra=batch_body,
         responses={
-            202: {"description": "At least one item accepted; `results` has one entry per item"},
+            202: {
+                "description": "At least one item accepted (or a duplicate); `results` has one entry per item, its "
+                "`status` one of accepted, duplicate (this event_id and body were accepted before, or earlier in "
+                "this list), conflict (this event_id came before with another body: nothing published) or rejected"
+            },
+            409: {"description": "Every item is a conflict"},
             413: {"description": f"More than {max_batch_items} items"},
-            422: {"description": "No item accepted; `results` names every bad field per item"},
+            422: {"description": "No item accepted and some rejected; `results` names every bad field per item"},
         },
     )
     async def post_batch(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
@@ -144,10 +166,17 @@ def edge_router(
                 status_code=413,
             )
         results = await edge.accept_items(items, via="http")
-        accepted = [r.event_id for r in results if r.status != "rejected"]
+        accepted = [r.event_id for r in results if r.status in ("accepted", "duplicate")]
         rejected = [r.to_json() for r in results if r.status == "rejected"]
-        body = {"accepted": accepted, "rejected": rejected, "results": [r.to_json() for r in results]}
-        return JSONResponse(body, status_code=202 if accepted or not items else 422)
+        conflicts = [r.to_json() for r in results if r.status == "conflict"]
+        body = {
+            "accepted": accepted,
+            "rejected": rejected,
+            "conflicts": conflicts,
+            "results": [r.to_json() for r in results],
+        }
+        status = 202 if accepted or not items else 422 if rejected else 409
+        return JSONResponse(body, status_code=status)
 
     return router
 

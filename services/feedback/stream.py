@@ -7,6 +7,7 @@ from typing import Any
 
 from shared import topics
 from shared.edge import EdgeStream
+from shared.edge_view import refuse_cross_group
 from shared.events import END_USER_VOTE_ADAPTER, Event, parse_end_user_vote
 
 STREAM_NAME = "votes"
@@ -25,6 +26,8 @@ def vote_stream(topic_prefix: str) -> EdgeStream:
         parse=parse_end_user_vote,
         stamp=stamp_vote,
         key=lambda event: event.interaction_id.encode(),  # type: ignore[attr-defined]
+        # A comparison of two answers the edge's view knows in different prompt groups: 422 / dead letter.
+        check=refuse_cross_group,
     )
 
 
