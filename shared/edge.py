@@ -29,10 +29,11 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared import db
+from shared.consumer import broker_dead_letters, consumer_policy
 from shared.edge_view import prune_edge_view
 from shared.errors import ConflictError, ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
-from shared.kafka import OutRecord, RedeliveryPause, dead_letter_for, publish_records
+from shared.kafka import OutRecord, dead_letter_for, publish_records
 from shared.settings import PipelineSettings, limits_from
 
 log = structlog.get_logger(__name__)
@@ -160,7 +161,10 @@ class EdgePublisher:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics
-        self.pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
+        self.policy = consumer_policy(settings, name=stream.name, dead_letter=self._dead_letter_poison)
+        self._publish_dead_letter = broker_dead_letters(
+            broker=broker, service=service, topic_prefix=settings.topic_prefix, timeout_s=settings.publish_timeout_s
+        )
         # Built once per publisher, not once per event.
         self.limits = limits_from(settings)
 
@@ -191,8 +195,12 @@ class EdgePublisher:
             self._count(admission, via)
         return [results[index] for index in sorted(results)]
 
+    async def consume(self, records: Sequence[ConsumerRecord]) -> None:
+        """A raw-topic batch under the consumers' failure policy (shared.consumer): nothing blocks a partition."""
+        await self.policy.consume(records, self.consume_records)
+
     async def consume_records(self, records: Sequence[ConsumerRecord]) -> None:
-        """Raw-topic batch: good records are published, the others dead-lettered; nothing blocks."""
+        """Raw-topic batch: good records are published, the others dead-lettered, in one acknowledged publish."""
         good: list[tuple[ConsumerRecord, Event]] = []
         letters: list[OutRecord] = []
         for record in records:
@@ -206,13 +214,12 @@ class EdgePublisher:
                 letters.append(self._dead_letter(record, admission.error))
             self._count(admission, "kafka")
         fresh = [e for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
-        try:
-            await self.publish(fresh, via="kafka", extra=letters)
-        except TransientError as exc:
-            pause_s = await self.pause.failed()
-            log.warning("batch_failed", stream=self.stream.name, **exc.to_log_context(), backoff_s=pause_s)
-            raise
-        self.pause.succeeded()
+        await self.publish(fresh, via="kafka", extra=letters)
+
+    async def _dead_letter_poison(self, record: ConsumerRecord, error: PipelineError) -> None:
+        """A record the policy gave up on (it failed alone `consumer_max_attempts` times)."""
+        await self._publish_dead_letter(record, error)
+        self.metrics.dead_lettered.labels(self.stream.name, error.code).inc()
 
     def _dead_letter(self, record: ConsumerRecord, error: PipelineError) -> OutRecord:
         self.metrics.dead_lettered.labels(self.stream.name, error.code).inc()

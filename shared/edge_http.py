@@ -221,7 +221,7 @@ def install_edge(
         description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API).",
     )
     async def on_raw(msg: KafkaMessage, context: EdgeContext = SubscriberDepends(dependency, cast=False)) -> None:
-        await context.edge.consume_records(msg.raw_message)
+        await context.edge.consume(msg.raw_message)
 
     return edge_router(
         path=endpoints.path,

@@ -105,6 +105,13 @@ class PipelineSettings(BaseSettings):
     retry_max_backoff_s: float = _shared(
         "retry_max_backoff_s", 5.0, "Longest wait between retries of a transient failure.", gt=0
     )
+    consumer_max_attempts: int = _shared(
+        "consumer_max_attempts",
+        3,
+        "Tries of a consumed record that fails for a reason other than an outage (taken alone, out of its batch)"
+        " before it is dead-lettered as processing_failed.",
+        ge=1,
+    )
 
     max_messages: int = _shared("max_messages", 200, "Most messages in one interaction's context.", ge=1)
     max_content_chars: int = _shared(

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from aiokafka import ConsumerRecord
 
 from services.aggregator import jobs
 from services.aggregator.intake import BatchIntake
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.rules import batch_rules, job_rules
 from services.aggregator.settings import AggregatorSettings
-from shared.kafka import RedeliveryPause
+from shared import topics
+from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
+from shared.errors import PipelineError
+from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 
 
@@ -48,9 +52,27 @@ class AggregatorContext:
         runtime.every(
             "prune_seen_votes", settings.vote_dedupe_prune_interval_s, lambda: jobs.prune_seen_votes(pool, background)
         )
-        pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
-        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, pause=pause)
+        policies = input_policies(runtime, settings, relay, metrics)
+        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
         return cls(pool=pool, intake=intake)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""
+
+
+def input_policies(
+    runtime: Runtime[AggregatorContext], settings: AggregatorSettings, relay: OutboxRelay, metrics: AggregatorMetrics
+) -> dict[str, ConsumerPolicy]:
+    """The failure policy of each input topic: poison dead-lettered through the outbox, and counted."""
+    send = outbox_dead_letters(
+        pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
+    )
+
+    async def dead_letter(record: ConsumerRecord, error: PipelineError) -> None:
+        await send(record, error)
+        metrics.taken.labels("dead_letters").inc()
+
+    return {
+        name: consumer_policy(settings, name=name, dead_letter=dead_letter)
+        for name in (topics.INTERACTIONS, topics.VOTES)
+    }

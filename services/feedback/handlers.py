@@ -29,9 +29,9 @@ from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import vote_json_schema
 from shared import topics
 from shared.edge_http import EdgeEndpoints, install_edge
-from shared.errors import ContractError, NotFoundError, PipelineError
+from shared.errors import ContractError, NotFoundError
 from shared.events import DeadLetter, Domain, Vote
-from shared.kafka import RedeliveryPause, batch_subscriber, document_output
+from shared.kafka import batch_subscriber, document_output
 from shared.runtime import ContextDependency, Runtime
 
 log = structlog.get_logger(__name__)
@@ -72,8 +72,12 @@ def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> l
 
 
 def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> None:
-    """Fill the queue from annotation-requests; offsets commit after the upsert transaction commits."""
-    pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
+    """Fill the queue from annotation-requests; offsets commit after the upsert transaction commits.
+
+    A batch that fails is handled by the consumers' one policy (shared.consumer): an outage waits and
+    redelivers; a record that fails otherwise (a conflict, a row the database refuses) is isolated,
+    retried a bounded number of times and dead-lettered, so it never blocks its partition.
+    """
     dependency = runtime.context
 
     @batch_subscriber(
@@ -87,13 +91,7 @@ def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: Fe
     async def on_annotation_requests(
         msg: KafkaMessage, context: FeedbackContext = SubscriberDepends(dependency, cast=False)
     ) -> None:
-        try:
-            await context.queue.ingest(msg.raw_message)
-        except PipelineError as exc:
-            pause_s = await pause.failed()
-            log.warning("batch_failed", **exc.to_log_context(), backoff_s=pause_s)
-            raise
-        pause.succeeded()
+        await context.requests_policy.consume(msg.raw_message, context.queue.ingest)
 
 
 def tasks_router(dependency: ContextDependency[FeedbackContext], settings: FeedbackSettings) -> APIRouter:
