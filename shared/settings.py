@@ -126,6 +126,12 @@ class PipelineSettings(BaseSettings):
         "max_clock_skew_s", 86_400.0, "How far in the future an event's occurred_at may be (producer clocks).", gt=0
     )
     max_batch_items: int = _shared("max_batch_items", 500, "Most items in one HTTP batch request.", ge=1)
+    redrive_read_idle_s: float = _shared(
+        "redrive_read_idle_s",
+        1.0,
+        "A redrive reads dead-letter until a poll this long brings nothing past the end offsets it saw at start.",
+        gt=0,
+    )
     max_body_bytes: int = _shared(
         "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
 
 from services.aggregator import jobs
 from services.aggregator.intake import BatchIntake
@@ -28,6 +29,9 @@ class AggregatorContext:
 
     intake: BatchIntake
     """Applies consumed batches of interactions and votes, one transaction each."""
+
+    broker: KafkaBroker
+    """The runtime's producer: dead letters sent back home (the admin route)."""
 
     @classmethod
     async def start(
@@ -54,7 +58,7 @@ class AggregatorContext:
         )
         policies = input_policies(runtime, settings, relay, metrics)
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
-        return cls(pool=pool, intake=intake)
+        return cls(pool=pool, intake=intake, broker=runtime.broker)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""

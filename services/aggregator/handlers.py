@@ -14,6 +14,7 @@ from faststream import Depends as SubscriberDepends
 from faststream.kafka.annotations import KafkaMessage
 
 from services.aggregator import store
+from services.aggregator.admin import admin_router
 from services.aggregator.context import AggregatorContext
 from services.aggregator.decoders import decode_interactions, decode_votes
 from services.aggregator.settings import AggregatorSettings
@@ -28,7 +29,7 @@ def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) 
     """The input consumers and the outputs' AsyncAPI entries; returns the routes."""
     register_subscribers(runtime, settings)
     document_outputs(runtime, settings)
-    return [http_router(runtime.context)]
+    return [http_router(runtime.context), admin_router(runtime.context, settings)]
 
 
 def register_subscribers(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:

@@ -75,3 +75,18 @@ SELECT component, version FROM schema_migrations
 -- name: insert_schema_migration
 -- Record one applied migration (in the migration's own transaction).
 INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)
+
+-- name: select_redriven_dead_letters
+-- Which of these dead letters a redrive took already (sent_at NULL: claimed, the publish never confirmed).
+SELECT dead_letter_id, sent_at FROM redriven_dead_letters WHERE dead_letter_id = ANY($1::uuid[])
+
+-- name: claim_redriven_dead_letters
+-- Claim dead letters before sending them back: one redrive wins each, so each is sent at most once.
+INSERT INTO redriven_dead_letters (dead_letter_id, source_topic, error_code)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+ON CONFLICT (dead_letter_id) DO NOTHING
+RETURNING dead_letter_id
+
+-- name: mark_redriven_dead_letters_sent
+-- The broker acknowledged these redriven messages.
+UPDATE redriven_dead_letters SET sent_at = now() WHERE dead_letter_id = ANY($1::uuid[])
