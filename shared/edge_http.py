@@ -139,7 +139,7 @@ def edge_router(
                 "`status` one of accepted, duplicate (this event_id and body were accepted before, or earlier in "
                 "this list), conflict (this event_id came before with another body: nothing published) or rejected"
             },
-            409: {"description": "Every item is a conflict"},
+            409: {"description": "Every item is a conflict; `detail` names each item's event_id"},
             413: {"description": f"More than {max_batch_items} items"},
             422: {"description": "No item accepted and some rejected; `results` names every bad field per item"},
         },
@@ -176,6 +176,10 @@ def edge_router(
             "results": [r.to_json() for r in results],
         }
         status = 202 if accepted or not items else 422 if rejected else 409
+        if status == 409:
+            body["detail"] = [
+                {**e, "loc": ["body", r.index, *e["loc"]]} for r in results if r.status == "conflict" for e in r.errors
+            ]
         return JSONResponse(body, status_code=status)
 
     return router
