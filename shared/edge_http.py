@@ -66,9 +66,15 @@ def edge_router(
     dependency: ContextDependency[EdgeContext],
     max_batch_items: int,
     tag: str,
+    notes: str = "",
 ) -> APIRouter:
     """Single and batch endpoints that validate, dedupe and publish through the context's `edge`."""
     router = APIRouter(tags=[tag])
+    rules = (
+        "One event_id, one body: re-posting an event_id with the same body is a `duplicate` (nothing is "
+        "published again); with another body a `conflict` (409 for one item; per item in a batch), nothing "
+        f"published. {notes}"
+    ).strip()
     item_schema = inline_local_refs(item_schema)
     single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": item_schema}}}}
     batch_body = {
@@ -85,6 +91,7 @@ def edge_router(
         path,
         status_code=202,
         summary=f"Submit one {noun}",
+        description=f"202 with `status` accepted (published now) or duplicate. {rules}",
         openapi_extra=single_body,
         responses={
             202: {
@@ -132,6 +139,8 @@ def edge_router(
         f"{path}/batch",
         status_code=202,
         summary=f"Submit a list of {noun}s; each is judged on its own",
+        description=f"Each item gets a `status` in `results`: accepted, duplicate, conflict or rejected (with its "
+        f"`errors`); two items with one event_id are judged in order, never both accepted. {rules}",
         openapi_extra=batch_body,
         responses={
             202: {
@@ -194,6 +203,8 @@ class EdgeEndpoints:
     noun: str
     tag: str
     item_schema: dict[str, Any]
+    notes: str = ""
+    """What else this stream refuses, for the OpenAPI and AsyncAPI descriptions."""
 
 
 class EdgeContext(Protocol):
@@ -222,7 +233,9 @@ def install_edge(
         endpoints.raw_topic,
         group_id=group_id,
         title=endpoints.raw_topic,
-        description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API).",
+        description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API). Invalid ones "
+        "are dead-lettered with the reason (error_code); an event_id seen before with another body as `conflict`. "
+        f"{endpoints.notes}".strip(),
     )
     async def on_raw(msg: KafkaMessage, context: EdgeContext = SubscriberDepends(dependency, cast=False)) -> None:
         await context.edge.consume(msg.raw_message)
@@ -234,6 +247,7 @@ def install_edge(
         dependency=dependency,
         max_batch_items=settings.max_batch_items,
         tag=endpoints.tag,
+        notes=endpoints.notes,
     )
 
 

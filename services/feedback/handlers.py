@@ -36,6 +36,20 @@ from shared.runtime import ContextDependency, Runtime
 
 log = structlog.get_logger(__name__)
 
+# What apps may say (ARCHITECTURE.md, Trust boundaries), in the OpenAPI and AsyncAPI descriptions.
+END_USER_NOTES = (
+    "End-user evidence only (thumb, rating, comparison, edit, comment; source end_user): a body claiming "
+    "expert evidence (source expert, kind verdict, annotator_id or another field of a verdict) is refused, "
+    "422 naming each such field with type `forbidden_source` (dead letter `forbidden_source` from "
+    "feedback.raw); experts answer through POST /v1/tasks/{task_id}/verdict. A comparison of two answers "
+    "known to answer different prompts: 422 / dead letter `cross_group_comparison`."
+)
+DEAD_LETTER_NOTES = (
+    "Messages that could not be processed, with their origin and the reason (error_code). Once the cause is "
+    "fixed they can be sent back to their origin (python -m services.ops redrive, or the aggregator's "
+    "POST /v1/admin/dead-letters/redrive), with a `redriven_from` header naming the letter."
+)
+
 annotator_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="The ADMIN_TOKEN.")
 Credentials = HTTPAuthorizationCredentials | None
@@ -60,11 +74,17 @@ class VerdictBody(BaseModel):
 def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> list[APIRouter]:
     """Every subscriber of feedback, and its routes (returned)."""
     document_output(runtime.broker, settings, topics.VOTES, Vote, key="interaction_id",
-                    description="End-user votes (received_at stamped) and experts' combined verdicts.")  # fmt: skip
+                    description="End-user votes (received_at stamped) and experts' combined verdicts, which come "
+                    "only from POST /v1/tasks/{task_id}/verdict.")  # fmt: skip
     document_output(runtime.broker, settings, topics.DEAD_LETTER, DeadLetter, key="source topic:partition:offset",
-                    description="Messages that could not be processed, with their origin and the reason.")  # fmt: skip
+                    description=DEAD_LETTER_NOTES)  # fmt: skip
     endpoints = EdgeEndpoints(
-        raw_topic=topics.FEEDBACK_RAW, path="/v1/votes", noun="vote", tag="votes", item_schema=vote_json_schema()
+        raw_topic=topics.FEEDBACK_RAW,
+        path="/v1/votes",
+        noun="vote",
+        tag="votes",
+        item_schema=vote_json_schema(),
+        notes=END_USER_NOTES,
     )
     votes = install_edge(runtime, endpoints=endpoints, group_id=settings.group_id, settings=settings)
     register_annotation_requests(runtime, settings)
