@@ -19,7 +19,7 @@ from services.feedback import handlers
 from services.feedback.app import SERVICE
 from services.feedback.handlers import register_annotation_requests
 from services.feedback.settings import FeedbackSettings
-from shared import topics
+from shared import consumer, topics
 from shared.consumer import consumer_policy
 from shared.errors import ConflictError, PipelineError, TransientError
 from shared.runtime import Runtime
@@ -64,7 +64,7 @@ async def test_a_batch_goes_to_the_queue() -> None:
 async def test_a_batch_the_queue_cannot_take_is_logged_with_its_origin_and_raised() -> None:
     queue = Queue(failure=TransientError("database unavailable"))
     async with TestKafkaBroker(runtime_with(queue).broker) as broker:
-        with captured_logs(handlers, processors=[merge_contextvars]) as logs, pytest.raises(TransientError):
+        with captured_logs(handlers, consumer, processors=[merge_contextvars]) as logs, pytest.raises(TransientError):
             await broker.publish_batch(b"r1", topic=TOPIC, partition=3)
     (failed,) = [e for e in logs if e["event"] == "batch_failed"]
     assert (failed["error_code"], failed["backoff_s"]) == ("transient", 0.01)
