@@ -1,36 +1,50 @@
-"""The edge flow shared by ingest and feedback: validate, stamp, dedupe by event_id, publish.
+"""The edge flow shared by ingest and feedback: validate, stamp, check, dedupe by event_id and body, publish.
 
 Both edge services take events over HTTP (single and batch) and from a raw topic, and publish
-canonical events to one output topic. An event_id already published is accepted and publishes
-nothing (the `published_events` table); the table is written only after the broker acknowledged
-the publish, so a crash in between publishes again rather than losing (at-least-once).
+canonical events to one output topic. One event_id, one body: `published_events` keeps the hash of
+the body first published under each id (`body_hash`: the validated event without what the pipeline
+stamps), so a re-post with the same body is a `duplicate` and one with another body a `conflict`;
+neither publishes anything, and two items of one request with the same id are judged the same way,
+in order. The table is written only after the broker acknowledged the publish, so a crash in between
+publishes again rather than losing (at-least-once); two first posts of one id racing each other may
+both be published, and the consumers' own dedupe by event_id keeps the first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
+import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared import db
-from shared.errors import ContractError, PipelineError, TransientError
+from shared.consumer import broker_dead_letters, consumer_policy
+from shared.edge_view import prune_edge_view
+from shared.errors import ConflictError, ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
-from shared.kafka import OutRecord, RedeliveryPause, dead_letter_for, publish_records
+from shared.kafka import OutRecord, dead_letter_for, publish_records
 from shared.settings import PipelineSettings, limits_from
 
 log = structlog.get_logger(__name__)
 QUERIES = db.SHARED_QUERIES
 
-ItemStatus = Literal["accepted", "duplicate", "rejected"]
+ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
+# What the pipeline stamps on an event: not part of the body a client sent.
+_STAMPED = frozenset({"received_at", "prompt_key"})
+
+Check = Callable[[asyncpg.Pool, Sequence[Event]], Awaitable[list[ContractError | None]]]
+Remember = Callable[[asyncpg.Connection, Sequence[Event]], Awaitable[None]]
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -47,15 +61,56 @@ class ItemResult:
         return body
 
 
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Admission:
+    """What becomes of one valid event: published now (`accepted`), `duplicate`, or refused with `error`."""
+
+    status: ItemStatus
+    error: PipelineError | None = None
+
+
 @dataclass(kw_only=True, frozen=True)
 class EdgeStream:
-    """What one edge service publishes: how to parse, stamp and key its events."""
+    """What one edge service publishes: how to parse, stamp and key its events, and what else it checks."""
 
     name: str
     output_topic: str
     parse: Callable[..., Event]
     stamp: Callable[[Event, datetime], Event]
     key: Callable[[Event], bytes]
+    check: Check | None = None
+    """Refusals that need the database (feedback: comparisons across prompt groups); None for an event that passes."""
+    remember: Remember | None = None
+    """Recorded of the events published now, with their ids (ingest: the edge's view of interactions)."""
+
+
+def body_hash(event: Event) -> bytes:
+    """sha256 of the event as validated (defaults filled, keys sorted), without what the pipeline stamps."""
+    body = event.model_dump(mode="json", exclude=_STAMPED)
+    try:
+        text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # Integers past 64 bits in metadata: the standard library writes them.
+        text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(text).digest()
+
+
+def conflict_with(event_id: UUID) -> ConflictError:
+    return ConflictError(
+        f"event_id {event_id} was accepted before with another body",
+        event_id=str(event_id),
+    )
+
+
+def _refused(index: int, event_id: str | None, status: ItemStatus, error: PipelineError | None) -> ItemResult:
+    """An item's result; a refusal names its fields (a contract error's own, else event_id)."""
+    if error is None:
+        errors: tuple[dict[str, Any], ...] = ()
+    elif isinstance(error, ContractError) and error.errors:
+        errors = tuple(error.errors)
+    else:
+        errors = ({"loc": ["event_id"], "msg": error.message, "type": error.code},)
+    return ItemResult(index=index, status=status, event_id=event_id, errors=errors)
 
 
 class EdgeMetrics:
@@ -63,8 +118,13 @@ class EdgeMetrics:
         labels = ["stream", "via"]
         self.accepted = Counter("events_accepted", "Events published to the output topic", labels, registry=registry)
         self.duplicates = Counter(
-            "events_duplicate", "Events whose event_id was already published", labels, registry=registry
-        )
+            "events_duplicate", "Events whose event_id was already published with the same body", labels,
+            registry=registry,
+        )  # fmt: skip
+        self.conflicts = Counter(
+            "events_conflict", "Events whose event_id was already published with another body", labels,
+            registry=registry,
+        )  # fmt: skip
         self.rejected = Counter("events_rejected", "Invalid events refused over HTTP", labels, registry=registry)
         self.dead_lettered = Counter(
             "events_dead_lettered",
@@ -101,7 +161,10 @@ class EdgePublisher:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics
-        self.pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
+        self.policy = consumer_policy(settings, name=stream.name, dead_letter=self._dead_letter_poison)
+        self._publish_dead_letter = broker_dead_letters(
+            broker=broker, service=service, topic_prefix=settings.topic_prefix, timeout_s=settings.publish_timeout_s
+        )
         # Built once per publisher, not once per event.
         self.limits = limits_from(settings)
 
@@ -115,51 +178,67 @@ class EdgePublisher:
         return self.stream.stamp(self.stream.parse(item, self.limits), utcnow())
 
     async def accept_items(self, items: Sequence[Any], *, via: str) -> list[ItemResult]:
-        """Validate each item on its own and publish the good ones: one bad item rejects only itself."""
-        results: list[ItemResult | None] = [None] * len(items)
+        """Judge each item on its own and publish the good ones: one bad item refuses only itself."""
+        results: dict[int, ItemResult] = {}
         good: list[tuple[int, Event]] = []
         for index, item in enumerate(items):
             try:
                 good.append((index, self.validate(item)))
             except ContractError as exc:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
-                results[index] = ItemResult(
-                    index=index,
-                    status="rejected",
-                    event_id=str(event_id) if event_id else None,
-                    errors=tuple(exc.errors),
-                )
+                results[index] = _refused(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
-        fresh_ids = await self.publish([event for _, event in good], via=via)
-        for index, event in good:
-            status: ItemStatus = "accepted" if event.event_id in fresh_ids else "duplicate"
-            results[index] = ItemResult(index=index, status=status, event_id=str(event.event_id))
-        return [r for r in results if r is not None]
+        admissions = await self.admit([event for _, event in good])
+        await self.publish([e for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"], via=via)
+        for (index, event), admission in zip(good, admissions, strict=True):
+            results[index] = _refused(index, str(event.event_id), admission.status, admission.error)
+            self._count(admission, via)
+        return [results[index] for index in sorted(results)]
+
+    async def consume(self, records: Sequence[ConsumerRecord]) -> None:
+        """A raw-topic batch under the consumers' failure policy (shared.consumer): nothing blocks a partition."""
+        await self.policy.consume(records, self.consume_records)
 
     async def consume_records(self, records: Sequence[ConsumerRecord]) -> None:
-        """Raw-topic batch: good records are published, bad ones dead-lettered; nothing blocks."""
-        good: list[Event] = []
+        """Raw-topic batch: good records are published, the others dead-lettered, in one acknowledged publish."""
+        good: list[tuple[ConsumerRecord, Event]] = []
         letters: list[OutRecord] = []
         for record in records:
             try:
-                good.append(self._validate_record(record))
+                good.append((record, self._validate_record(record)))
             except ContractError as exc:
-                letters.append(dead_letter_for(self.settings.topic_prefix, self.service, record, exc))
-                self.metrics.dead_lettered.labels(self.stream.name, exc.code).inc()
-                log.warning(
-                    "message_dead_lettered",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    **exc.to_log_context(),
-                )
-        try:
-            await self.publish(good, via="kafka", extra=letters)
-        except TransientError as exc:
-            pause_s = await self.pause.failed()
-            log.warning("batch_failed", stream=self.stream.name, **exc.to_log_context(), backoff_s=pause_s)
-            raise
-        self.pause.succeeded()
+                letters.append(self._dead_letter(record, exc))
+        admissions = await self.admit([event for _, event in good])
+        for (record, _), admission in zip(good, admissions, strict=True):
+            if admission.error is not None:
+                letters.append(self._dead_letter(record, admission.error))
+            self._count(admission, "kafka")
+        fresh = [e for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
+        await self.publish(fresh, via="kafka", extra=letters)
+
+    async def _dead_letter_poison(self, record: ConsumerRecord, error: PipelineError) -> None:
+        """A record the policy gave up on (it failed alone `consumer_max_attempts` times)."""
+        await self._publish_dead_letter(record, error)
+        self.metrics.dead_lettered.labels(self.stream.name, error.code).inc()
+
+    def _dead_letter(self, record: ConsumerRecord, error: PipelineError) -> OutRecord:
+        self.metrics.dead_lettered.labels(self.stream.name, error.code).inc()
+        log.warning(
+            "message_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            **error.to_log_context(),
+        )
+        return dead_letter_for(self.settings.topic_prefix, self.service, record, error)
+
+    def _count(self, admission: Admission, via: str) -> None:
+        if admission.status == "duplicate":
+            self.metrics.duplicates.labels(self.stream.name, via).inc()
+        elif admission.status == "conflict":
+            self.metrics.conflicts.labels(self.stream.name, via).inc()
+        elif admission.status == "rejected" and via != "kafka":
+            self.metrics.rejected.labels(self.stream.name, via).inc()
 
     def _validate_record(self, record: ConsumerRecord) -> Event:
         if record.value is None:
@@ -173,54 +252,95 @@ class EdgePublisher:
             )
         return self.validate(record.value)
 
-    async def publish(self, events: Sequence[Event], *, via: str, extra: Sequence[OutRecord] = ()) -> set[UUID]:
-        """Publish the events not yet published (plus `extra` records); return the ids published now."""
+    async def admit(self, events: Sequence[Event]) -> list[Admission]:
+        """In order, what becomes of each event: the stream's checks, then one event_id, one body.
+
+        An id published before (or earlier in `events`) with the same body is a duplicate, with
+        another body a conflict; a row written before bodies were hashed counts as the same body.
+        """
+        refusals = await self._check(events)
+        candidates = [e for e, refusal in zip(events, refusals, strict=True) if refusal is None]
+        published = await self._published_bodies(list({e.event_id for e in candidates}))
+        admissions = []
+        for event, refusal in zip(events, refusals, strict=True):
+            if refusal is not None:
+                admissions.append(Admission(status="rejected", error=refusal))
+                continue
+            digest = body_hash(event)
+            if event.event_id not in published:
+                published[event.event_id] = digest
+                admissions.append(Admission(status="accepted"))
+            elif published[event.event_id] in (None, digest):
+                admissions.append(Admission(status="duplicate"))
+            else:
+                admissions.append(Admission(status="conflict", error=conflict_with(event.event_id)))
+        return admissions
+
+    async def publish(self, events: Sequence[Event], *, via: str, extra: Sequence[OutRecord] = ()) -> None:
+        """Publish `events` (admitted: first of their id) and `extra` records, then record the ids as published."""
         started = asyncio.get_running_loop().time()
-        unique: dict[UUID, Event] = {}
-        for event in events:
-            unique.setdefault(event.event_id, event)
-        seen = await self._already_published(list(unique))
-        fresh = [e for eid, e in unique.items() if eid not in seen]
         # The serializer's bytes are what model_dump_json() decodes to str: skip the str round trip.
         records = [
             OutRecord(
                 topic=self.stream.output_topic, key=self.stream.key(e), value=e.__pydantic_serializer__.to_json(e)
             )
-            for e in fresh
+            for e in events
         ]
         await publish_records(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
-        fresh_ids = {e.event_id for e in fresh}
-        await self._record_published(list(fresh_ids))
-        self.metrics.accepted.labels(self.stream.name, via).inc(len(fresh))
-        self.metrics.duplicates.labels(self.stream.name, via).inc(len(events) - len(fresh))
+        await self._record_published(events)
+        self.metrics.accepted.labels(self.stream.name, via).inc(len(events))
         self.metrics.publish_latency.labels(self.stream.name).observe(asyncio.get_running_loop().time() - started)
-        return fresh_ids
 
-    async def _already_published(self, event_ids: list[UUID]) -> set[UUID]:
+    async def _check(self, events: Sequence[Event]) -> list[ContractError | None]:
+        if self.stream.check is None or not events:
+            return [None] * len(events)
+        try:
+            async with asyncio.timeout(self.settings.db_acquire_timeout_s):
+                return await self.stream.check(self.pool, events)
+        except (TransientError, TimeoutError) as exc:
+            # The checks are advisory (the aggregator refuses what they would): without the database, let through.
+            log.warning("edge_check_unavailable", stream=self.stream.name, error=type(exc).__name__)
+            return [None] * len(events)
+
+    async def _published_bodies(self, event_ids: list[UUID]) -> dict[UUID, bytes | None]:
         if not event_ids:
-            return set()
+            return {}
         try:
             async with db.translate_errors(), asyncio.timeout(self.settings.db_acquire_timeout_s):
-                rows = await self.pool.fetch(QUERIES["select_published_event_ids"], event_ids)
+                rows = await self.pool.fetch(QUERIES["select_published_bodies"], event_ids)
         except (TransientError, TimeoutError) as exc:
             # Dedupe is an optimisation here (every consumer is idempotent by event_id):
             # without the database, publish rather than refuse.
             log.warning("dedupe_unavailable", stream=self.stream.name, error=type(exc).__name__)
-            return set()
-        return {row["event_id"] for row in rows}
+            return {}
+        return {row["event_id"]: row["body_hash"] for row in rows}
 
-    async def _record_published(self, event_ids: list[UUID]) -> None:
-        if not event_ids:
+    async def _record_published(self, events: Sequence[Event]) -> None:
+        if not events:
             return
         try:
-            async with db.translate_errors(), asyncio.timeout(self.settings.db_acquire_timeout_s):
-                await self.pool.execute(QUERIES["insert_published_events"], event_ids, self.stream.name)
+            async with (
+                db.translate_errors(),
+                asyncio.timeout(self.settings.db_acquire_timeout_s),
+                self.pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                await conn.execute(
+                    QUERIES["insert_published_bodies"],
+                    [e.event_id for e in events],
+                    [body_hash(e) for e in events],
+                    self.stream.name,
+                )
+                if self.stream.remember is not None:
+                    await self.stream.remember(conn, events)
         except (PipelineError, TimeoutError) as exc:
             log.warning("dedupe_record_failed", stream=self.stream.name, error=type(exc).__name__)
 
 
 async def prune_published(pool: asyncpg.Pool, window: timedelta) -> int:
-    """Forget published event ids older than the dedupe window; return how many."""
+    """Forget published event ids (and the edge's view of interactions) older than the dedupe window; how many ids."""
+    before = utcnow() - window
     async with db.translate_errors():
-        status = await pool.execute(QUERIES["delete_published_events_before"], utcnow() - window)
+        status = await pool.execute(QUERIES["delete_published_events_before"], before)
+    await prune_edge_view(pool, before)
     return int(status.split()[-1])

@@ -66,9 +66,15 @@ def edge_router(
     dependency: ContextDependency[EdgeContext],
     max_batch_items: int,
     tag: str,
+    notes: str = "",
 ) -> APIRouter:
     """Single and batch endpoints that validate, dedupe and publish through the context's `edge`."""
     router = APIRouter(tags=[tag])
+    rules = (
+        "One event_id, one body: re-posting an event_id with the same body is a `duplicate` (nothing is "
+        "published again); with another body a `conflict` (409 for one item; per item in a batch), nothing "
+        f"published. {notes}"
+    ).strip()
     item_schema = inline_local_refs(item_schema)
     single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": item_schema}}}}
     batch_body = {
@@ -85,6 +91,7 @@ def edge_router(
         path,
         status_code=202,
         summary=f"Submit one {noun}",
+        description=f"202 with `status` accepted (published now) or duplicate. {rules}",
         openapi_extra=single_body,
         responses={
             202: {
@@ -93,7 +100,19 @@ def edge_router(
                     "application/json": {"example": {**result_example, "accepted": [result_example["event_id"]]}}
                 },
             },
-            422: {"description": "Invalid: `detail` names every bad field"},
+            409: {
+                "description": "Conflict: this event_id was accepted before with another body; nothing is published",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "event_id": result_example["event_id"],
+                            "status": "conflict",
+                            "detail": [{"loc": ["body", "event_id"], "msg": "...", "type": "conflict"}],
+                        }
+                    }
+                },
+            },
+            422: {"description": "Invalid: `detail` names every bad field (its `type` says why)"},
         },
     )
     async def post_one(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
@@ -107,6 +126,9 @@ def edge_router(
         (result,) = await edge.accept_items([item], via="http")
         if result.status == "rejected":
             raise ContractError(f"invalid {noun}", errors=[{**e, "loc": ["body", *e["loc"]]} for e in result.errors])
+        if result.status == "conflict":
+            detail = [{**e, "loc": ["body", *e["loc"]]} for e in result.errors]
+            return JSONResponse({"event_id": result.event_id, "status": "conflict", "detail": detail}, status_code=409)
         return JSONResponse(
             {"event_id": result.event_id, "status": result.status, "accepted": [result.event_id]}, status_code=202
         )
@@ -115,11 +137,18 @@ def edge_router(
         f"{path}/batch",
         status_code=202,
         summary=f"Submit a list of {noun}s; each is judged on its own",
+        description=f"Each item gets a `status` in `results`: accepted, duplicate, conflict or rejected (with its "
+        f"`errors`); two items with one event_id are judged in order, never both accepted. {rules}",
         openapi_extra=batch_body,
         responses={
-            202: {"description": "At least one item accepted; `results` has one entry per item"},
+            202: {
+                "description": "At least one item accepted (or a duplicate); `results` has one entry per item, its "
+                "`status` one of accepted, duplicate (this event_id and body were accepted before, or earlier in "
+                "this list), conflict (this event_id came before with another body: nothing published) or rejected"
+            },
+            409: {"description": "Every item is a conflict; `detail` names each item's event_id"},
             413: {"description": f"More than {max_batch_items} items"},
-            422: {"description": "No item accepted; `results` names every bad field per item"},
+            422: {"description": "No item accepted and some rejected; `results` names every bad field per item"},
         },
     )
     async def post_batch(request: Request, context: EdgeContext = Depends(dependency)) -> JSONResponse:
@@ -144,10 +173,21 @@ def edge_router(
                 status_code=413,
             )
         results = await edge.accept_items(items, via="http")
-        accepted = [r.event_id for r in results if r.status != "rejected"]
+        accepted = [r.event_id for r in results if r.status in ("accepted", "duplicate")]
         rejected = [r.to_json() for r in results if r.status == "rejected"]
-        body = {"accepted": accepted, "rejected": rejected, "results": [r.to_json() for r in results]}
-        return JSONResponse(body, status_code=202 if accepted or not items else 422)
+        conflicts = [r.to_json() for r in results if r.status == "conflict"]
+        body = {
+            "accepted": accepted,
+            "rejected": rejected,
+            "conflicts": conflicts,
+            "results": [r.to_json() for r in results],
+        }
+        status = 202 if accepted or not items else 422 if rejected else 409
+        if status == 409:
+            body["detail"] = [
+                {**e, "loc": ["body", r.index, *e["loc"]]} for r in results if r.status == "conflict" for e in r.errors
+            ]
+        return JSONResponse(body, status_code=status)
 
     return router
 
@@ -161,6 +201,8 @@ class EdgeEndpoints:
     noun: str
     tag: str
     item_schema: dict[str, Any]
+    notes: str = ""
+    """What else this stream refuses, for the OpenAPI and AsyncAPI descriptions."""
 
 
 class EdgeContext(Protocol):
@@ -189,10 +231,12 @@ def install_edge(
         endpoints.raw_topic,
         group_id=group_id,
         title=endpoints.raw_topic,
-        description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API).",
+        description=f"{endpoints.noun.capitalize()}s as apps publish them (same body as the HTTP API). Invalid ones "
+        "are dead-lettered with the reason (error_code); an event_id seen before with another body as `conflict`. "
+        f"{endpoints.notes}".strip(),
     )
     async def on_raw(msg: KafkaMessage, context: EdgeContext = SubscriberDepends(dependency, cast=False)) -> None:
-        await context.edge.consume_records(msg.raw_message)
+        await context.edge.consume(msg.raw_message)
 
     return edge_router(
         path=endpoints.path,
@@ -201,6 +245,7 @@ def install_edge(
         dependency=dependency,
         max_batch_items=settings.max_batch_items,
         tag=endpoints.tag,
+        notes=endpoints.notes,
     )
 
 

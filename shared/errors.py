@@ -77,3 +77,15 @@ class ConfigurationError(PipelineError):
     """Settings that cannot work (e.g. a CA that does not sign the server's certificate): permanent, never retried."""
 
     code = "misconfigured"
+
+
+class ForbiddenSourceError(ContractError):
+    """An app's vote that claims expert evidence (source expert, a verdict, an expert-only field): refused."""
+
+    code = "forbidden_source"
+
+
+class CrossGroupComparisonError(ContractError):
+    """A comparison of two answers to different prompts: no pair can come of it, so it is refused."""
+
+    code = "cross_group_comparison"

@@ -63,7 +63,10 @@ class OutboxRelay:
         self.max_backoff_s = max_backoff_s
         self._wake = asyncio.Event()
         self.relayed = Counter("outbox_relayed", "Outbox messages published", ["service"], registry=registry)
-        self.pending = Gauge("outbox_pending", "Outbox messages waiting (last seen)", ["service"], registry=registry)
+        self.pending = Gauge(
+            "outbox_pending", "Outbox messages waiting to be relayed (counted after each poll)", ["service"],
+            registry=registry,
+        )  # fmt: skip
 
     def notify(self) -> None:
         """Wake the relay now (call after committing outbox rows)."""
@@ -97,15 +100,20 @@ class OutboxRelay:
             async with asyncio.timeout(timeout_s):
                 while await self.relay_once():
                     pass
+                await self.count_pending()
         except (TimeoutError, PipelineError) as exc:
             log.warning("outbox_flush_incomplete", service=self.service, error=type(exc).__name__)
 
     async def run(self) -> None:
-        """Relay forever: right after `notify()`, else every `poll_interval_s`; back off on failures."""
+        """Relay forever: right after `notify()`, else every `poll_interval_s`; back off on failures.
+
+        After each poll the `outbox_pending` gauge is set to the rows still waiting.
+        """
         backoff = self.poll_interval_s
         while True:
             try:
                 relayed = await self.relay_once()
+                await self.count_pending()
                 backoff = self.poll_interval_s
             except (PipelineError, OSError, TimeoutError) as exc:
                 log.warning("outbox_relay_retry", service=self.service, error=type(exc).__name__, backoff_s=backoff)
@@ -121,6 +129,7 @@ class OutboxRelay:
                 pass
 
     async def count_pending(self) -> int:
+        """The rows of this service waiting in the outbox now; also sets the `outbox_pending` gauge."""
         async with db.translate_errors():
             count = await self.pool.fetchval(QUERIES["count_outbox"], self.service)
         self.pending.labels(self.service).set(count)

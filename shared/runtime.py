@@ -146,7 +146,8 @@ class Runtime(Generic[C]):
         """Relay this service's outbox in the background; flushed on shutdown before the producer closes.
 
         With `is_enabled` False the relay is built but never runs: rows wait in the outbox (an
-        operator's switch to hold publishing, e.g. during Kafka maintenance).
+        operator's switch to hold publishing, e.g. during Kafka maintenance); `outbox_pending` still
+        counts them every `poll_interval_s`.
         """
         relay = OutboxRelay(
             service=self.service,
@@ -161,6 +162,8 @@ class Runtime(Generic[C]):
         if is_enabled:
             self.relay = relay
             self.spawn("outbox_relay", relay.run())
+        else:
+            self.every("outbox_pending", poll_interval_s, relay.count_pending)
         return relay
 
     async def start(self, start_context: StartContext[C]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from shared.events import (
+    END_USER_VOTE_ADAPTER,
     AnnotationRequest,
     DeadLetter,
     FeedbackStats,
@@ -29,7 +30,10 @@ def contract_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema of every v1 contract."""
     return {
         "interaction.v1.json": Interaction.model_json_schema(mode="validation"),
+        # The `votes` topic: end users' votes and experts' verdicts.
         "vote.v1.json": TypeAdapter(Vote).json_schema(mode="validation"),
+        # What apps may send (POST /v1/votes*, feedback.raw): end-user evidence only.
+        "end_user_vote.v1.json": END_USER_VOTE_ADAPTER.json_schema(mode="validation"),
         "preference_pair.v1.json": PreferencePair.model_json_schema(mode="serialization"),
         "annotation_request.v1.json": AnnotationRequest.model_json_schema(mode="serialization"),
         "feedback_stats.v1.json": FeedbackStats.model_json_schema(mode="serialization"),

@@ -209,6 +209,13 @@ class PipelineSettings(BaseSettings):
     retry_max_backoff_s: float = _shared(
         "retry_max_backoff_s", 5.0, "Longest wait between retries of a transient failure.", gt=0
     )
+    consumer_max_attempts: int = _shared(
+        "consumer_max_attempts",
+        3,
+        "Tries of a consumed record that fails for a reason other than an outage (taken alone, out of its batch)"
+        " before it is dead-lettered as processing_failed.",
+        ge=1,
+    )
 
     max_messages: int = _shared("max_messages", 200, "Most messages in one interaction's context.", ge=1)
     max_content_chars: int = _shared(
@@ -223,6 +230,12 @@ class PipelineSettings(BaseSettings):
         "max_clock_skew_s", 86_400.0, "How far in the future an event's occurred_at may be (producer clocks).", gt=0
     )
     max_batch_items: int = _shared("max_batch_items", 500, "Most items in one HTTP batch request.", ge=1)
+    redrive_read_idle_s: float = _shared(
+        "redrive_read_idle_s",
+        1.0,
+        "A redrive reads dead-letter until a poll this long brings nothing past the end offsets it saw at start.",
+        gt=0,
+    )
     max_body_bytes: int = _shared(
         "max_body_bytes", 8 * 1024 * 1024, "Largest HTTP request body; larger gets 413.", ge=1024
     )

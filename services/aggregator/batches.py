@@ -1,13 +1,17 @@
 """One consumed batch in one PostgreSQL transaction: lock, load, decide (pure), write state and outbox rows.
 
 Locks, always in this order so two instances never deadlock: advisory locks on the batch's
-interaction ids (sorted keys; they serialize a vote's lookup with its interaction's arrival, so a
-vote is either found or parked and then claimed, never lost), then the row locks of the touched
-groups (sorted prompt_key), then the leaderboard's shared rows (battle counts, approval counts,
-boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted key), then
-model versions (sorted key; leaderboard_store.note_model_versions). The caller commits the input
-offsets only after this transaction committed, so everything here is idempotent: interactions by
-id, votes by event_id, outputs by state hash, battles by pair_id, approval by the group's state.
+interaction ids and on every answer its votes name (sorted keys; they serialize a vote's lookup with
+its answers' arrival, so a vote is either found or parked and then claimed, never lost), then the row
+locks of the touched groups (sorted prompt_key), then the leaderboard's shared rows (battle counts,
+approval counts, boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted
+key), then model versions (sorted key; leaderboard_store.note_model_versions). One exception: the answers
+named by parked votes claimed in this batch are locked after that first round (they are only known once
+claimed); two instances crossing there is a deadlock PostgreSQL detects, and the aborted batch is
+redelivered (a transient error). The caller commits the input offsets only after this transaction
+committed, so everything here is idempotent: interactions by id, votes by event_id, outputs by state
+hash, battles by pair_id, approval by the group's state. Votes refused here (admission.py) are
+dead-lettered in the same transaction and their event ids forgotten, so a redriven copy is taken as new.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
+import structlog
 
 from services.aggregator import leaderboard_store, store
+from services.aggregator.admission import check_verdict, named_interactions, place_vote
 from services.aggregator.evidence import collect_evidence, fold_votes
 from services.aggregator.leaderboard_counts import BoardChanges
 from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, plan_outputs
@@ -27,10 +33,13 @@ from services.aggregator.pairs import Group, PairRules, decide
 from services.aggregator.routing import RoutingRules
 from services.aggregator.stats import StatsDeltas, model_versions
 from shared import topics
-from shared.events import Interaction, Vote
-from shared.kafka import OutRecord
+from shared.errors import ContractError
+from shared.events import Interaction, VerdictVote, Vote
+from shared.kafka import OutRecord, dead_letter_record
 from shared.outbox import insert_outbox
 from shared.settings import Limits
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -88,7 +97,8 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     outcome = BatchOutcome(dead_letters=len(batch.dead_letters))
     await store.lock_interaction_keys(
         conn,
-        [(i.app_id, i.interaction_id) for i in interactions] + [(p.vote.app_id, p.vote.interaction_id) for p in votes],
+        [(i.app_id, i.interaction_id) for i in interactions]
+        + [(p.vote.app_id, name) for p in votes for name in named_interactions(p.vote)],
     )
     fresh_votes = await store.insert_seen_votes(conn, [p.vote.event_id for p in votes])
     outcome.duplicates = len(batch.votes) - len(fresh_votes)
@@ -96,7 +106,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     await store.insert_groups(conn, interactions)
     new_keys = await store.insert_interactions(conn, interactions)
     new_interactions = [i for i in interactions if (i.app_id, i.interaction_id) in new_keys]
-    applied, parked = await _locate_votes(conn, new_keys, votes, rules, now)
+    applied, parked, refused = await _admit_votes(conn, new_keys, votes, rules, now)
     deltas = StatsDeltas(rules.stats_window_s)
     for interaction in new_interactions:
         deltas.add(interaction.app_id, interaction.response.model_version, interaction.occurred_at, interactions=1)
@@ -108,31 +118,88 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     records = await _decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await store.add_stats(conn, deltas)
     await leaderboard_store.note_model_versions(conn, new_interactions)
-    await insert_outbox(conn, rules.service, [*records, *batch.dead_letters])
+    letters = await _refuse(conn, refused, rules)
+    await insert_outbox(conn, rules.service, [*records, *batch.dead_letters, *letters])
     outcome.interactions, outcome.votes_parked = len(new_interactions), len(parked)
     outcome.votes_applied = sum(len(v) for v in applied.values())
+    outcome.dead_letters += len(letters)
     return outcome
 
 
-async def _locate_votes(
+Refused = list[tuple[store.ParkedVote, ContractError]]
+
+
+async def _admit_votes(
     conn: asyncpg.Connection,
     new_keys: set[tuple[str, str]],
     votes: list[store.ParkedVote],
     rules: BatchRules,
     now: datetime,
-) -> tuple[dict[str, list[tuple[Vote, str]]], list[store.ParkedVote]]:
-    """Votes to apply per group (with their answer's model_version), counting parked ones now claimed; park the rest."""
+) -> tuple[dict[str, list[tuple[Vote, str]]], list[tuple[store.ParkedVote, str]], Refused]:
+    """Votes to apply per group (with their answer's model_version), parked ones claimed now included.
+
+    The others are parked until the answer they wait for arrives, or refused (admission.py).
+    """
     claimed = await store.claim_parked_votes(conn, new_keys)
-    incoming = [*claimed, *(p.vote for p in votes)]
-    located = await store.select_interaction_groups(conn, [(v.app_id, v.interaction_id) for v in incoming])
-    parked = [p for p in votes if (p.vote.app_id, p.vote.interaction_id) not in located]
-    await store.insert_parked_votes(conn, parked, now + timedelta(seconds=rules.parked_vote_ttl_s))
+    # Locks already held are taken again at no cost; see the module docstring for the order.
+    await store.lock_interaction_keys(conn, [(p.vote.app_id, n) for p in claimed for n in named_interactions(p.vote)])
+    incoming, refused = await _check_verdicts(conn, [*claimed, *votes])
+    located = await store.select_interaction_groups(
+        conn, [(p.vote.app_id, name) for p in incoming for name in named_interactions(p.vote)]
+    )
+    groups = {key: prompt_key for key, (prompt_key, _) in located.items()}
     applied: dict[str, list[tuple[Vote, str]]] = defaultdict(list)
-    for vote in incoming:
-        if (vote.app_id, vote.interaction_id) in located:
-            prompt_key, model_version = located[(vote.app_id, vote.interaction_id)]
-            applied[prompt_key].append((vote, model_version))
-    return applied, parked
+    parked: list[tuple[store.ParkedVote, str]] = []
+    for parked_vote in incoming:
+        vote = parked_vote.vote
+        placement = place_vote(vote, groups)
+        if placement.refusal is not None:
+            refused.append((parked_vote, placement.refusal))
+        elif placement.waiting_for is not None:
+            parked.append((parked_vote, placement.waiting_for))
+        else:
+            applied[placement.prompt_key or ""].append((vote, located[(vote.app_id, vote.interaction_id)][1]))
+    await store.insert_parked_votes(conn, parked, now + timedelta(seconds=rules.parked_vote_ttl_s))
+    return applied, parked, refused
+
+
+async def _check_verdicts(
+    conn: asyncpg.Connection, votes: list[store.ParkedVote]
+) -> tuple[list[store.ParkedVote], Refused]:
+    """Split off the verdicts that are not about a task the aggregator issued, as issued."""
+    issued = await store.select_issued_tasks(conn, [p.vote.task_id for p in votes if isinstance(p.vote, VerdictVote)])
+    kept: list[store.ParkedVote] = []
+    refused: Refused = []
+    for parked_vote in votes:
+        vote = parked_vote.vote
+        refusal = check_verdict(vote, issued.get(vote.task_id)) if isinstance(vote, VerdictVote) else None
+        if refusal is None:
+            kept.append(parked_vote)
+        else:
+            refused.append((parked_vote, refusal))
+    return kept, refused
+
+
+async def _refuse(conn: asyncpg.Connection, refused: Refused, rules: BatchRules) -> list[OutRecord]:
+    """Dead letters of refused votes; their ids are forgotten, so a redriven copy is not taken for a duplicate."""
+    if not refused:
+        return []
+    await store.forget_seen_votes(conn, [p.vote.event_id for p, _ in refused])
+    for code in sorted({error.code for _, error in refused}):
+        log.warning("votes_refused", error_code=code, count=sum(1 for _, e in refused if e.code == code))
+    return [
+        dead_letter_record(
+            rules.topic_prefix,
+            service=rules.service,
+            error=error,
+            raw_value=p.vote.model_dump_json().encode(),
+            source_topic=p.source_topic,
+            source_partition=p.source_partition,
+            source_offset=p.source_offset,
+            source_key=p.vote.interaction_id.encode(),
+        )
+        for p, error in refused
+    ]
 
 
 async def _decide_groups(

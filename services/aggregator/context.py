@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
 
 from services.aggregator import jobs
 from services.aggregator.export_stream import ExportContext
@@ -14,7 +16,9 @@ from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.routing import RoutingRules
 from services.aggregator.rules import batch_rules, export_rules, job_rules, leaderboard_rules
 from services.aggregator.settings import AggregatorSettings
-from shared.kafka import RedeliveryPause
+from shared import topics
+from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
+from shared.errors import PipelineError
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 
@@ -33,6 +37,8 @@ class AggregatorContext:
     """Refits the model leaderboards that changed (a job), and serves their latest bodies."""
     exports: ExportContext
     """The export route's pool, rules and slots (the slots bound the exports running at once)."""
+    broker: KafkaBroker
+    """The runtime's producer: dead letters sent back home (the admin route)."""
 
     @classmethod
     async def start(
@@ -57,11 +63,11 @@ class AggregatorContext:
         runtime.every(
             "prune_seen_votes", settings.vote_dedupe_prune_interval_s, lambda: jobs.prune_seen_votes(pool, background)
         )
-        pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
-        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, pause=pause)
+        policies = input_policies(runtime, settings, relay, metrics)
+        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
-        return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards)
+        return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards, broker=runtime.broker)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""
@@ -86,3 +92,21 @@ def start_leaderboards(
     runtime.every("sync_regression_gauges", settings.leaderboard_gauge_sync_interval_s, worker.sync_gauges)
     runtime.spawn("backfill_leaderboard", worker.backfill_until_done(settings.retry_max_backoff_s))
     return worker
+
+
+def input_policies(
+    runtime: Runtime[AggregatorContext], settings: AggregatorSettings, relay: OutboxRelay, metrics: AggregatorMetrics
+) -> dict[str, ConsumerPolicy]:
+    """The failure policy of each input topic: poison dead-lettered through the outbox, and counted."""
+    send = outbox_dead_letters(
+        pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
+    )
+
+    async def dead_letter(record: ConsumerRecord, error: PipelineError) -> None:
+        await send(record, error)
+        metrics.taken.labels("dead_letters").inc()
+
+    return {
+        name: consumer_policy(settings, name=name, dead_letter=dead_letter)
+        for name in (topics.INTERACTIONS, topics.VOTES)
+    }

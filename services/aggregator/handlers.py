@@ -14,6 +14,7 @@ from faststream import Depends as SubscriberDepends
 from faststream.kafka.annotations import KafkaMessage
 
 from services.aggregator import store
+from services.aggregator.admin import admin_router
 from services.aggregator.context import AggregatorContext
 from services.aggregator.decoders import decode_interactions, decode_votes
 from services.aggregator.export_routes import export_router
@@ -30,7 +31,12 @@ def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) 
     """The input consumers and the outputs' AsyncAPI entries; returns the routes (exports: export_routes.py)."""
     register_subscribers(runtime, settings)
     document_outputs(runtime, settings)
-    return [http_router(runtime.context), leaderboard_router(runtime.context), export_router(runtime.context)]
+    return [
+        http_router(runtime.context),
+        leaderboard_router(runtime.context),
+        export_router(runtime.context),
+        admin_router(runtime.context, settings),
+    ]
 
 
 def register_subscribers(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:
@@ -56,7 +62,10 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         topics.VOTES,
         group_id=settings.group_id,
         title="votes",
-        description="End-user votes and expert verdicts (keyed by interaction_id).",
+        description="End-user votes and expert verdicts (keyed by interaction_id). A verdict counts only for a "
+        "task the aggregator issued, with its candidates (else dead letter unknown_task / candidates_mismatch); a "
+        "vote waits for every answer it names until the parked-vote TTL (then parked_vote_expired); a comparison "
+        "of answers to two prompts is dead-lettered cross_group_comparison.",
     )
     async def on_votes(
         msg: KafkaMessage, context: AggregatorContext = SubscriberDepends(dependency, cast=False)
@@ -70,7 +79,12 @@ def document_outputs(runtime: Runtime[AggregatorContext], settings: AggregatorSe
         (topics.PREFERENCE_PAIRS, PreferencePair, "pair_id", "Chosen/rejected pairs; compacted, null = retracted."),
         (topics.ANNOTATION_REQUESTS, AnnotationRequest, "task_id", "Ambiguous cases for experts; null = withdrawn."),
         (topics.FEEDBACK_STATS, FeedbackStats, "stats_id", "Counts per app, model version and window."),
-        (topics.DEAD_LETTER, DeadLetter, "source topic:partition:offset", "What could not be processed, and why."),
+        (
+            topics.DEAD_LETTER,
+            DeadLetter,
+            "source topic:partition:offset",
+            "What could not be processed, and why; POST /v1/admin/dead-letters/redrive sends letters back home.",
+        ),
         (
             topics.MODEL_LEADERBOARD,
             ModelLeaderboard,

@@ -68,15 +68,21 @@ async def publish_stats(pool: asyncpg.Pool, relay: OutboxRelay, rules: JobRules)
 
 
 async def expire_parked_votes(pool: asyncpg.Pool, relay: OutboxRelay, rules: JobRules) -> int:
-    """Dead-letter parked votes whose interaction did not arrive within the TTL."""
-    reason = f"interaction not seen within {rules.parked_vote_ttl_s:g} s"
+    """Dead-letter parked votes whose awaited answer (their own, or a compared one) did not arrive within the TTL.
+
+    Their event ids are forgotten in the same transaction: a dead-lettered vote was never taken in,
+    so once its answer arrived, a redrive of its dead letter is taken as a new vote.
+    """
     async with db.translate_errors(), pool.acquire() as conn, conn.transaction():
         rows = await store.expire_parked_votes(conn, utcnow(), rules.parked_sweep_batch)
+        await store.forget_seen_votes(conn, [row["event_id"] for row in rows])
         letters = [
             dead_letter_record(
                 rules.topic_prefix,
                 service=rules.service,
-                error=ParkedVoteExpiredError(reason),
+                error=ParkedVoteExpiredError(
+                    f"interaction {row['interaction_id']} not seen within {rules.parked_vote_ttl_s:g} s"
+                ),
                 raw_value=json.dumps(row["vote"], separators=(",", ":")).encode(),
                 source_topic=row["source_topic"],
                 source_partition=row["source_partition"],

@@ -140,6 +140,11 @@ def task_id(prompt_key: str, kind: str, interaction_ids: tuple[str, ...]) -> str
     return _digest("task", prompt_key, kind, *sorted(interaction_ids))
 
 
+def task_candidates(interaction_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The order a task shows its candidates in (A, then B): by interaction_id, so it is the same every time."""
+    return tuple(sorted(interaction_ids))
+
+
 def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
@@ -217,8 +222,8 @@ def _pair(group: Group, chosen: Answer, rejected: Answer, method: str, confidenc
 
 
 def _compare_task(group: Group, a: Answer, b: Answer, reason: str, uncertainty: float) -> TaskSpec:
-    first, second = sorted((a, b), key=lambda x: x.interaction_id)
-    ids = (first.interaction_id, second.interaction_id)
+    ids = task_candidates((a.interaction_id, b.interaction_id))
+    first, second = (a, b) if ids[0] == a.interaction_id else (b, a)
     evidence = _task_evidence(first.interaction_id, second.interaction_id, group.evidence)
     return TaskSpec(
         task_id=task_id(group.prompt_key, "compare", ids),

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
 from services.aggregator.outputs import PairRow, TaskRow
 from services.aggregator.pairs import Answer, SftExample
@@ -72,10 +73,13 @@ class StatsWindow:
 
 @dataclass(kw_only=True, frozen=True)
 class ParkedVote:
+    """A vote with where it was consumed from; `expires_at` once it was parked (the TTL runs from then)."""
+
     vote: Vote
     source_topic: str
     source_partition: int | None
     source_offset: int | None
+    expires_at: datetime | None = None
 
 
 def interaction_lock_key(app_id: str, interaction_id: str) -> int:
@@ -156,29 +160,56 @@ async def delete_seen_votes_before(pool: asyncpg.Pool, moment: datetime) -> int:
     return int(status.split()[-1])
 
 
-async def insert_parked_votes(conn: asyncpg.Connection, parked: Sequence[ParkedVote], expires_at: datetime) -> None:
+async def insert_parked_votes(
+    conn: asyncpg.Connection, parked: Sequence[tuple[ParkedVote, str]], expires_at: datetime
+) -> None:
+    """Park (vote, the interaction_id it waits for); a vote parked before keeps its own expiry."""
     if not parked:
         return
     await conn.execute(
         QUERIES["insert_parked_votes"],
-        [p.vote.event_id for p in parked],
-        [p.vote.app_id for p in parked],
-        [p.vote.interaction_id for p in parked],
-        [p.vote.model_dump(mode="json") for p in parked],
-        [p.source_topic for p in parked],
-        [p.source_partition for p in parked],
-        [p.source_offset for p in parked],
-        [expires_at] * len(parked),
+        [p.vote.event_id for p, _ in parked],
+        [p.vote.app_id for p, _ in parked],
+        [waiting_for for _, waiting_for in parked],
+        [p.vote.model_dump(mode="json") for p, _ in parked],
+        [p.source_topic for p, _ in parked],
+        [p.source_partition for p, _ in parked],
+        [p.source_offset for p, _ in parked],
+        [p.expires_at or expires_at for p, _ in parked],
     )
 
 
-async def claim_parked_votes(conn: asyncpg.Connection, pairs: Iterable[tuple[str, str]]) -> list[Vote]:
-    """Take (delete and return) the parked votes of these interactions."""
+async def claim_parked_votes(conn: asyncpg.Connection, pairs: Iterable[tuple[str, str]]) -> list[ParkedVote]:
+    """Take (delete and return) the parked votes waiting for these interactions."""
     wanted = sorted(set(pairs))
     if not wanted:
         return []
     rows = await conn.fetch(QUERIES["claim_parked_votes"], [p[0] for p in wanted], [p[1] for p in wanted])
-    return [parse_vote(r["vote"]) for r in rows]
+    return [
+        ParkedVote(
+            vote=parse_vote(r["vote"]),
+            source_topic=r["source_topic"],
+            source_partition=r["source_partition"],
+            source_offset=r["source_offset"],
+            expires_at=r["expires_at"],
+        )
+        for r in rows
+    ]
+
+
+async def select_issued_tasks(conn: asyncpg.Connection, task_ids: Iterable[str]) -> dict[str, IssuedTask]:
+    """The tasks the aggregator issued under these ids (withdrawn ones too)."""
+    wanted = sorted(set(task_ids))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(QUERIES["select_issued_tasks"], wanted)
+    return {r["task_id"]: IssuedTask(prompt_key=r["prompt_key"], kind=r["kind"]) for r in rows}
+
+
+async def forget_seen_votes(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> None:
+    """Forget dead-lettered votes' ids: they were never taken in, so a redriven copy is taken as new."""
+    if event_ids:
+        await conn.execute(QUERIES["delete_seen_votes"], list(event_ids))
 
 
 async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:

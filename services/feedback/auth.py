@@ -8,7 +8,6 @@ cached: a revoked token is refused on the very next request.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 import asyncpg
@@ -16,7 +15,8 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.feedback import store
-from shared.errors import AuthError, ContractError, ForbiddenError
+from shared import admin
+from shared.errors import AuthError, ContractError
 from shared.events import Domain, Id
 
 log = structlog.get_logger(__name__)
@@ -75,16 +75,12 @@ async def authenticate(pool: asyncpg.Pool, token: str | None) -> store.Annotator
 
 
 def check_admin(token: str | None, admin_token: str | None) -> None:
-    """Admin endpoints are closed unless ADMIN_TOKEN is set (403), and need exactly it (401)."""
-    if not admin_token:
-        raise ForbiddenError("admin endpoints are disabled: ADMIN_TOKEN is not set")
-    if not token or not is_admin_token(token, admin_token):
-        raise AuthError("the admin token is required")
+    """Admin endpoints are closed unless ADMIN_TOKEN is set (403), and need exactly it (401): shared.admin."""
+    admin.check_admin(token, admin_token)
 
 
 def is_admin_token(token: str, admin_token: str) -> bool:
-    # Comparing hashes keeps the comparison constant-time whatever the lengths.
-    return hmac.compare_digest(hash_token(token), hash_token(admin_token))
+    return admin.is_admin_token(token, admin_token)
 
 
 def grant_from(annotator_id: str, domains: list[str]) -> AnnotatorGrant:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from aiokafka import ConsumerRecord
 
 from services.feedback.queue import QueueMetrics, TaskQueue
 from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import vote_stream
+from shared import topics
+from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
 from shared.edge import EdgeMetrics, EdgePublisher
 from shared.edge_http import start_edge
+from shared.errors import PipelineError
 from shared.runtime import Runtime
 
 
@@ -26,6 +30,9 @@ class FeedbackContext:
 
     queue: TaskQueue
     """The annotation queue: requests in, leases and verdicts, combined expert votes out (outbox)."""
+
+    requests_policy: ConsumerPolicy
+    """What the annotation-requests consumer does when a batch fails (shared.consumer): poison dead-lettered."""
 
     @classmethod
     async def start(
@@ -44,7 +51,16 @@ class FeedbackContext:
         )
         runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
         edge = start_edge(runtime, stream=vote_stream(settings.topic_prefix), metrics=edge_metrics, settings=settings)
-        return cls(pool=runtime.db, edge=edge, queue=queue)
+        send = outbox_dead_letters(
+            pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
+        )
+
+        async def dead_letter(record: ConsumerRecord, error: PipelineError) -> None:
+            await send(record, error)
+            queue_metrics.requests.labels("dead_lettered").inc()
+
+        policy = consumer_policy(settings, name=topics.ANNOTATION_REQUESTS, dead_letter=dead_letter)
+        return cls(pool=runtime.db, edge=edge, queue=queue, requests_policy=policy)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""

@@ -32,13 +32,27 @@ from services.feedback.stream import vote_json_schema
 from services.feedback.ui import ui_router
 from shared import topics
 from shared.edge_http import EdgeEndpoints, install_edge
-from shared.errors import ContractError, NotFoundError, PipelineError
+from shared.errors import ContractError, NotFoundError
 from shared.events import DeadLetter, Domain, Vote
-from shared.kafka import RedeliveryPause, batch_subscriber, document_output
+from shared.kafka import batch_subscriber, document_output
 from shared.runtime import ContextDependency, Runtime
 from shared.security_settings import secret_value
 
 log = structlog.get_logger(__name__)
+
+# What apps may say (ARCHITECTURE.md, Trust boundaries), in the OpenAPI and AsyncAPI descriptions.
+END_USER_NOTES = (
+    "End-user evidence only (thumb, rating, comparison, edit, comment; source end_user): a body claiming "
+    "expert evidence (source expert, kind verdict, annotator_id or another field of a verdict) is refused, "
+    "422 naming each such field with type `forbidden_source` (dead letter `forbidden_source` from "
+    "feedback.raw); experts answer through POST /v1/tasks/{task_id}/verdict. A comparison of two answers "
+    "known to answer different prompts: 422 / dead letter `cross_group_comparison`."
+)
+DEAD_LETTER_NOTES = (
+    "Messages that could not be processed, with their origin and the reason (error_code). Once the cause is "
+    "fixed they can be sent back to their origin (python -m services.ops redrive, or the aggregator's "
+    "POST /v1/admin/dead-letters/redrive), with a `redriven_from` header naming the letter."
+)
 
 annotator_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="The ADMIN_TOKEN.")
@@ -68,11 +82,17 @@ class VerdictBody(BaseModel):
 def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> list[APIRouter]:
     """Every subscriber of feedback, and its routes (returned)."""
     document_output(runtime.broker, settings, topics.VOTES, Vote, key="interaction_id",
-                    description="End-user votes (received_at stamped) and experts' combined verdicts.")  # fmt: skip
+                    description="End-user votes (received_at stamped) and experts' combined verdicts, which come "
+                    "only from POST /v1/tasks/{task_id}/verdict.")  # fmt: skip
     document_output(runtime.broker, settings, topics.DEAD_LETTER, DeadLetter, key="source topic:partition:offset",
-                    description="Messages that could not be processed, with their origin and the reason.")  # fmt: skip
+                    description=DEAD_LETTER_NOTES)  # fmt: skip
     endpoints = EdgeEndpoints(
-        raw_topic=topics.FEEDBACK_RAW, path="/v1/votes", noun="vote", tag="votes", item_schema=vote_json_schema()
+        raw_topic=topics.FEEDBACK_RAW,
+        path="/v1/votes",
+        noun="vote",
+        tag="votes",
+        item_schema=vote_json_schema(),
+        notes=END_USER_NOTES,
     )
     votes = install_edge(runtime, endpoints=endpoints, group_id=settings.group_id, settings=settings)
     register_annotation_requests(runtime, settings)
@@ -85,8 +105,12 @@ def register(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> l
 
 
 def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: FeedbackSettings) -> None:
-    """Fill the queue from annotation-requests; offsets commit after the upsert transaction commits."""
-    pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
+    """Fill the queue from annotation-requests; offsets commit after the upsert transaction commits.
+
+    A batch that fails is handled by the consumers' one policy (shared.consumer): an outage waits and
+    redelivers; a record that fails otherwise (a conflict, a row the database refuses) is isolated,
+    retried a bounded number of times and dead-lettered, so it never blocks its partition.
+    """
     dependency = runtime.context
 
     @batch_subscriber(
@@ -100,13 +124,7 @@ def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: Fe
     async def on_annotation_requests(
         msg: KafkaMessage, context: FeedbackContext = SubscriberDepends(dependency, cast=False)
     ) -> None:
-        try:
-            await context.queue.ingest(msg.raw_message)
-        except PipelineError as exc:
-            pause_s = await pause.failed()
-            log.warning("batch_failed", **exc.to_log_context(), backoff_s=pause_s)
-            raise
-        pause.succeeded()
+        await context.requests_policy.consume(msg.raw_message, context.queue.ingest)
 
 
 def tasks_router(dependency: ContextDependency[FeedbackContext], settings: FeedbackSettings) -> APIRouter:

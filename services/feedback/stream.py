@@ -1,15 +1,14 @@
-"""The end-user votes stream: canonical form (received_at) and its key (interaction_id)."""
+"""The end-user votes stream: what apps may send (end-user evidence only), its canonical form (received_at), its key."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from shared import topics
 from shared.edge import EdgeStream
-from shared.events import Event, Vote, parse_vote
+from shared.edge_view import refuse_cross_group
+from shared.events import END_USER_VOTE_ADAPTER, Event, parse_end_user_vote
 
 STREAM_NAME = "votes"
 
@@ -23,11 +22,15 @@ def vote_stream(topic_prefix: str) -> EdgeStream:
     return EdgeStream(
         name=STREAM_NAME,
         output_topic=topics.topic(topic_prefix, topics.VOTES),
-        parse=parse_vote,
+        # Apps give end-user evidence only: a body claiming expert evidence is refused (forbidden_source).
+        parse=parse_end_user_vote,
         stamp=stamp_vote,
         key=lambda event: event.interaction_id.encode(),  # type: ignore[attr-defined]
+        # A comparison of two answers the edge's view knows in different prompt groups: 422 / dead letter.
+        check=refuse_cross_group,
     )
 
 
 def vote_json_schema() -> dict[str, Any]:
-    return TypeAdapter(Vote).json_schema(mode="validation")
+    """The request body of `POST /v1/votes` (and each item of the batch): the end-user vote contract."""
+    return END_USER_VOTE_ADAPTER.json_schema(mode="validation")

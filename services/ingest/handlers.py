@@ -26,5 +26,6 @@ def register(runtime: Runtime[IngestContext], settings: IngestSettings) -> APIRo
     document_output(runtime.broker, settings, topics.INTERACTIONS, Interaction, key="prompt_key",
                     description="Canonical interactions: received_at and prompt_key stamped by ingest.")  # fmt: skip
     document_output(runtime.broker, settings, topics.DEAD_LETTER, DeadLetter, key="source topic:partition:offset",
-                    description="Messages that could not be processed, with their origin and the reason.")  # fmt: skip
+                    description="Messages that could not be processed, with their origin and the reason (error_code);"
+                    " redrive them with python -m services.ops redrive.")  # fmt: skip
     return install_edge(runtime, endpoints=ENDPOINTS, group_id=settings.group_id, settings=settings)

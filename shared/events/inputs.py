@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    BeforeValidator,
     Field,
     StringConstraints,
     TypeAdapter,
@@ -14,7 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from shared.events.base import Contract, Domain, Event, Id, Tag, check_text, has_nul, limits_of
 
@@ -92,6 +93,54 @@ class Interaction(Event):
         return value
 
 
+def _exact_int(value: Any) -> Any:
+    """Refuse booleans and floats where the contract says an integer: `true` is not +1, `4.0` is not 4."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticKnownError("int_type")
+    return value
+
+
+# ±1 and 1..5, as integers only (pydantic's lax mode would take true as 1 and 1.0 as 1).
+Sign = Annotated[Literal[1, -1], BeforeValidator(_exact_int)]
+Stars = Annotated[int, Field(ge=1, le=5), BeforeValidator(_exact_int)]
+
+
+class _ThumbFields(Contract):
+    kind: Literal["thumb"]
+    value: Sign
+
+
+class _RatingFields(Contract):
+    kind: Literal["rating"]
+    value: Stars
+
+
+class _ComparisonFields(Contract):
+    kind: Literal["comparison"]
+    preferred_interaction_id: Id
+    other_interaction_id: Id
+
+    @model_validator(mode="after")
+    def _two_different(self) -> _ComparisonFields:
+        if self.preferred_interaction_id == self.other_interaction_id:
+            raise PydanticCustomError("same_interaction", "preferred and other interaction ids must differ")
+        return self
+
+
+class _EditFields(Contract):
+    kind: Literal["edit"]
+    edited_content: str = Field(min_length=1)
+
+    _content_size = field_validator("edited_content")(check_text)
+
+
+class _CommentFields(Contract):
+    kind: Literal["comment"]
+    text: str = Field(min_length=1)
+
+    _content_size = field_validator("text")(check_text)
+
+
 class _VoteBase(Event):
     interaction_id: Id
     source: Literal["end_user", "expert"] = "end_user"
@@ -112,40 +161,25 @@ class _VoteBase(Event):
         return f"user:{self.user_ref}" if self.source == "end_user" else f"expert:{self.annotator_id}"
 
 
-class ThumbVote(_VoteBase):
-    kind: Literal["thumb"]
-    value: Literal[1, -1]
+# The kind's own fields come first among the bases, so a vote's JSON lists the common fields first.
+class ThumbVote(_ThumbFields, _VoteBase):
+    """A thumb up (+1) or down (-1) on one answer."""
 
 
-class RatingVote(_VoteBase):
-    kind: Literal["rating"]
-    value: int = Field(ge=1, le=5)
+class RatingVote(_RatingFields, _VoteBase):
+    """A 1-5 rating of one answer."""
 
 
-class ComparisonVote(_VoteBase):
-    kind: Literal["comparison"]
-    preferred_interaction_id: Id
-    other_interaction_id: Id
-
-    @model_validator(mode="after")
-    def _two_different(self) -> ComparisonVote:
-        if self.preferred_interaction_id == self.other_interaction_id:
-            raise PydanticCustomError("same_interaction", "preferred and other interaction ids must differ")
-        return self
+class ComparisonVote(_ComparisonFields, _VoteBase):
+    """Which of two answers to one prompt is better."""
 
 
-class EditVote(_VoteBase):
-    kind: Literal["edit"]
-    edited_content: str = Field(min_length=1)
-
-    _content_size = field_validator("edited_content")(check_text)
+class EditVote(_EditFields, _VoteBase):
+    """The answer as it should have been."""
 
 
-class CommentVote(_VoteBase):
-    kind: Literal["comment"]
-    text: str = Field(min_length=1)
-
-    _content_size = field_validator("text")(check_text)
+class CommentVote(_CommentFields, _VoteBase):
+    """Free text about one answer."""
 
 
 class VerdictVote(_VoteBase):
@@ -172,8 +206,56 @@ class VerdictVote(_VoteBase):
         return self
 
 
+# What the `votes` topic carries: end users' votes (as feedback validated them) and experts' verdicts.
 Vote = Annotated[
     ThumbVote | RatingVote | ComparisonVote | EditVote | CommentVote | VerdictVote,
     Field(discriminator="kind"),
 ]
 VOTE_ADAPTER: TypeAdapter[Vote] = TypeAdapter(Vote)
+
+
+class _EndUserVoteBase(Event):
+    interaction_id: Id
+    source: Literal["end_user"] = Field("end_user", description="Always end_user: experts answer through tasks.")
+    user_ref: Id = Field(description="The app's pseudonymous reference of the voter.")
+
+
+class EndUserThumbVote(_ThumbFields, _EndUserVoteBase):
+    """A thumb up (+1) or down (-1) on one answer."""
+
+
+class EndUserRatingVote(_RatingFields, _EndUserVoteBase):
+    """A 1-5 rating of one answer."""
+
+
+class EndUserComparisonVote(_ComparisonFields, _EndUserVoteBase):
+    """Which of two answers to one prompt is better (both answers of the same prompt group)."""
+
+
+class EndUserEditVote(_EditFields, _EndUserVoteBase):
+    """The answer as it should have been."""
+
+
+class EndUserCommentVote(_CommentFields, _EndUserVoteBase):
+    """Free text about one answer."""
+
+
+# What apps may send (POST /v1/votes*, feedback.raw): end-user evidence only. Expert verdicts have one
+# way in, an annotator's lease and POST /v1/tasks/{task_id}/verdict (see ARCHITECTURE.md, Trust boundaries).
+EndUserVote = Annotated[
+    EndUserThumbVote | EndUserRatingVote | EndUserComparisonVote | EndUserEditVote | EndUserCommentVote,
+    Field(discriminator="kind"),
+]
+END_USER_VOTE_ADAPTER: TypeAdapter[EndUserVote] = TypeAdapter(EndUserVote)
+# Fields only the expert shape has: an app's vote naming one of them is refused as `forbidden_source`.
+EXPERT_ONLY_FIELDS = (
+    "annotator_id",
+    "task_id",
+    "verdict",
+    "rewrite",
+    "a_interaction_id",
+    "b_interaction_id",
+    "reviewers",
+    "agreement",
+    "shown_left",
+)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from shared.errors import ContractError
-from shared.events.inputs import VOTE_ADAPTER, Interaction, Vote
+from shared.errors import ContractError, ForbiddenSourceError
+from shared.events.inputs import (
+    END_USER_VOTE_ADAPTER,
+    EXPERT_ONLY_FIELDS,
+    VOTE_ADAPTER,
+    EndUserVote,
+    Interaction,
+    Vote,
+)
 from shared.settings import Limits, default_limits
 
 _VOTE_KINDS = frozenset(("thumb", "rating", "comparison", "edit", "comment", "verdict"))
@@ -54,3 +62,48 @@ def parse_interaction(data: bytes | str | dict[str, Any], limits: Limits | None 
 def parse_vote(data: bytes | str | dict[str, Any], limits: Limits | None = None) -> Vote:
     """Validate one vote of any kind. Raises ContractError naming every bad field."""
     return _validate(VOTE_ADAPTER, "vote", data, limits)
+
+
+def parse_end_user_vote(data: bytes | str | dict[str, Any], limits: Limits | None = None) -> EndUserVote:
+    """Validate one vote as an app may send it (end-user evidence only).
+
+    Raises ForbiddenSourceError when the body claims expert evidence (`source: expert`, `kind: verdict`
+    or a field only the expert shape has), each such field named with type `forbidden_source`; else
+    ContractError naming every bad field.
+    """
+    try:
+        return _validate(END_USER_VOTE_ADAPTER, "vote", data, limits)
+    except ContractError as exc:
+        forbidden = _expert_claims(data)
+        if not forbidden:
+            raise
+        named = {e["loc"][0] for e in forbidden}
+        rest = [e for e in exc.errors if not (e["loc"] and e["loc"][0] in named)]
+        fields = ", ".join(str(e["loc"][0]) for e in forbidden)
+        message = f"end-user votes cannot carry expert evidence: {fields}"
+        raise ForbiddenSourceError(message, [*forbidden, *rest]) from exc
+
+
+_EXPERT_WAY_IN = "expert evidence comes only from an annotator's verdict (POST /v1/tasks/{task_id}/verdict)"
+
+
+def _claim(name: str, msg: str) -> dict[str, Any]:
+    return {"loc": [name], "msg": f"{msg}: {_EXPERT_WAY_IN}", "type": "forbidden_source"}
+
+
+def _expert_claims(data: bytes | str | dict[str, Any]) -> list[dict[str, Any]]:
+    """The fields of a refused vote that claim expert evidence (only looked for once validation failed)."""
+    if isinstance(data, (bytes, str)):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return []
+    if not isinstance(data, dict):
+        return []
+    claims = []
+    if data.get("source") == "expert":
+        claims.append(_claim("source", "source expert is not accepted here"))
+    if data.get("kind") == "verdict":
+        claims.append(_claim("kind", "kind verdict is not accepted here"))
+    claims += [_claim(name, f"{name} belongs to expert verdicts") for name in EXPERT_ONLY_FIELDS if name in data]
+    return claims

@@ -1,16 +1,33 @@
--- name: select_published_event_ids
--- Which of these event ids were already published.
-SELECT event_id FROM published_events WHERE event_id = ANY($1::uuid[])
+-- name: select_published_bodies
+-- Which of these event ids were already published, with the hash of the body published under each.
+SELECT event_id, body_hash FROM published_events WHERE event_id = ANY($1::uuid[])
 
--- name: insert_published_events
--- Record event ids as published (idempotent).
-INSERT INTO published_events (event_id, stream)
-SELECT unnest($1::uuid[]), $2
+-- name: insert_published_bodies
+-- Record event ids as published with their body's hash (the first body of an id stays).
+INSERT INTO published_events (event_id, body_hash, stream)
+SELECT t.event_id, t.body_hash, $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(event_id, body_hash)
 ON CONFLICT (event_id) DO NOTHING
 
 -- name: delete_published_events_before
 -- Forget published event ids older than the dedupe window.
 DELETE FROM published_events WHERE published_at < $1
+
+-- name: insert_edge_interactions
+-- Remember the prompt group of interactions just published (the first published body of an id stays).
+INSERT INTO edge_interactions (app_id, interaction_id, prompt_key)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT (app_id, interaction_id) DO NOTHING
+
+-- name: select_edge_prompt_keys
+-- The prompt group of the interactions the edge has published, of these (app_id, interaction_id).
+SELECT e.app_id, e.interaction_id, e.prompt_key
+FROM edge_interactions e
+JOIN unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
+  ON e.app_id = t.app_id AND e.interaction_id = t.interaction_id
+
+-- name: delete_edge_interactions_before
+-- Forget the prompt group of interactions published before the dedupe window.
+DELETE FROM edge_interactions WHERE published_at < $1
 
 -- name: insert_outbox
 -- Queue outgoing messages in the caller's transaction (value NULL = tombstone).
@@ -58,3 +75,18 @@ SELECT component, version FROM schema_migrations
 -- name: insert_schema_migration
 -- Record one applied migration (in the migration's own transaction).
 INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)
+
+-- name: select_redriven_dead_letters
+-- Which of these dead letters a redrive took already (sent_at NULL: claimed, the publish never confirmed).
+SELECT dead_letter_id, sent_at FROM redriven_dead_letters WHERE dead_letter_id = ANY($1::uuid[])
+
+-- name: claim_redriven_dead_letters
+-- Claim dead letters before sending them back: one redrive wins each, so each is sent at most once.
+INSERT INTO redriven_dead_letters (dead_letter_id, source_topic, error_code)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+ON CONFLICT (dead_letter_id) DO NOTHING
+RETURNING dead_letter_id
+
+-- name: mark_redriven_dead_letters_sent
+-- The broker acknowledged these redriven messages.
+UPDATE redriven_dead_letters SET sent_at = now() WHERE dead_letter_id = ANY($1::uuid[])

@@ -32,6 +32,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.timeout(240)
 
 GOOD = 1_500  # interactions, and as many votes
+# An end user's verdict claims expert evidence: refused as such, not as a mere contract violation.
+ERROR_CODES = {"end_user_verdict": "forbidden_source"}
 PARKED_TTL_S = 2.0
 SEED = 61
 
@@ -194,7 +196,8 @@ def check_raw_letters(pipeline: Pipeline, letters: list[DeadLetter], name: str, 
     for origin, index in expected.items():
         letter = mine[origin]
         assert letter.raw_bytes() == stream.values[index], f"{stream.poison[index]}: the original bytes"
-        assert (letter.service, letter.reason != "", letter.error_code) == (service, True, "contract_violation")
+        code = ERROR_CODES.get(stream.poison[index], "contract_violation")
+        assert (letter.service, letter.reason != "", letter.error_code) == (service, True, code)
     # Good messages follow poison on every partition that had some, and all of them arrived (checked above).
     for partition in {p for p, _ in expected}:
         last_poison = max(o for p, o in expected if p == partition)

@@ -3,7 +3,9 @@
 - Auth: every way to call an annotator or admin route without the right to (no token, a bad token, a
   revoked token, another domain, another annotator's lease, the admin routes without / with a wrong
   admin token, an annotator token on an admin route) is refused with 401 or 403, in one matrix; two
-  positive controls show the setup would let the right caller in.
+  positive controls show the setup would let the right caller in. Expert evidence has one way in:
+  a forged verdict on the end users' routes is refused (422 `forbidden_source`) whoever sends it and
+  whatever task it names, and over HTTP or feedback.raw it changes no pair and no task.
 - SQL injection: strings that would break naively built SQL go into every text field (ids, user_ref,
   prompt and answer, comments, edits, a verdict's rewrite and comment, annotator ids) and come out on
   `interactions`, `votes` and `preference-pairs` exactly as sent; every table still exists.
@@ -106,6 +108,22 @@ async def world(pipeline: Pipeline) -> World:
 
 
 T = "{task}"
+# The issue's forged verdict (a made-up task, B better), as a body an app could post.
+FORGED_VERDICT = {
+    "event_id": "00000000-0000-4000-8000-00000000f0f0",
+    "app_id": "helpdesk",
+    "occurred_at": "2026-11-26T10:00:00Z",
+    "interaction_id": "int-x",
+    "source": "expert",
+    "annotator_id": "mallory",
+    "kind": "verdict",
+    "task_id": "anything",
+    "verdict": "B",
+    "a_interaction_id": "int-x",
+    "b_interaction_id": "int-y",
+}
+# An anonymous thumb claiming to be an expert's.
+FORGED_THUMB = {**vote_body(event_id="00000000-0000-4000-8000-00000000f0f1"), "source": "expert"}
 MATRIX = [
     # (who, method, path, body, expected status)
     (None, "POST", "/v1/tasks/lease", None, 401),
@@ -132,6 +150,17 @@ MATRIX = [
     (None, "DELETE", "/v1/admin/annotators/alice-m", None, 401),
     ("wrong_admin", "DELETE", "/v1/admin/annotators/alice-m", None, 401),
     ("bob", "DELETE", "/v1/admin/annotators/alice-m", None, 401),
+    # Expert evidence only through a lease: a verdict on the end users' routes is refused, whoever sends it.
+    *[
+        (who, "POST", path, body, 422)
+        for who in (None, "alice", "admin")
+        for path, body in (
+            ("/v1/votes", FORGED_VERDICT),
+            ("/v1/votes", {**FORGED_VERDICT, "task_id": T}),
+            ("/v1/votes/batch", [{**FORGED_VERDICT, "task_id": T}]),
+            ("/v1/votes", {**FORGED_THUMB}),
+        )
+    ],
     # Positive controls: the right caller gets in, so the refusals above are about the caller.
     ("alice", "POST", f"/v1/tasks/{T}/extend", None, 200),
     ("admin", "GET", "/v1/tasks/stats", None, 200),
@@ -144,7 +173,8 @@ async def test_auth_matrix(
 ) -> None:
     values = {"task": world.task_id, "other_domain": world.other_domain}
     url = path.format(**values)
-    payload = json.loads(json.dumps(body).replace("{other_domain}", values["other_domain"])) if body else None
+    text = json.dumps(body).replace("{other_domain}", values["other_domain"]).replace(T, world.task_id)
+    payload = json.loads(text) if body else None
     headers = bearer(world.tokens[who]) if who else {}
     response = await pipeline.feedback.request(method, url, json=payload, headers=headers)
     assert response.status_code == expected, response.text
@@ -152,6 +182,8 @@ async def test_auth_matrix(
         assert response.json()["detail"], "a refusal says why"
     if expected == 401:
         assert response.headers.get("www-authenticate") == "Bearer"
+    if expected == 422:
+        assert "forbidden_source" in response.text, "a forged verdict is refused as such"
 
 
 @dataclass

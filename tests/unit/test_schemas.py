@@ -18,3 +18,12 @@ def test_vote_schema_lists_every_kind() -> None:
     schema = json.loads((SCHEMA_DIR / "vote.v1.json").read_text())
     kinds = set(schema["discriminator"]["mapping"])
     assert kinds == {"thumb", "rating", "comparison", "edit", "comment", "verdict"}
+
+
+def test_the_end_user_vote_schema_offers_no_expert_evidence() -> None:
+    schema = json.loads((SCHEMA_DIR / "end_user_vote.v1.json").read_text())
+    assert set(schema["discriminator"]["mapping"]) == {"thumb", "rating", "comparison", "edit", "comment"}
+    for name, branch in schema["$defs"].items():
+        assert branch["properties"]["source"]["const"] == "end_user", name
+        assert not set(branch["properties"]) & {"annotator_id", "task_id", "verdict", "rewrite", "reviewers"}, name
+        assert "user_ref" in branch["required"], name

@@ -43,8 +43,12 @@ RETURNING event_id
 -- Forget vote event ids older than the dedupe window.
 DELETE FROM agg_seen_votes WHERE seen_at < $1
 
+-- name: delete_seen_votes
+-- Forget dead-lettered votes: never taken in, so a redriven copy is not a duplicate.
+DELETE FROM agg_seen_votes WHERE event_id = ANY($1::uuid[])
+
 -- name: insert_parked_votes
--- Park votes whose interaction has not arrived yet.
+-- Park votes until the interaction they wait for arrives (an answer they name, not seen yet).
 INSERT INTO agg_parked_votes
     (event_id, app_id, interaction_id, vote, source_topic, source_partition, source_offset, expires_at)
 SELECT * FROM unnest(
@@ -53,11 +57,15 @@ SELECT * FROM unnest(
 ON CONFLICT (event_id) DO NOTHING
 
 -- name: claim_parked_votes
--- Take the parked votes of interactions that just arrived.
+-- Take the parked votes waiting for interactions that just arrived (with their origin and TTL).
 DELETE FROM agg_parked_votes p
 USING unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
 WHERE p.app_id = t.app_id AND p.interaction_id = t.interaction_id
-RETURNING p.vote
+RETURNING p.vote, p.source_topic, p.source_partition, p.source_offset, p.expires_at
+
+-- name: select_issued_tasks
+-- The annotation tasks the aggregator issued under these ids (withdrawn ones too), with their group.
+SELECT task_id, prompt_key, kind FROM agg_annotation_requests WHERE task_id = ANY($1::text[])
 
 -- name: expire_parked_votes
 -- Take parked votes past their TTL (another instance's sweep skips the rows this one holds).
@@ -66,7 +74,7 @@ WHERE event_id IN (
     SELECT event_id FROM agg_parked_votes WHERE expires_at <= $1
     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
 )
-RETURNING event_id, vote, source_topic, source_partition, source_offset, parked_at
+RETURNING event_id, interaction_id, vote, source_topic, source_partition, source_offset, parked_at
 
 -- name: select_group_interactions
 -- The answers of the locked groups.

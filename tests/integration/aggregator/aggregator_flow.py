@@ -18,7 +18,8 @@ from shared import topics
 from shared.events import Interaction, Message, Response
 from shared.prompt_key import prompt_key
 from tests.support.apps import running_app
-from tests.support.kafka import Record, TopicReader
+from tests.support.kafka import Producer, Record, TopicReader, committed_all
+from tests.support.waiting import eventually
 
 # Event times near the wall clock: stats windows stay open for the whole module.
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -118,6 +119,58 @@ class Outputs:
     def requests_of(self, prompt: str) -> list[dict[str, Any]]:
         values = [json.loads(r.value) for r in self.requests.records if r.value is not None]
         return [v for v in values if v["prompt_key"] == prompt]
+
+
+@dataclass
+class Flow:
+    """One running aggregator of a test module: a producer of its inputs and readers of its outputs."""
+
+    bootstrap: str
+    database_url: str
+    group_id: str
+    producer: Producer
+    out: Outputs
+
+    async def send(self, records: list[Any]) -> None:
+        await self.producer.send(records)
+
+    async def settled(self) -> None:
+        """Every record sent so far is consumed and committed."""
+        await eventually(lambda: committed_all(self.bootstrap, self.group_id, self.producer), timeout=30)
+
+    async def current_pairs(self, prompt_key: str) -> dict[str, Any]:
+        await self.out.poll()
+        return self.out.live_pairs(prompt_key)
+
+    async def live_pairs(self, prompt_key: str, count: int, timeout: float = 20) -> dict[str, Any]:
+        async def check() -> dict[str, Any]:
+            live = await self.current_pairs(prompt_key)
+            assert len(live) == count, f"live pairs: {live}"
+            return live or {"none": None}
+
+        return await eventually(check, timeout=timeout)
+
+    async def task_of(self, prompt_key: str, timeout: float = 20) -> dict[str, Any]:
+        """The latest annotation request of a group (waits for one)."""
+
+        async def requested() -> dict[str, Any]:
+            await self.out.poll()
+            requests = self.out.requests_of(prompt_key)
+            assert requests, "no annotation request yet"
+            return requests[-1]
+
+        return await eventually(requested, timeout=timeout)
+
+    @staticmethod
+    def verdict_on(task: dict[str, Any], verdict: str, at: datetime, **overrides: Any) -> Record:
+        """The combined verdict feedback would publish for `task` (its own A and B, keyed by A)."""
+        a = task["candidates"]["A"]["interaction_id"]
+        b = task["candidates"].get("B", {}).get("interaction_id")
+        body = {
+            "source": "expert", "kind": "verdict", "task_id": task["task_id"], "verdict": verdict,
+            "a_interaction_id": a, "b_interaction_id": b, **overrides,
+        }  # fmt: skip
+        return vote(task["app_id"], body.pop("interaction_id", a), "expert-1", at, **body)
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from deploy.localstack import free_port
+from services.aggregator.pairs import task_id
 from shared import topics
 from shared.events import Interaction, Message, Response
 from shared.prompt_key import prompt_key
@@ -48,6 +49,8 @@ TRL_KEYS = {
     "kto": {"prompt", "completion", "label"},
     "sft": {"messages"},
 }
+HAMLET = "Summarise the plot of Hamlet."
+SELECT_TASK = "SELECT 1 FROM agg_annotation_requests WHERE task_id = $1"
 TRL_SUPPORTED = ("prompt", "chosen", "rejected", "completion", "messages", "label")
 
 
@@ -75,7 +78,14 @@ class Scenario:
     app_id: str
     live_pairs: int
 
-    def records(self) -> tuple[list[Record], list[Record]]:
+    @property
+    def rewrite_task_id(self) -> str:
+        """The rewrite task the aggregator issues for hamlet-a (one thumbs-down): verdicts need a real task."""
+        messages = [Message(role="user", content=HAMLET)]
+        return task_id(prompt_key(self.app_id, messages), "rewrite", ("hamlet-a",))
+
+    def records(self) -> tuple[list[Record], list[Record], list[Record]]:
+        """Answers, votes, then the expert verdicts (sent once the aggregator has issued their task)."""
         app = self.app_id
         answers = [
             conversation_interaction(app, "trip-a", "Layers and a light raincoat.", "v2"),
@@ -87,7 +97,7 @@ class Scenario:
             interaction(app, "Write a haiku about autumn.", "haiku-b", "Red leaves drift slowly down."),
             interaction(app, "Is the sky blue?", "sky-a", "Yes, because of Rayleigh scattering."),
             interaction(app, "Is 2 a prime?", "two-a", "No."),
-            interaction(app, "Summarise the plot of Hamlet.", "hamlet-a", "A prince is sad."),
+            interaction(app, HAMLET, "hamlet-a", "A prince is sad."),
         ]
         votes = thumbs(app, "trip-a", 5, 0) + thumbs(app, "trip-b", 0, 5)
         votes += thumbs(app, "prime-a", 4, 0) + thumbs(app, "prime-b", 0, 4)
@@ -102,8 +112,8 @@ class Scenario:
                 other_interaction_id="haiku-a",
             )
         )
-        votes += thumbs(app, "sky-a", 4, 0) + thumbs(app, "two-a", 0, 4)
-        votes.append(
+        votes += thumbs(app, "sky-a", 4, 0) + thumbs(app, "two-a", 0, 4) + thumbs(app, "hamlet-a", 0, 1)
+        verdicts = [
             vote(
                 app,
                 "hamlet-a",
@@ -111,13 +121,13 @@ class Scenario:
                 later(5),
                 source="expert",
                 kind="verdict",
-                task_id="task-hamlet",
+                task_id=self.rewrite_task_id,
                 verdict="both_bad",
                 rewrite="Prince Hamlet avenges his father's murder, and nearly everyone dies.",
                 a_interaction_id="hamlet-a",
             )
-        )
-        return answers, votes
+        ]
+        return answers, votes, verdicts
 
 
 def standard_scenario() -> Scenario:
@@ -137,9 +147,19 @@ async def live_pairs(database_url: str, app_id: str) -> int:
 
 async def play(producer: Producer, database_url: str, scenario: Scenario) -> None:
     """Send the scenario and wait until its pairs are all live in the aggregator's state."""
-    answers, votes = scenario.records()
+    answers, votes, verdicts = scenario.records()
     await producer.send(answers)
     await producer.send(votes)
+
+    async def task_issued() -> bool:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return bool(await conn.fetchval(SELECT_TASK, scenario.rewrite_task_id))
+        finally:
+            await conn.close()
+
+    await eventually(task_issued, timeout=30)
+    await producer.send(verdicts)
 
     async def settled() -> bool:
         count = await live_pairs(database_url, scenario.app_id)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.aggregator.app import SERVICE
 from services.aggregator.batches import BatchRules
+from services.aggregator.context import input_policies
 from services.aggregator.decoders import decode_interactions
 from services.aggregator.intake import BatchIntake
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
-from shared.kafka import RedeliveryPause, make_broker
+from shared.kafka import make_broker
 from shared.outbox import OutboxRelay
 from tests.integration.aggregator.aggregator_flow import interaction
 
@@ -53,12 +55,14 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         publish_timeout_s=1.0,
         max_backoff_s=1.0,
     )
+    metrics = AggregatorMetrics(registry)
+    runtime = SimpleNamespace(db=pool, service=SERVICE)
     intake = BatchIntake(
         pool=pool,
         relay=relay,
         rules=batch_rules(settings, SERVICE),
-        metrics=AggregatorMetrics(registry),
-        pause=RedeliveryPause(0.01, 0.05),
+        metrics=metrics,
+        policies=input_policies(runtime, settings, relay, metrics),  # type: ignore[arg-type]
     )
     try:
         await intake.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
@@ -72,3 +76,4 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
     assert [(d["source_offset"], d["error_code"]) for d in dead] == [(1, "processing_failed")]
     assert json.loads(dead[0]["raw_value"])["interaction_id"] == "int-poison"
     assert attempts == [4, 1, 1, 1], "the whole batch once, then the poison alone three times"
+    assert "after 3 attempts: RuntimeError" in dead[0]["reason"]

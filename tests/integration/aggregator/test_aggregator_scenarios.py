@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -17,7 +16,7 @@ import pytest
 
 from services.aggregator.pairs import pair_id
 from tests.integration.aggregator.aggregator_flow import (
-    Outputs,
+    Flow,
     interaction,
     key_of,
     later,
@@ -28,39 +27,11 @@ from tests.integration.aggregator.aggregator_flow import (
     vote,
 )
 from tests.support.isolation import isolated_pipeline
-from tests.support.kafka import Producer, committed_all, producing
+from tests.support.kafka import producing
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 PARKED_TTL_S = 4.0
-
-
-@dataclass
-class Flow:
-    bootstrap: str
-    database_url: str
-    group_id: str
-    producer: Producer
-    out: Outputs
-
-    async def send(self, records: list[Any]) -> None:
-        await self.producer.send(records)
-
-    async def settled(self) -> None:
-        """Every record sent so far is consumed and committed."""
-        await eventually(lambda: committed_all(self.bootstrap, self.group_id, self.producer), timeout=30)
-
-    async def current_pairs(self, prompt_key: str) -> dict[str, Any]:
-        await self.out.poll()
-        return self.out.live_pairs(prompt_key)
-
-    async def live_pairs(self, prompt_key: str, count: int, timeout: float = 20) -> dict[str, Any]:
-        async def check() -> dict[str, Any]:
-            live = await self.current_pairs(prompt_key)
-            assert len(live) == count, f"live pairs: {live}"
-            return live or {"none": None}
-
-        return await eventually(check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +136,7 @@ async def test_votes_before_their_interaction_are_applied_when_it_arrives(flow: 
     assert pair["chosen"]["interaction_id"] == "b"
 
 
-async def test_a_flip_updates_the_same_pair_and_a_tie_verdict_retracts_it(flow: Flow) -> None:
+async def test_a_flip_updates_the_same_pair(flow: Flow) -> None:
     app, prompt = app_id(), "Summarise the meeting."
     key = key_of(app, prompt)
     await flow.send([interaction(app, prompt, "a", "Short summary."), interaction(app, prompt, "b", "Long summary.")])
@@ -187,32 +158,39 @@ async def test_a_flip_updates_the_same_pair_and_a_tie_verdict_retracts_it(flow: 
 
     second = await eventually(flipped_pair, timeout=20)
     assert second["pair_id"] == first["pair_id"]
-    verdict = dict(
-        source="expert", kind="verdict", task_id="task-x", verdict="tie", a_interaction_id="a", b_interaction_id="b"
-    )
-    await flow.send([vote(app, "a", "expert-1", later(120), **verdict)])
+
+
+async def test_a_tie_on_a_task_withdrawn_since_still_counts_and_retracts_the_pair(flow: Flow) -> None:
+    """An expert who judged a task before users settled it was asked exactly that: the verdict counts."""
+    app, prompt = app_id(), "Tea or coffee before an exam?"
+    key = key_of(app, prompt)
+    await flow.send([interaction(app, prompt, "a", "Tea."), interaction(app, prompt, "b", "Coffee.")])
+    await flow.send(thumbs(app, "a", 3, 2) + thumbs(app, "b", 2, 3))
+    task = await flow.task_of(key)
+    await flow.send(thumbs(app, "a", 6, 0, at=later(5), tag="late") + thumbs(app, "b", 0, 6, at=later(5), tag="late"))
+    (pair,) = (await flow.live_pairs(key, 1)).values()
+    await flow.send([flow.verdict_on(task, "tie", later(120))])
     await flow.live_pairs(key, 0)
     records = flow.out.pair_records(key)
-    assert records[-1].key.decode() == first["pair_id"] and records[-1].value is None
+    assert records[-1].key.decode() == pair["pair_id"] and records[-1].value is None
 
 
 async def test_explicit_comparison_and_expert_choice(flow: Flow) -> None:
     app, prompt = app_id(), "Write a haiku about autumn."
+    key = key_of(app, prompt)
     await flow.send([interaction(app, prompt, "a", "Leaves fall."), interaction(app, prompt, "b", "Red leaves drift.")])
     await flow.send([vote(app, "b", "u1", kind="comparison", preferred_interaction_id="b", other_interaction_id="a")])
-    (pair,) = (await flow.live_pairs(key_of(app, prompt), 1)).values()
+    (pair,) = (await flow.live_pairs(key, 1)).values()
     assert (pair["method"], pair["chosen"]["interaction_id"]) == ("comparison", "b")
-    verdict = dict(
-        source="expert", kind="verdict", task_id="t1", verdict="A", a_interaction_id="a", b_interaction_id="b"
-    )
-    await flow.send([vote(app, "a", "expert-1", later(30), **verdict)])
+    # A second user disagrees: the pair is ambiguous, and an expert is asked.
+    await flow.send([vote(app, "a", "u2", kind="comparison", preferred_interaction_id="a", other_interaction_id="b")])
+    task = await flow.task_of(key)
+    assert task["reason"] == "split_comparisons"
+    await flow.send([flow.verdict_on(task, "A", later(30))])
 
     async def expert_pair() -> bool:
-        live = [
-            (p["method"], p["chosen"]["interaction_id"])
-            for p in (await flow.current_pairs(key_of(app, prompt))).values()
-        ]
-        assert live == [("expert", "a")], live
+        live = [(p["method"], p["chosen"]["interaction_id"]) for p in (await flow.current_pairs(key)).values()]
+        assert live == [("expert", task["candidates"]["A"]["interaction_id"])], live
         return True
 
     await eventually(expert_pair, timeout=20)

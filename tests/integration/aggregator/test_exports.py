@@ -70,10 +70,10 @@ async def test_each_kind_loads_with_datasets_in_trl_format(served: Served, tmp_p
         assert_trl_format(kind, row)
         assert row["app_id"] == app
         assert_utc(row["updated_at"])
-    _check_kind(kind, rows)
+    _check_kind(kind, rows, served.scenario)
 
 
-def _check_kind(kind: str, rows: list[dict[str, Any]]) -> None:
+def _check_kind(kind: str, rows: list[dict[str, Any]], scenario: Scenario) -> None:
     conversation = [m.model_dump() for m in CONVERSATION]
     if kind in ("dpo", "reward"):
         assert len({r["pair_id"] for r in rows}) == len(rows), "a pair twice"
@@ -96,7 +96,7 @@ def _check_kind(kind: str, rows: list[dict[str, Any]]) -> None:
         assert by_origin["edit"]["messages"][-1]["content"] == "Bonjour."
         assert by_origin["edit"]["pair_id"] is not None and by_origin["edit"]["interaction_id"] == "fr-a"
         assert by_origin["rewrite"]["messages"][-1]["content"].startswith("Prince Hamlet")
-        assert by_origin["rewrite"]["example_id"] == "rewrite:task-hamlet"
+        assert by_origin["rewrite"]["example_id"] == f"rewrite:{scenario.rewrite_task_id}"
 
 
 async def test_the_http_url_loads_with_datasets(served: Served, tmp_path: Path) -> None:
@@ -154,20 +154,18 @@ async def test_a_flip_and_a_retraction_between_two_snapshots(served: Served, tmp
     before = await export_folder(served, tmp_path / "before", "dpo", "--app-id", app, "--test-size", "0")
     rows_before = pq.read_table(tmp_path / "before" / "data" / "train-00000-of-00001.parquet").to_pylist()
     prime = next(r for r in rows_before if r["chosen_interaction_id"] == "prime-a")
-    # Every voter on the prime prompt changes their mind, and an expert calls the haiku comparison a tie.
+    # Every voter on the prime prompt changes their mind, and a second user prefers the other haiku: split
+    # comparisons are ambiguous, so the comparison pair is retracted (and goes to the experts instead).
     flips = [vote(app, "prime-a", f"prime-a-up{i}", later(60), kind="thumb", value=-1) for i in range(4)]
     flips += [vote(app, "prime-b", f"prime-b-down{i}", later(60), kind="thumb", value=1) for i in range(4)]
     tie = vote(
         app,
         "haiku-a",
-        "expert-2",
+        "u-h2",
         later(60),
-        source="expert",
-        kind="verdict",
-        task_id="task-haiku",
-        verdict="tie",
-        a_interaction_id="haiku-a",
-        b_interaction_id="haiku-b",
+        kind="comparison",
+        preferred_interaction_id="haiku-a",
+        other_interaction_id="haiku-b",
     )
     await served.producer.send([*flips, tie])
 
