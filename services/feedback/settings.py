@@ -40,8 +40,11 @@ class FeedbackSettings(EdgeServiceSettings):
     stats_refresh_interval_s: float = Field(
         15.0, description="How often queue depth and agreement gauges are recomputed for /metrics.", gt=0
     )
-    agreement_max_tasks: int = Field(
-        10_000, description="Agreement is measured over at most this many latest multi-reviewer tasks.", ge=1
+    counts_compaction_interval_s: float = Field(
+        5.0,
+        description="How often the queue's maintained counts (stats, gauges) are folded into one row per key; "
+        "a stats call reads the rows appended since.",
+        gt=0,
     )
     guidelines_dir: Path = Field(
         Path(__file__).parent / "guidelines",
