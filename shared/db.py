@@ -81,6 +81,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: asyncpg has rolled back an open transaction already; nothing else to undo.
+
+    asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`,
+    one more round trip on every release. No pooled connection changes its session (no SET, LISTEN,
+    session-level advisory lock or held cursor; the migration lock takes a connection of its own), so
+    that round trip would undo nothing.
+    """
+
+
 async def create_pool(settings: PipelineSettings, *, deadline_s: float | None = None) -> asyncpg.Pool:
     """Open the pool, retrying with capped backoff until `deadline_s` (default: connect timeout x 3)."""
     deadline = asyncio.get_running_loop().time() + (deadline_s or settings.db_connect_timeout_s * 3)
@@ -94,6 +104,7 @@ async def create_pool(settings: PipelineSettings, *, deadline_s: float | None = 
                 command_timeout=settings.db_command_timeout_s,
                 timeout=settings.db_connect_timeout_s,
                 init=_init_connection,
+                reset=_keep_session,
             )
         except TRANSIENT_DB_ERRORS as exc:
             if asyncio.get_running_loop().time() + backoff > deadline:
