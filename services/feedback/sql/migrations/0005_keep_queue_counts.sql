@@ -154,21 +154,23 @@ $$;
 -- leases (none today) skip it altogether.
 CREATE FUNCTION count_updated_task() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.status <> NEW.status OR OLD.domain <> NEW.domain THEN
-        INSERT INTO task_counts (domain, status, tasks) VALUES (OLD.domain, OLD.status, -1), (NEW.domain, NEW.status, 1);
-    END IF;
-    IF OLD.leases <> NEW.leases OR OLD.domain <> NEW.domain THEN
-        -- An entry unchanged by the update cancels out: same domain, same expiry.
-        INSERT INTO task_lease_counts (domain, expires_at, leases)
-        SELECT d.domain, d.expires_at, sum(d.sign)
-        FROM (
-            SELECT OLD.domain AS domain, l.value::timestamptz AS expires_at, -1 AS sign FROM jsonb_each_text(OLD.leases) AS l
-            UNION ALL
-            SELECT NEW.domain, l.value::timestamptz, 1 FROM jsonb_each_text(NEW.leases) AS l
-        ) AS d
-        GROUP BY d.domain, d.expires_at
-        HAVING sum(d.sign) <> 0;
-    END IF;
+    -- One statement for both counts (each statement a trigger runs has its own start-up cost).
+    WITH states AS (
+        INSERT INTO task_counts (domain, status, tasks)
+        SELECT v.domain, v.status, v.tasks
+        FROM (VALUES (OLD.domain, OLD.status, -1), (NEW.domain, NEW.status, 1)) AS v (domain, status, tasks)
+        WHERE OLD.status <> NEW.status OR OLD.domain <> NEW.domain
+    )
+    -- An entry unchanged by the update cancels out: same domain, same expiry.
+    INSERT INTO task_lease_counts (domain, expires_at, leases)
+    SELECT d.domain, d.expires_at, sum(d.sign)
+    FROM (
+        SELECT OLD.domain AS domain, l.value::timestamptz AS expires_at, -1 AS sign FROM jsonb_each_text(OLD.leases) AS l
+        UNION ALL
+        SELECT NEW.domain, l.value::timestamptz, 1 FROM jsonb_each_text(NEW.leases) AS l
+    ) AS d
+    GROUP BY d.domain, d.expires_at
+    HAVING sum(d.sign) <> 0;
     IF (OLD.status = 'completed') <> (NEW.status = 'completed')
        AND greatest(cardinality(OLD.reviewed_by), cardinality(NEW.reviewed_by)) >= 2 THEN
         INSERT INTO agreement_counts (domain, annotator_id, decided, agreed)
@@ -204,20 +206,22 @@ DECLARE
     left_tasks text[];
     left_annotators text[];
 BEGIN
-    -- A verdict statement whose task update lost its race inserts nothing.
-    IF NOT EXISTS (SELECT 1 FROM new_verdicts) THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO verdict_counts (annotator_id, period_start, verdicts)
-    SELECT n.annotator_id, date_bin('15 minutes', n.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*)
-    FROM new_verdicts AS n
-    GROUP BY 1, 2;
-    INSERT INTO position_counts (domain, shown_left, verdict, verdicts)
-    SELECT t.domain, n.shown_left, n.verdict, count(*)
-    FROM new_verdicts AS n JOIN tasks AS t ON t.task_id = n.task_id
-    WHERE n.shown_left IS NOT NULL AND t.kind = 'compare'
-    GROUP BY t.domain, n.shown_left, n.verdict;
-    -- Agreement needs a second verdict on the task: most tasks have one reviewer and stop here.
+    -- One statement in the common case (a verdict on a task nobody else judged): both counts, and the
+    -- tasks that have another verdict, whose agreement changes. A statement whose task update lost its
+    -- race inserts no verdict and stops here.
+    WITH counted AS (
+        INSERT INTO verdict_counts (annotator_id, period_start, verdicts)
+        SELECT n.annotator_id, date_bin('15 minutes', n.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*)
+        FROM new_verdicts AS n
+        GROUP BY 1, 2
+    ),
+    positioned AS (
+        INSERT INTO position_counts (domain, shown_left, verdict, verdicts)
+        SELECT t.domain, n.shown_left, n.verdict, count(*)
+        FROM new_verdicts AS n JOIN tasks AS t ON t.task_id = n.task_id
+        WHERE n.shown_left IS NOT NULL AND t.kind = 'compare'
+        GROUP BY t.domain, n.shown_left, n.verdict
+    )
     SELECT array_agg(DISTINCT n.task_id), array_agg(n.task_id), array_agg(n.annotator_id)
     INTO touched, left_tasks, left_annotators
     FROM new_verdicts AS n
