@@ -7,17 +7,19 @@ deterministic event_id makes a replay harmless.
 
 Round trips on the annotators' hot path (each plus the pool's reset on release):
 - lease: one statement authenticates the token, leases and returns the payload;
-- verdict: one statement authenticates and reads the task with its verdicts (no lock), the rules
-  decide, and one statement writes the task, the verdict and the vote's outbox row only if the task
-  is still as read (optimistic: the row lock is held for that one statement, not across the
-  decision). When it changed in between (another reviewer's verdict, a re-request, the lease ended)
-  the verdict reads and decides again: each retry means another write went through.
+- verdict: the rules decide on the task as its lease returned it (remembered per caller, `LeaseMemory`),
+  and one statement authenticates the token and writes the task, the verdict and the vote's outbox
+  row only if the task is still as decided on (optimistic: the row lock is held for that statement,
+  not across the decision). When it changed in between (another reviewer's verdict, a re-request, the
+  lease ended), or the lease was taken elsewhere, one statement reads the task and its verdicts and
+  the verdict decides again: each retry means another write went through.
 The stats read the counts the database keeps in step with the tables (migration 0005), never the
 tables themselves, and roll them up with `queue_stats` (pure).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +111,39 @@ class Lease:
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
+class Decision:
+    """A verdict decided on a task as read: what to record, and the expert vote's outbox row (service, record)."""
+
+    verdict: rules.Verdict
+    outcome: rules.Outcome
+    decided_at: datetime
+    vote: tuple[str, OutRecord] | None
+
+
+class LeaseMemory:
+    """Leased tasks as their lease returned them, per caller, so that a verdict decides without reading again.
+
+    Only a shortcut: the verdict's write checks that the task is unchanged and that the caller still holds
+    its lease, so a stale entry costs one read, never a wrong verdict; a missing one (another instance
+    leased the task, or the entry was pushed out) costs the same. At most `size` entries, oldest out first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[store.Caller, str], tuple[store.Annotator, store.TaskRead]] = OrderedDict()
+
+    def remember(self, caller: store.Caller, annotator: store.Annotator, task: store.TaskRead) -> None:
+        if self.size <= 0:
+            return
+        self._entries[(caller, task.state.task_id)] = (annotator, task)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def take(self, caller: store.Caller, task_id: str) -> tuple[store.Annotator, store.TaskRead] | None:
+        return self._entries.pop((caller, task_id), None)
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
 class VerdictRecorded:
     """What a verdict did to its task, and how many verdicts the task has now."""
 
@@ -128,6 +163,7 @@ class TaskQueue:
         self.relay = relay
         self.metrics = metrics
         self.limits = limits_from(settings)
+        self.leased = LeaseMemory(settings.leased_tasks_remembered)
 
     async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
         """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
@@ -187,6 +223,8 @@ class TaskQueue:
         leased = result.task
         if leased is None:
             return None
+        if result.read is not None and result.read.is_consistent:
+            self.leased.remember(caller, result.annotator, result.read)
         self.metrics.leases.labels(leased.domain).inc()
         log.info("task_leased", task_id=leased.task_id, annotator_id=annotator_id, domain=leased.domain)
         request = AnnotationRequest.model_validate(leased.request)
@@ -222,17 +260,19 @@ class TaskQueue:
 
     async def submit_verdict(self, caller: store.Caller, task_id: str, judgement: rules.Judgement) -> VerdictRecorded:
         """Record the caller's verdict; when it completes the task, its expert vote goes out in the same statement."""
+        remembered = self.leased.take(caller, task_id)
         async with store.connection(self.pool) as conn:
             for _ in range(VERDICT_ATTEMPTS):
-                annotator, task = await self._read_for_verdict(conn, caller, task_id, judgement)
-                verdict = rules.Verdict.of(annotator.annotator_id, judgement)
-                verdicts = [*task.verdicts, verdict]
-                outcome = rules.combine_verdicts(verdicts, task.reviewers_needed, self.settings.max_reviewers)
-                vote = self._expert_vote(task, outcome)
-                if await store.record_verdict(conn, task, verdict, outcome, self.service, vote):
+                annotator, task = remembered or await self._read_for_verdict(conn, caller, task_id)
+                remembered = None
+                decision = self._decide(annotator, task, judgement)
+                if await store.record_verdict(
+                    conn, caller, task, decision.verdict, decision.outcome, decision.decided_at, decision.vote
+                ):
                     break
             else:
                 raise ConflictError("the task kept changing while the verdict was recorded; retry", task_id=task_id)
+        outcome = decision.outcome
         self._observe_verdict(task.state.domain, outcome)
         log.info(
             "verdict_recorded",
@@ -241,32 +281,36 @@ class TaskQueue:
             task_status=outcome.status,
             is_escalated=outcome.is_escalated,
         )
-        if vote is not None:
+        if decision.vote is not None:
             self.relay.notify()
-        return VerdictRecorded(outcome=outcome, verdicts=len(verdicts))
+        return VerdictRecorded(outcome=outcome, verdicts=len(task.verdicts) + 1)
 
     async def _read_for_verdict(
-        self, conn: Any, caller: store.Caller, task_id: str, judgement: rules.Judgement
+        self, conn: Any, caller: store.Caller, task_id: str
     ) -> tuple[store.Annotator, store.TaskRead]:
         read = await store.select_task_for_verdict(conn, caller, task_id)
         if read is None:
             raise AuthError(auth.INVALID_TOKEN)
         if read.task is None:
             raise NotFoundError("no such task", task_id=task_id)
-        rules.check_lease(read.task.state, read.annotator.annotator_id, read.annotator.domains)
-        rules.validate_verdict(read.task.state.kind, judgement.verdict, judgement.rewrite, judgement.shown_left)
         return read.annotator, read.task
 
-    def _expert_vote(self, task: store.TaskRead, outcome: rules.Outcome) -> OutRecord | None:
-        """The outbox record of a completed task's vote, stamped with the time its task was read."""
+    def _decide(self, annotator: store.Annotator, task: store.TaskRead, judgement: rules.Judgement) -> Decision:
+        """The verdict's outcome on `task` as given, and the expert vote when it completes the task."""
+        rules.check_lease(task.state, annotator.annotator_id, annotator.domains)
+        rules.validate_verdict(task.state.kind, judgement.verdict, judgement.rewrite, judgement.shown_left)
+        verdict = rules.Verdict.of(annotator.annotator_id, judgement)
+        outcome = rules.combine_verdicts([*task.verdicts, verdict], task.reviewers_needed, self.settings.max_reviewers)
+        decided_at = datetime.now(UTC)
         if outcome.status != "completed":
-            return None
-        vote = rules.expert_vote(AnnotationRequest.model_validate(task.request), outcome, task.read_at)
-        return OutRecord(
+            return Decision(verdict=verdict, outcome=outcome, decided_at=decided_at, vote=None)
+        vote = rules.expert_vote(AnnotationRequest.model_validate(task.request), outcome, decided_at)
+        record = OutRecord(
             topic=topics.topic(self.settings.topic_prefix, topics.VOTES),
             key=vote.interaction_id.encode(),
             value=vote.model_dump_json().encode(),
         )
+        return Decision(verdict=verdict, outcome=outcome, decided_at=decided_at, vote=(self.service, record))
 
     def _observe_verdict(self, domain: str, outcome: rules.Outcome) -> None:
         self.metrics.verdicts.labels(domain).inc()

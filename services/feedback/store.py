@@ -81,15 +81,19 @@ Caller = Annotator | Bearer
 
 @dataclass(kw_only=True, frozen=True, slots=True)
 class LeaseResult:
-    """Who leased (authenticated by the lease statement), and the task, or None when nothing is queued."""
+    """Who leased (authenticated by the lease statement), and the task, or None when nothing is queued.
+
+    `read` is the leased task as a verdict decides on it, as of the lease.
+    """
 
     annotator: Annotator
     task: LeasedTask | None
+    read: TaskRead | None
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
 class TaskRead:
-    """A task as read, unlocked, for a verdict: its state, its verdicts so far, and the database time then."""
+    """A task as read, unlocked, for a verdict: its state (with the database time then) and its verdicts so far."""
 
     state: TaskState
     app_id: str
@@ -99,8 +103,14 @@ class TaskRead:
     verdicts: tuple[Verdict, ...]
 
     @property
-    def read_at(self) -> datetime:
-        return self.state.now
+    def is_consistent(self) -> bool:
+        """Whether the verdicts read are those of `reviewed_by`.
+
+        The lease statement reads the row it locked in its newest version (READ COMMITTED re-checks a row
+        another transaction updated meanwhile) but other tables as of the statement's start, so a verdict
+        committed in between shows in `reviewed_by` and not in `verdicts`: such a read is not decided on.
+        """
+        return sorted(v.annotator_id for v in self.verdicts) == sorted(self.state.reviewed_by)
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -162,7 +172,7 @@ async def lease_next_task(
         return None
     annotator = Annotator(row["annotator_id"], tuple(row["domains"]))
     if row["task_id"] is None:
-        return LeaseResult(annotator=annotator, task=None)
+        return LeaseResult(annotator=annotator, task=None, read=None)
     task = LeasedTask(
         task_id=row["task_id"],
         kind=row["kind"],
@@ -171,7 +181,7 @@ async def lease_next_task(
         request=row["request"],
         lease_expires_at=row["lease_expires_at"],
     )
-    return LeaseResult(annotator=annotator, task=task)
+    return LeaseResult(annotator=annotator, task=task, read=_task_read(row))
 
 
 def _leases(value: dict[str, str] | None) -> dict[str, datetime]:
@@ -208,14 +218,7 @@ async def skip_task(conn: asyncpg.Connection, task_id: str, annotator_id: str) -
     await conn.execute(QUERIES["skip_task"], task_id, annotator_id)
 
 
-async def select_task_for_verdict(conn: asyncpg.Connection, caller: Caller, task_id: str) -> VerdictRead | None:
-    """The caller and the task as it is now; None when the caller's token is unknown or revoked."""
-    row = await conn.fetchrow(QUERIES["select_task_for_verdict"], *_caller_args(caller), task_id)
-    if row is None:
-        return None
-    annotator = Annotator(row["annotator_id"], tuple(row["domains"]))
-    if row["task_id"] is None:
-        return VerdictRead(annotator=annotator, task=None)
+def _task_read(row: asyncpg.Record) -> TaskRead:
     state = TaskState(
         task_id=row["task_id"],
         domain=row["domain"],
@@ -225,23 +228,43 @@ async def select_task_for_verdict(conn: asyncpg.Connection, caller: Caller, task
         reviewed_by=tuple(row["reviewed_by"]),
         now=row["db_now"],
     )
-    task = TaskRead(
+    return TaskRead(
         state=state,
         app_id=row["app_id"],
         reviewers_needed=row["reviewers_needed"],
         request=row["request"],
         request_updated_at=row["request_updated_at"],
-        verdicts=tuple(Verdict(**v) for v in row["verdicts"]),
+        verdicts=tuple(Verdict(**v) for v in row["verdicts"] or ()),
     )
+
+
+async def select_task_for_verdict(conn: asyncpg.Connection, caller: Caller, task_id: str) -> VerdictRead | None:
+    """The caller and the task as it is now; None when the caller's token is unknown or revoked."""
+    row = await conn.fetchrow(QUERIES["select_task_for_verdict"], *_caller_args(caller), task_id)
+    if row is None:
+        return None
+    annotator = Annotator(row["annotator_id"], tuple(row["domains"]))
+    task = _task_read(row) if row["task_id"] is not None else None
     return VerdictRead(annotator=annotator, task=task)
 
 
 async def record_verdict(
-    conn: asyncpg.Connection, task: TaskRead, verdict: Verdict, outcome: Outcome, service: str, vote: OutRecord | None
+    conn: asyncpg.Connection,
+    caller: Caller,
+    task: TaskRead,
+    verdict: Verdict,
+    outcome: Outcome,
+    decided_at: datetime,
+    vote: tuple[str, OutRecord] | None,
 ) -> bool:
-    """Write the verdict decided on `task` as read; False (nothing written) when the task changed since."""
+    """Write the verdict decided on `task` as given; False (nothing written) when the task or the caller changed.
+
+    `vote` is the outbox row (service, record) of a completed task's expert vote.
+    """
+    service, record = vote if vote is not None else (None, None)
     row = await conn.fetchrow(
         QUERIES["record_verdict"],
+        *_caller_args(caller),
         task.state.task_id,
         verdict.annotator_id,
         list(task.state.reviewed_by),
@@ -249,16 +272,16 @@ async def record_verdict(
         outcome.status,
         outcome.reviewers_needed,
         outcome.to_result(),
-        task.read_at,
+        decided_at,
         verdict.verdict,
         verdict.rewrite,
         verdict.comment,
         verdict.shown_left,
         service,
-        vote.topic if vote is not None else None,
-        vote.key if vote is not None else None,
-        vote.value if vote is not None else None,
-        dict(vote.headers) if vote is not None else None,
+        record.topic if record is not None else None,
+        record.key if record is not None else None,
+        record.value if record is not None else None,
+        dict(record.headers) if record is not None else None,
     )
     return row is not None
 

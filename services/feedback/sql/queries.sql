@@ -21,7 +21,8 @@ WHERE task_id = ANY($1::text[]) AND status = 'open'
 -- Authenticate the caller and lease it the best open task with a free reviewer slot that it has not
 -- judged, skipped or leased, in one statement. The caller is a token hash ($1), or when $1 is NULL an
 -- annotator already known ($2, its domains $3); $4 narrows to one domain. One row (the annotator, and
--- the task or NULLs) for a live caller; none for a token that is unknown or revoked.
+-- the task or NULLs) for a live caller; none for a token that is unknown or revoked. The task comes
+-- with what a verdict decides on (its state and verdicts so far), so the verdict need not read it again.
 WITH me AS (
     SELECT a.annotator_id, a.domains
     FROM annotator_tokens AS k
@@ -58,10 +59,24 @@ leased AS (
         updated_at = now()
     FROM me
     WHERE t.task_id = (SELECT task_id FROM candidates ORDER BY priority DESC, created_at, task_id LIMIT 1)
-    RETURNING t.task_id, t.kind, t.domain, t.priority, t.request,
-              (t.leases ->> me.annotator_id)::timestamptz AS lease_expires_at
+    RETURNING t.task_id, t.app_id, t.kind, t.domain, t.priority, t.request, t.request_updated_at, t.status,
+              t.reviewers_needed, t.reviewed_by, t.leases,
+              (t.leases ->> me.annotator_id)::timestamptz AS lease_expires_at,
+              CASE WHEN cardinality(t.reviewed_by) = 0 THEN '[]'::jsonb ELSE (
+                  SELECT jsonb_agg(
+                      jsonb_build_object(
+                          'annotator_id', v.annotator_id, 'verdict', v.verdict,
+                          'rewrite', v.rewrite, 'comment', v.comment
+                      )
+                      ORDER BY v.created_at, v.annotator_id
+                  )
+                  FROM task_verdicts AS v
+                  WHERE v.task_id = t.task_id
+              ) END AS verdicts
 )
-SELECT me.annotator_id, me.domains, l.task_id, l.kind, l.domain, l.priority, l.request, l.lease_expires_at
+SELECT me.annotator_id, me.domains, l.task_id, l.app_id, l.kind, l.domain, l.priority, l.request,
+       l.request_updated_at, l.status, l.reviewers_needed, l.reviewed_by, l.leases, l.lease_expires_at, l.verdicts,
+       now() AS db_now
 FROM me
 LEFT JOIN leased AS l ON true
 
@@ -93,8 +108,9 @@ WHERE task_id = $1
 
 -- name: select_task_for_verdict
 -- Authenticate the caller (as in lease_next_task) and read one task, its verdicts (oldest first) and
--- the database clock, without a lock: record_verdict writes only if what was decided on is unchanged.
--- No row for an unknown or revoked token; NULL task columns for an unknown task.
+-- the database clock, without a lock, when the verdict cannot decide on the state its lease returned
+-- (another instance leased it, or the task changed since): record_verdict writes only if what was
+-- decided on is unchanged. No row for an unknown or revoked token; NULL task columns for an unknown task.
 WITH me AS (
     SELECT a.annotator_id, a.domains
     FROM annotator_tokens AS k
@@ -122,34 +138,46 @@ FROM me
 LEFT JOIN tasks AS t ON t.task_id = $4
 
 -- name: record_verdict
--- In one statement: the task's update (the caller's lease ends, its review counts, the outcome), the
--- verdict, and the expert vote's outbox row when the task completes ($14 not NULL). Writes nothing and
--- returns no row when the task changed since select_task_for_verdict read it (another verdict, a
--- re-request, a withdrawal) or the caller's lease is no longer live: the caller reads again. The
--- verdict, the completion and the vote all carry the time of that read ($8).
-WITH judged AS (
-    UPDATE tasks
-    SET leases = leases - $2::text,
-        reviewed_by = array_append(reviewed_by, $2::text),
-        status = $5,
-        reviewers_needed = $6,
-        result = $7::jsonb,
-        completed_at = CASE WHEN $5 = 'open' THEN NULL ELSE $8::timestamptz END,
+-- In one statement: authenticate the caller (as in lease_next_task), then the task's update (the
+-- caller's lease ends, its review counts, the outcome), the verdict, and the expert vote's outbox row
+-- when the task completes ($17 not NULL). Writes nothing and returns no row when the caller is not the
+-- live annotator $5 of the task's domain, or when the task changed since the state the verdict was
+-- decided on ($6 reviewers, $7 request): another verdict, a re-request, a withdrawal, or the lease
+-- ended. The caller then reads the task again and decides again.
+WITH me AS (
+    SELECT a.annotator_id, a.domains
+    FROM annotator_tokens AS k
+    JOIN annotators AS a ON a.annotator_id = k.annotator_id
+    WHERE $1::bytea IS NOT NULL AND k.token_hash = $1 AND k.revoked_at IS NULL AND a.revoked_at IS NULL
+    UNION ALL
+    SELECT $2::text, $3::text[] WHERE $1::bytea IS NULL
+),
+judged AS (
+    UPDATE tasks AS t
+    SET leases = t.leases - me.annotator_id,
+        reviewed_by = array_append(t.reviewed_by, me.annotator_id),
+        status = $8,
+        reviewers_needed = $9,
+        result = $10::jsonb,
+        completed_at = CASE WHEN $8 = 'open' THEN NULL ELSE $11::timestamptz END,
         updated_at = now()
-    WHERE task_id = $1
-      AND status = 'open'
-      AND reviewed_by = $3::text[]
-      AND request_updated_at = $4
-      AND (leases ->> $2::text)::timestamptz > now()
-    RETURNING task_id
+    FROM me
+    WHERE t.task_id = $4
+      AND me.annotator_id = $5
+      AND t.domain = ANY (me.domains)
+      AND t.status = 'open'
+      AND t.reviewed_by = $6::text[]
+      AND t.request_updated_at = $7
+      AND (t.leases ->> me.annotator_id)::timestamptz > now()
+    RETURNING t.task_id
 ),
 verdict AS (
     INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment, shown_left, created_at)
-    SELECT j.task_id, $2, $9, $10, $11, $12, $8 FROM judged AS j
+    SELECT j.task_id, $5, $12, $13, $14, $15, $11 FROM judged AS j
 ),
 vote AS (
     INSERT INTO outbox (service, topic, key, value, headers)
-    SELECT $13, $14, $15, $16, $17::jsonb FROM judged WHERE $14::text IS NOT NULL
+    SELECT $16, $17, $18, $19, $20::jsonb FROM judged WHERE $17::text IS NOT NULL
 )
 SELECT task_id FROM judged
 

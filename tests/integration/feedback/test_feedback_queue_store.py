@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from services.feedback import store
+from services.feedback import auth, store
 from services.feedback.queue import TaskQueue
 from services.feedback.queue_rules import Judgement
 from shared.errors import ConflictError, ForbiddenError
@@ -206,3 +206,43 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
         await queue.ingest([record(None, 8, key=b"t2"), record(again, 9, key=b"t2")])
         row = await queue.pool.fetchrow("SELECT status, leases ? 'alice' AS held FROM tasks WHERE task_id = 't2'")
         assert (row["status"], row["held"]) == ("open", True), "not withdrawn: alice keeps her lease"
+
+
+async def test_a_verdict_takes_one_statement_after_its_lease_and_two_elsewhere(database_url: str) -> None:
+    """Round trips on the hot path: the lease and the verdict each one statement; a verdict another
+    instance leased (nothing remembered) reads the task first. The pool's release sends nothing."""
+    async with task_queue(database_url, db_pool_min_size=1, db_pool_max_size=1) as queue:
+        await ingest(queue, annotation_request_body("t1", "general"), annotation_request_body("t2", "general"))
+        token = await auth.issue_token(queue.pool, auth.AnnotatorGrant(annotator_id="alice", domains=["general"]))
+        caller = auth.bearer(token)
+        seen: list[str] = []
+        async with queue.pool.acquire() as conn:
+            conn.add_query_logger(lambda record: seen.append(record.query.split()[0]))
+        statements = []
+        for forget in (False, True):
+            seen.clear()
+            task = await queue.lease(caller, None)
+            statements.append(len(seen))
+            if forget:
+                queue.leased.take(caller, task.request.task_id)
+            seen.clear()
+            result = await queue.submit_verdict(caller, task.request.task_id, Judgement(verdict="A"))
+            statements.append(len(seen))
+            assert result.outcome.status == "completed"
+        assert statements == [1, 1, 1, 2], seen
+        assert len(await outbox_votes(queue)) == 2
+
+
+async def test_a_verdict_decided_on_a_stale_lease_is_decided_again(database_url: str) -> None:
+    async with (
+        task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue,
+        task_queue(database_url, reviewers_per_domain={"medical": 2}) as other_instance,
+    ):
+        await ingest(queue, annotation_request_body("t1", "medical"))
+        await queue.lease(ALICE, None)
+        await queue.lease(BOB, None)  # remembers t1 with no verdict yet
+        await other_instance.submit_verdict(ALICE, "t1", Judgement(verdict="B"))
+        result = await queue.submit_verdict(BOB, "t1", Judgement(verdict="B"))
+        assert (result.outcome.status, result.verdicts) == ("completed", 2), "bob's verdict saw alice's"
+        (vote,) = await outbox_votes(queue)
+        assert (vote["reviewers"], vote["agreement"]) == (["alice", "bob"], 1.0)
