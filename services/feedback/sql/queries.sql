@@ -44,9 +44,14 @@ candidates AS (
           AND c.domain = d.domain
           AND NOT (me.annotator_id = ANY (c.reviewed_by))
           AND NOT (me.annotator_id = ANY (c.skipped_by))
-          AND NOT (task_live_leases(c.leases, now()) ? me.annotator_id)
-          AND cardinality(c.reviewed_by)
-              + (SELECT count(*) FROM jsonb_object_keys(task_live_leases(c.leases, now()))) < c.reviewers_needed
+          AND NOT coalesce((c.leases ->> me.annotator_id)::timestamptz > now(), false)
+          -- A free reviewer slot; most open tasks hold no lease at all, which needs no look inside.
+          AND (
+              (c.leases = '{}'::jsonb AND cardinality(c.reviewed_by) < c.reviewers_needed)
+              OR cardinality(c.reviewed_by)
+                 + (SELECT count(*) FROM jsonb_each_text(c.leases) AS l WHERE l.value::timestamptz > now())
+                 < c.reviewers_needed
+          )
         ORDER BY c.priority DESC, c.created_at, c.task_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
