@@ -1,18 +1,20 @@
-"""Annotation queue benchmark: throughput against a bare SKIP LOCKED loop, and latencies up to a million tasks.
+"""Annotation queue benchmark: throughput against bare loops, and latencies up to a million queued tasks.
 
 `python -m bench.queue` drives services.feedback.queue.TaskQueue, the code behind the HTTP routes,
 as the routes call it: a bearer token authenticated by the lease and verdict statements themselves,
-the redacted task view, the verdict with its outbox row. It measures, in one run on one database:
+the redacted task view, the verdict with its outbox row. In one run on one database it measures:
 
-1. Round trips per lease and per verdict (asyncpg's query logger on a one-connection pool; the pool's
-   reset on release counts: it is a round trip too).
-2. Lease + verdict tasks/s at 1, 4 and 16 concurrent annotators against a bare dequeue-and-complete
-   loop (the same two statements, lease then complete, with no logic, each worker on its own
-   connection: the fastest asyncpg goes), and at the highest concurrency with the count triggers of
-   migration 0005 switched off, to show what keeping the counts costs.
-3. With 1,000 / 100,000 / 1,000,000 tasks queued over 10 domains (bulk-filled, queue_data.py): the
-   stats call (an admin's, and an annotator's with its progress) and lease and verdict latencies
-   (one annotator of three domains, sequential) as p50/p99.
+1. Statements (= round trips: the pool's release sends nothing) per lease, per verdict on a task this
+   process leased, and per verdict on a task leased elsewhere.
+2. Lease + verdict tasks/s at 1, 4 and 16 concurrent annotators beside two bare loops with no logic,
+   each worker on its own connection: (a) the cheapest SKIP LOCKED queue, a table of its own with a
+   payload of the same size, dequeued and completed by two minimal statements; (b) the queue's own
+   two statements (lease_next_task, record_verdict with a fixed outcome). With a local server, CPU ms
+   per task too (this process + the server's), which other load on the machine skews far less.
+3. Lease + verdict at the highest concurrency with the count triggers of migration 0005 on and off.
+4. With 1,000 / 100,000 / 1,000,000 tasks queued over 10 domains (bulk-filled, queue_data.py): the
+   stats call (an admin's, and an annotator's with its progress), lease and verdict latency (one
+   annotator of three domains, sequential), p50/p99.
 
 Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.local_database, fsync off).
 Results: bench/results/queue.json and queue.md. Figures measured while other work loads the machine
@@ -26,8 +28,9 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,11 +45,13 @@ from bench.queue_data import (
     BASELINE_COMPLETE,
     BASELINE_DEQUEUE,
     BASELINE_SETUP,
+    CpuMeter,
     check_counts,
     fill_baseline,
     fill_tasks,
     percentiles_ms,
 )
+from bench.queue_report import markdown
 from services.feedback import auth, store
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.feedback.app import SERVICE as FEEDBACK_SERVICE
@@ -62,6 +67,9 @@ RESULTS_DIR = Path(__file__).parent / "results"
 SCALE_DOMAINS = 10
 JUDGEMENT = Judgement(verdict="A", shown_left="A")
 SWITCH_COUNTS = "ALTER TABLE tasks {0} TRIGGER USER; ALTER TABLE task_verdicts {0} TRIGGER USER"
+# The bare loop (b)'s fixed outcome and vote: what record_verdict writes for a lone reviewer's "A".
+BARE_RESULT = {"verdict": "A", "agreement": 1.0, "decided_by": "bare", "reviewers": ["bare"]}
+BARE_VOTE = json.dumps({"kind": "verdict", "verdict": "A", "padding": "x" * 600}).encode()
 
 
 class QueueBenchSettings(BaseSettings):
@@ -74,26 +82,26 @@ class QueueBenchSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL"),
         description="External PostgreSQL server; when unset a local one is started.",
     )
-    concurrency: list[int] = Field([1, 4, 16], description="Concurrent annotators (and baseline workers) per level.")
+    concurrency: list[int] = Field([1, 4, 16], description="Concurrent annotators (and bare workers) per level.")
     seconds_per_level: float = Field(4.0, gt=0, description="How long each throughput run lasts.")
-    tasks_per_level: int = Field(6_000, ge=1, description="Tasks queued before each throughput run (> it drains).")
+    tasks_per_level: int = Field(8_000, ge=1, description="Tasks queued before each throughput run (> it drains).")
     sizes: list[int] = Field([1_000, 100_000, 1_000_000], description="Queue sizes of the latency runs, ascending.")
     samples: int = Field(200, ge=10, description="Calls timed per figure of the latency runs.")
 
 
-def _database_url(server_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-@contextmanager
-def _local_server():
+@asynccontextmanager
+async def _server(settings: QueueBenchSettings) -> AsyncIterator[tuple[str, int | None]]:
+    """The server URL, and the postmaster's pid when this machine runs it (for its CPU time)."""
+    if settings.database_url:
+        yield settings.database_url, None
+        return
     from deploy.local_database import start_database
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp,
         start_database(Path(tmp) / "pgdata", fast_unsafe=True) as database,
     ):
-        yield database.url
+        yield database.url, database.pid
 
 
 async def _queue_on(database_url: str, stack: AsyncExitStack, pool_size: int = 20) -> TaskQueue:
@@ -137,8 +145,11 @@ async def _judge(queue: TaskQueue, caller: store.Bearer) -> bool:
     return True
 
 
-async def _timed_loop(workers: int, seconds: float, step: Callable[[int], Awaitable[bool]]) -> float:
-    """Run `step(worker)` in `workers` loops for `seconds`; steps that did work per second."""
+async def _rate(
+    meter: CpuMeter, workers: int, seconds: float, step: Callable[[int], Awaitable[bool]]
+) -> dict[str, Any]:
+    """Run `step(worker)` in `workers` loops for `seconds`: steps per second, CPU ms per step (client, server)."""
+    client, server = meter.client_s(), meter.server_s()
     started = time.perf_counter()
     deadline = started + seconds
     counts = [0] * workers
@@ -148,11 +159,17 @@ async def _timed_loop(workers: int, seconds: float, step: Callable[[int], Awaita
             counts[worker] += 1
 
     await asyncio.gather(*(loop(w) for w in range(workers)))
-    return sum(counts) / (time.perf_counter() - started)
+    done = max(1, sum(counts))
+    server_after = meter.server_s()
+    return {
+        "per_s": round(done / (time.perf_counter() - started), 1),
+        "client_cpu_ms": round(1000 * (meter.client_s() - client) / done, 3),
+        "server_cpu_ms": round(1000 * (server_after - server) / done, 3) if server is not None else None,
+    }
 
 
 async def round_trips(database_url: str) -> dict[str, int]:
-    """Statements and round trips of one lease and one verdict, after a warm-up (statements prepared)."""
+    """Statements (each a round trip) of a lease and of a verdict, after a warm-up (statements prepared)."""
     seen: list[str] = []
     async with AsyncExitStack() as stack:
         queue = await _queue_on(database_url, stack, pool_size=1)
@@ -161,35 +178,23 @@ async def round_trips(database_url: str) -> dict[str, int]:
         await fill_tasks(queue.pool, "rt", 0, 4, domains=1, domain_prefix="rt")
         (caller,) = await _callers(queue.pool, ["bench-rt"], ["rt0"])
         await _judge(queue, caller)
-        seen.clear()
-        leased = await queue.lease(caller, None)
-        lease_queries = list(seen)
-        seen.clear()
-        await queue.submit_verdict(caller, leased.request.task_id, JUDGEMENT)
-        verdict_queries = list(seen)
-    result: dict[str, int] = {}
-    for name, queries in (("lease", lease_queries), ("verdict", verdict_queries)):
-        resets = sum(q.lstrip().startswith("SELECT pg_advisory_unlock_all()") for q in queries)
-        result[f"{name}_statements"] = len(queries) - resets
-        result[f"{name}_round_trips"] = len(queries)
-    return result
+        counts = {}
+        for name in ("lease", "verdict", "lease_again", "verdict_leased_elsewhere"):
+            seen.clear()
+            if name.startswith("lease"):
+                task_id = (await queue.lease(caller, None)).request.task_id
+            else:
+                if name == "verdict_leased_elsewhere":
+                    queue.leased.take(caller, task_id)  # as if another instance had leased it
+                await queue.submit_verdict(caller, task_id, JUDGEMENT)
+            counts[name] = len(seen)
+    return {k: v for k, v in counts.items() if k != "lease_again"}
 
 
-async def throughput(queue: TaskQueue, database_url: str, settings: QueueBenchSettings) -> list[dict[str, Any]]:
-    """Lease + verdict tasks/s per concurrency level beside the bare loop's jobs/s, same database, same run."""
-    callers = await _callers(queue.pool, [f"bench-{w}" for w in range(max(settings.concurrency))], ["tp0"])
-    levels = []
-    for level, workers in enumerate(settings.concurrency):
-        base = await baseline_rate(queue.pool, database_url, workers, settings)
-        rate = await queue_rate(queue, callers[:workers], f"l{level}", settings)
-        levels.append({"annotators": workers, "queue_tasks_per_s": round(rate, 1),
-                       "baseline_jobs_per_s": round(base, 1), "ratio": round(rate / base, 3)})  # fmt: skip
-        print(json.dumps(levels[-1]), flush=True)
-    return levels
-
-
-async def baseline_rate(pool: asyncpg.Pool, database_url: str, workers: int, settings: QueueBenchSettings) -> float:
-    """Jobs per second of the bare loop: dequeue (SKIP LOCKED, payload back) then complete, one connection each."""
+async def bare_minimal_rate(
+    pool: asyncpg.Pool, database_url: str, meter: CpuMeter, workers: int, settings: QueueBenchSettings
+) -> dict[str, Any]:
+    """Bare loop (a): dequeue (SKIP LOCKED, payload back) then complete, on a minimal table, one connection each."""
     await fill_baseline(pool, settings.tasks_per_level)
     conns = [await asyncpg.connect(database_url) for _ in range(workers)]
     try:
@@ -201,38 +206,83 @@ async def baseline_rate(pool: asyncpg.Pool, database_url: str, workers: int, set
             await conns[worker].execute(BASELINE_COMPLETE, row["id"])
             return True
 
-        return await _timed_loop(workers, settings.seconds_per_level, step)
+        return await _rate(meter, workers, settings.seconds_per_level, step)
     finally:
         for conn in conns:
             await conn.close()
 
 
-async def queue_rate(queue: TaskQueue, callers: list[store.Bearer], prefix: str, settings: QueueBenchSettings) -> float:
+async def bare_own_rate(
+    pool: asyncpg.Pool, database_url: str, meter: CpuMeter, workers: int, prefix: str, settings: QueueBenchSettings
+) -> dict[str, Any]:
+    """Bare loop (b): the queue's own lease_next_task then record_verdict (fixed outcome), one connection each."""
+    await fill_tasks(pool, prefix, 0, settings.tasks_per_level, domains=1, domain_prefix="bare")
+    conns = [await asyncpg.connect(database_url) for _ in range(workers)]
+    lease, record = store.QUERIES["lease_next_task"], store.QUERIES["record_verdict"]
+    try:
+        for conn in conns:
+            await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+        async def step(worker: int) -> bool:
+            me, domains = f"bare-{prefix}-{worker}", ["bare0"]
+            row = await conns[worker].fetchrow(lease, None, me, domains, None, 600.0)
+            if row["task_id"] is None:
+                return False
+            at = datetime.now(UTC)
+            await conns[worker].execute(
+                record, None, me, domains, row["task_id"], me, [], row["request_updated_at"], "completed", 1,
+                BARE_RESULT, at, "A", None, None, "A", FEEDBACK_SERVICE, "votes", b"key", BARE_VOTE, {},
+            )  # fmt: skip
+            return True
+
+        return await _rate(meter, workers, settings.seconds_per_level, step)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def queue_rate(
+    queue: TaskQueue, meter: CpuMeter, callers: list[store.Bearer], prefix: str, settings: QueueBenchSettings
+) -> dict[str, Any]:
     await fill_tasks(queue.pool, prefix, 0, settings.tasks_per_level, domains=1, domain_prefix="tp")
-    return await _timed_loop(len(callers), settings.seconds_per_level, lambda w: _judge(queue, callers[w]))
+    return await _rate(meter, len(callers), settings.seconds_per_level, lambda w: _judge(queue, callers[w]))
 
 
-async def counts_cost(queue: TaskQueue, settings: QueueBenchSettings) -> dict[str, Any]:
+async def throughput(
+    queue: TaskQueue, database_url: str, meter: CpuMeter, settings: QueueBenchSettings
+) -> list[dict[str, Any]]:
+    """Lease + verdict per concurrency level beside both bare loops, same database, same run."""
+    callers = await _callers(queue.pool, [f"bench-{w}" for w in range(max(settings.concurrency))], ["tp0"])
+    levels = []
+    for level, workers in enumerate(settings.concurrency):
+        minimal = await bare_minimal_rate(queue.pool, database_url, meter, workers, settings)
+        own = await bare_own_rate(queue.pool, database_url, meter, workers, f"b{level}", settings)
+        ours = await queue_rate(queue, meter, callers[:workers], f"l{level}", settings)
+        levels.append({
+            "annotators": workers, "queue": ours, "bare_minimal": minimal, "bare_own": own,
+            "ratio_to_minimal": round(ours["per_s"] / minimal["per_s"], 3),
+            "ratio_to_own": round(ours["per_s"] / own["per_s"], 3),
+        })  # fmt: skip
+        print(json.dumps(levels[-1]), flush=True)
+    return levels
+
+
+async def counts_cost(queue: TaskQueue, meter: CpuMeter, settings: QueueBenchSettings) -> dict[str, Any]:
     """Lease + verdict at the highest concurrency with the count triggers on and off, alternated twice."""
     workers = max(settings.concurrency)
     callers = await _callers(queue.pool, [f"bench-c{w}" for w in range(workers)], ["tp0"])
-    rates: dict[str, list[float]] = {"on": [], "off": []}
+    runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     for run in range(4):
         mode = "on" if run % 2 == 0 else "off"
         await queue.pool.execute(SWITCH_COUNTS.format("ENABLE" if mode == "on" else "DISABLE"))
         try:
-            rates[mode].append(await queue_rate(queue, callers, f"c{run}", settings))
+            runs[mode].append(await queue_rate(queue, meter, callers, f"c{run}", settings))
         finally:
             await queue.pool.execute(SWITCH_COUNTS.format("ENABLE"))
     await queue.pool.execute("SELECT rebuild_queue_counts()")
-    on, off = (sum(rates[m]) / len(rates[m]) for m in ("on", "off"))
-    result = {
-        "annotators": workers,
-        "with_counts_tasks_per_s": round(on, 1),
-        "without_counts_tasks_per_s": round(off, 1),
-        "ratio": round(on / off, 3),
-        "runs": {m: [round(r, 1) for r in v] for m, v in rates.items()},
-    }
+    on, off = (sum(r["per_s"] for r in runs[m]) / 2 for m in ("on", "off"))
+    result = {"annotators": workers, "with_counts_per_s": round(on, 1), "without_counts_per_s": round(off, 1),
+              "ratio": round(on / off, 3), "runs": runs}  # fmt: skip
     print(json.dumps(result), flush=True)
     return result
 
@@ -272,11 +322,16 @@ async def scale(queue: TaskQueue, settings: QueueBenchSettings) -> list[dict[str
     return rows
 
 
-async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
+def _database_url(server_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+async def run(settings: QueueBenchSettings, server_url: str, postmaster_pid: int | None) -> dict[str, Any]:
     name = f"bench_queue_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_url)
     await admin.execute(f'CREATE DATABASE "{name}"')  # generated name: not a bind parameter
     database_url = _database_url(server_url, name)
+    meter = CpuMeter(postmaster_pid)
     try:
         await db.migrate(database_url, FEEDBACK_MIGRATIONS)
         trips = await round_trips(database_url)
@@ -284,8 +339,8 @@ async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
         async with AsyncExitStack() as stack:
             queue = await _queue_on(database_url, stack)
             await queue.pool.execute(BASELINE_SETUP)
-            levels = await throughput(queue, database_url, settings)
-            counts = await counts_cost(queue, settings)
+            levels = await throughput(queue, database_url, meter, settings)
+            counts = await counts_cost(queue, meter, settings)
             await queue.pool.execute("TRUNCATE task_verdicts, tasks")
             sizes = await scale(queue, settings)
     finally:
@@ -302,56 +357,10 @@ async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
     }
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    trips, counts = result["round_trips"], result["counts_cost"]
-    lines = [
-        "# Annotation queue benchmark (`python -m bench.queue`)",
-        "",
-        f"{result['date']}, commit `{result['git_commit']}`, Python {result['python']}, {result['platform']}, "
-        f"{result['cpus']} CPUs, load average (1 min) after the run {result['load_average_1m_after']}; "
-        f"{result['database']}. Settings: `{json.dumps(result['settings'])}`.",
-        "",
-        f"Round trips per lease: {trips['lease_round_trips']} ({trips['lease_statements']} statement + the pool's "
-        f"reset); per verdict: {trips['verdict_round_trips']} ({trips['verdict_statements']} statements + the reset). "
-        "Both include authenticating the bearer token.",
-        "",
-        "## Throughput: lease + verdict against a bare dequeue-and-complete loop",
-        "",
-        "| annotators | tasks/s (lease + verdict) | bare loop jobs/s (dequeue + complete) | ratio |",
-        "|---:|---:|---:|---:|",
-        *(
-            f"| {r['annotators']} | {r['queue_tasks_per_s']} | {r['baseline_jobs_per_s']} | {r['ratio']} |"
-            for r in result["throughput"]
-        ),
-        "",
-        f"Keeping the counts (migration 0005's triggers) at {counts['annotators']} annotators: "
-        f"{counts['with_counts_tasks_per_s']} tasks/s with them, {counts['without_counts_tasks_per_s']} without "
-        f"(ratio {counts['ratio']}; runs alternated: {json.dumps(counts['runs'])}).",
-        "",
-        "## Latency with the queue filled (tasks over 10 domains)",
-        "",
-        "| queued | fill s | stats (admin) p50 / p99 ms | stats (annotator) p50 / p99 ms | lease p50 / p99 ms "
-        "| verdict p50 / p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["scale"]:
-        cells = [f"{r[k]['p50_ms']} / {r[k]['p99_ms']}" for k in ("stats_admin", "stats_annotator", "lease", "verdict")]
-        lines.append(f"| {r['queued']:,} | {r['fill_s']} | " + " | ".join(cells) + " |")
-    notes = (
-        "A task = a lease (the statement authenticates the token, leases and returns the request; then the "
-        "redacted task view) + a verdict (one read of the task and its verdicts, one statement writing the task, "
-        "the verdict and, on completion, the outbox row). A bare job = one SKIP LOCKED dequeue returning a payload "
-        "of the same size + one completing UPDATE, each worker on its own connection. Stats = TaskQueue.stats "
-        "(maintained counts, roll-up); latencies are sequential calls of one client. Client and server share the CPUs."
-    )
-    return "\n".join([*lines, "", notes, ""])
-
 
 async def _main(settings: QueueBenchSettings) -> dict[str, Any]:
-    if settings.database_url:
-        return await run(settings, settings.database_url)
-    with _local_server() as server_url:
-        return await run(settings, server_url)
+    async with _server(settings) as (server_url, postmaster_pid):
+        return await run(settings, server_url, postmaster_pid)
 
 
 def main() -> None:
@@ -359,8 +368,8 @@ def main() -> None:
     result = asyncio.run(_main(QueueBenchSettings()))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "queue.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS_DIR / "queue.md").write_text(_markdown(result))
-    print(_markdown(result))
+    (RESULTS_DIR / "queue.md").write_text(markdown(result))
+    print(markdown(result))
 
 
 if __name__ == "__main__":

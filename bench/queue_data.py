@@ -9,7 +9,10 @@ COUNT(*) after each fill). The requests are built in SQL in the shape the aggreg
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -103,3 +106,34 @@ def percentiles_ms(seconds: list[float]) -> dict[str, Any]:
     ordered = sorted(seconds)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
     return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2), "n": len(ordered)}
+
+
+class CpuMeter:
+    """CPU seconds spent so far by this process (the client: the queue's code) and by a local PostgreSQL.
+
+    The server's share is read from /proc for the postmaster's children, so only for a server this
+    machine runs (`postmaster_pid`); None otherwise. CPU per task does not depend on what else runs on
+    the machine the way tasks per second do.
+    """
+
+    def __init__(self, postmaster_pid: int | None) -> None:
+        self.postmaster_pid = postmaster_pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def client_s(self) -> float:
+        return time.process_time()
+
+    def server_s(self) -> float | None:
+        if self.postmaster_pid is None:
+            return None
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(entry.name) == self.postmaster_pid or int(fields[1]) == self.postmaster_pid:
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / self.ticks

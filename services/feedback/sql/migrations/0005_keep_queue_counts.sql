@@ -12,6 +12,11 @@
 -- locks the tables against writes until the migration commits, so the backfill sees every write
 -- committed before it and every later write goes through the triggers.
 
+-- Room on each page for a task's next version: a lease changes no indexed column, so with room it is a
+-- HOT update (no new index entries, no dead ones at the head of the lease index), ~13% less per lease
+-- in an A/B. Pages written from now on; a task row is ~1.5 KB with its request inline.
+ALTER TABLE tasks SET (fillfactor = 80);
+
 -- Tasks per domain and status.
 CREATE TABLE task_counts (
     domain text NOT NULL,
