@@ -5,7 +5,7 @@ Each operation has the same shape: read, lock or lease in PostgreSQL -> decide w
 vote reaches `votes` through the outbox, so a crash after the commit still publishes it, and its
 deterministic event_id makes a replay harmless.
 
-Round trips on the annotators' hot path (each plus the pool's reset on release):
+Round trips on the annotators' hot path (the pool's release sends nothing, shared/db.py):
 - lease: one statement authenticates the token, leases and returns the payload;
 - verdict: the rules decide on the task as its lease returned it (remembered per caller, `LeaseMemory`),
   and one statement authenticates the token and writes the task, the verdict and the vote's outbox
