@@ -142,6 +142,12 @@ def ui_router(dependency: ContextDependency[FeedbackContext], settings: Feedback
         token = credentials.credentials if credentials is not None else None
         return await auth.authenticate(context.pool, token)
 
+    async def token_caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ui_bearer)],
+    ) -> store.Bearer:
+        """The token, checked by the lease statement itself: one round trip, as on the task API."""
+        return auth.bearer(credentials.credentials if credentials is not None else None)
+
     @router.get("", include_in_schema=False)
     async def root() -> Response:
         return _with_headers(RedirectResponse("/ui/", status_code=308))
@@ -176,12 +182,10 @@ def ui_router(dependency: ContextDependency[FeedbackContext], settings: Feedback
         responses={204: {"description": "Nothing queued for this annotator"}},
     )
     async def lease(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ui_bearer)],
+        caller: store.Bearer = Depends(token_caller),
         context: FeedbackContext = Depends(dependency),
         body: UiLeaseBody | None = None,
     ) -> Response:
-        # The lease statement checks the token itself: one round trip, as on the task API.
-        caller = auth.bearer(credentials.credentials if credentials is not None else None)
         leased = await context.queue.lease(caller, body.domain if body else None)
         if leased is None:
             return _with_headers(Response(status_code=204))
