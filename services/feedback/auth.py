@@ -8,7 +8,6 @@ cached: a revoked token is refused on the very next request.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 import asyncpg
@@ -16,10 +15,13 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.feedback import store
-from shared.errors import AuthError, ContractError, ForbiddenError
+from shared.admin_auth import check_admin, is_admin_token
+from shared.errors import AuthError, ContractError
 from shared.events import Domain, Id
 
 log = structlog.get_logger(__name__)
+# The admin token check is the one of every service (shared.admin_auth); feedback's routes call it from here.
+__all__ = ["AnnotatorGrant", "authenticate", "check_admin", "grant_from", "hash_token", "is_admin_token", "new_token"]
 
 
 class AnnotatorGrant(BaseModel):
@@ -72,19 +74,6 @@ async def authenticate(pool: asyncpg.Pool, token: str | None) -> store.Annotator
     if annotator is None:
         raise AuthError("invalid or revoked token")
     return annotator
-
-
-def check_admin(token: str | None, admin_token: str | None) -> None:
-    """Admin endpoints are closed unless ADMIN_TOKEN is set (403), and need exactly it (401)."""
-    if not admin_token:
-        raise ForbiddenError("admin endpoints are disabled: ADMIN_TOKEN is not set")
-    if not token or not is_admin_token(token, admin_token):
-        raise AuthError("the admin token is required")
-
-
-def is_admin_token(token: str, admin_token: str) -> bool:
-    # Comparing hashes keeps the comparison constant-time whatever the lengths.
-    return hmac.compare_digest(hash_token(token), hash_token(admin_token))
 
 
 def grant_from(annotator_id: str, domains: list[str]) -> AnnotatorGrant:
