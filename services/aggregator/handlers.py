@@ -16,7 +16,6 @@ from faststream.kafka.annotations import KafkaMessage
 from services.aggregator import store
 from services.aggregator.analyst_ui import analyst_router
 from services.aggregator.context import AggregatorContext
-from services.aggregator.dead_letter_counter import register_dead_letter_counter
 from services.aggregator.decoders import decode_interactions, decode_votes
 from services.aggregator.export_routes import export_router
 from services.aggregator.leaderboard_routes import leaderboard_router
@@ -31,7 +30,6 @@ from shared.runtime import ContextDependency, Runtime
 def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> list[APIRouter]:
     """The input consumers and the outputs' AsyncAPI entries; returns the routes (exports: export_routes.py)."""
     register_subscribers(runtime, settings)
-    register_dead_letter_counter(runtime, settings)
     document_outputs(runtime, settings)
     routers = [http_router(runtime.context), leaderboard_router(runtime.context), export_router(runtime.context)]
     return [*routers, analyst_router(runtime.context, settings)]

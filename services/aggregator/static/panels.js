@@ -94,7 +94,9 @@ export function drawApproval(container, legend, data, colorOf) {
   const { ticks, stepS } = timeTicks(startMs, endMs);
   xAxis(root, { ticks, x, y: height - margin.bottom, top: margin.top, text: (t) => timeLabel(t, stepS) });
   const items = [];
-  for (const series of data.series) {
+  // The legend best first (overall approval in the range), so it reads like the leaderboard.
+  const rate = (s) => (s.up + s.down ? s.up / (s.up + s.down) : -1);
+  for (const series of [...data.series].sort((a, b) => rate(b) - rate(a))) {
     const color = colorOf(series.label);
     drawSeries(root, series, color, x, y, bucketS);
     const item = el("li", "legend-item");
