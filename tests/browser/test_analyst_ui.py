@@ -123,8 +123,12 @@ async def test_the_other_panels_draw_the_routes_numbers(
     assert len(approval["series"]) == 4 and all(len(s["points"]) >= 3 for s in approval["series"])
     points = region(page, "Approval over time").locator("circle.point")
     await expect(points).to_have_count(sum(len(s["points"]) for s in approval["series"]))
-    first = approval["series"][0]["points"][0]
-    title = await points.first.locator("title").text_content()
+    series_0 = approval["series"][0]
+    first = series_0["points"][0]
+    drawn = region(page, "Approval over time").locator(
+        f'g.series[data-version="{series_0["model_version"]}"] circle.point'
+    )
+    title = await drawn.first.locator("title").text_content()
     assert (
         title is not None
         and f"{round(first['rate'] * 100)}%" in title

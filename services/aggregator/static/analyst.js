@@ -2,7 +2,7 @@
 // each panel's numbers beside its chart. Every text from the server goes in through textContent.
 
 import { api, session } from "./api.js";
-import { SERIES, fmt, when } from "./charts.js";
+import { SERIES, fmt, timeLabel, when } from "./charts.js";
 import { drawAlertReadings, drawLeaderboard, unratedItems, versionLabel } from "./leaderboard.js";
 import { drawApproval, drawDeadLetters, drawFlow, drawQueue, paintSwatches } from "./panels.js";
 
@@ -82,14 +82,21 @@ function renderAlerts(data) {
   for (const [, chart, a] of drawn) drawAlertReadings(chart, a);
 }
 
+// "Last hour, per minute", and where the chart starts later than the range: "from 12:03".
+function rangeText(range, sinceMs, startMs) {
+  const from = startMs > sinceMs ? ` (data from ${timeLabel(startMs, range.bucket_s)})` : "";
+  return `${RANGE_NAMES[range.name] || range.name}${from}, ${bucketName(range.bucket_s)}`;
+}
+
 function renderApproval(data) {
-  const count = drawApproval($("approval-chart"), $("approval-legend"), data, colorOf);
-  $("approval-meta").textContent = `${RANGE_NAMES[data.range.name] || data.range.name}, ${bucketName(data.range.bucket_s)}${count ? "" : " · no thumbs yet"}`;
+  const { count, startMs } = drawApproval($("approval-chart"), $("approval-legend"), data, colorOf);
+  $("approval-meta").textContent = `${rangeText(data.range, Date.parse(data.since), startMs)}${count ? "" : " · no thumbs yet"}`;
 }
 
 function renderFlow(data) {
-  drawFlow($("flow-chart"), $("flow-legend"), data);
-  $("flow-meta").textContent = `${RANGE_NAMES[data.range.name] || data.range.name}, ${bucketName(data.range.bucket_s)}`;
+  const { startMs } = drawFlow($("flow-chart"), $("flow-legend"), data);
+  const sinceMs = data.buckets.length ? Date.parse(data.buckets[0].start) : startMs;
+  $("flow-meta").textContent = rangeText(data.range, sinceMs, startMs);
 }
 
 function renderQueue(data) {

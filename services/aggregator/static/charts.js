@@ -88,6 +88,14 @@ export function label(parent, x, y, text, attrs = {}) {
   return node;
 }
 
+// Where a time chart starts: the range's start, or later when the data starts later (a chart of the last
+// hour of a pipeline up for two minutes shows those minutes), never fewer than `minBuckets` buckets.
+export function dataStart(sinceMs, firstMs, endMs, bucketMs, minBuckets = 10) {
+  if (firstMs === null || firstMs === undefined) return sinceMs;
+  const shown = Math.min(firstMs, endMs - minBuckets * bucketMs);
+  return Math.max(sinceMs, Math.floor(shown / bucketMs) * bucketMs);
+}
+
 // Time ticks for a span: a round step, labels in the viewer's time zone.
 const TIME_STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 

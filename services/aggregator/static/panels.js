@@ -4,6 +4,7 @@ import {
   COLORS,
   barChart,
   chartRoot,
+  dataStart,
   clip,
   fmt,
   label,
@@ -84,8 +85,9 @@ function drawSeries(root, series, color, x, y, bucketS) {
 
 export function drawApproval(container, legend, data, colorOf) {
   const bucketS = data.range.bucket_s;
-  const startMs = ms(data.since);
-  const endMs = Math.max(Date.now(), startMs + bucketS * 1000);
+  const endMs = Math.max(Date.now(), ms(data.since) + bucketS * 1000);
+  const firsts = data.series.filter((s) => s.points.length).map((s) => ms(s.points[0].start));
+  const startMs = dataStart(ms(data.since), firsts.length ? Math.min(...firsts) : null, endMs, bucketS * 1000);
   const { root, width, height } = chartRoot(container, 260, `Approval per model version over time, ${data.range.name}, with 95% intervals`);
   const margin = { left: 44, right: 14, top: 10, bottom: 26 };
   const x = linear(startMs, endMs, margin.left, width - margin.right);
@@ -109,13 +111,18 @@ export function drawApproval(container, legend, data, colorOf) {
   }
   legend.replaceChildren(...items);
   paintSwatches(legend);
-  return data.series.length;
+  return { count: data.series.length, startMs };
 }
 
 // ---- pairs and tasks ---------------------------------------------------------------------------
 
 export function drawFlow(container, legend, data) {
-  const buckets = data.buckets.map((b) => ({ start: ms(b.start), values: b }));
+  const all = data.buckets.map((b) => ({ start: ms(b.start), values: b }));
+  const bucketMs = data.range.bucket_s * 1000;
+  const first = all.find((b) => FLOW.some((s) => b.values[s.key]) || b.values.tasks_withdrawn);
+  const endMs = all.length ? all[all.length - 1].start + bucketMs : Date.now();
+  const startMs = dataStart(all.length ? all[0].start : endMs, first ? first.start : null, endMs, bucketMs);
+  const buckets = all.filter((b) => b.start >= startMs);
   barChart(container, { buckets, series: FLOW, bucketS: data.range.bucket_s, label: "Pairs published, tasks requested and tasks answered per bucket" });
   const totals = Object.fromEntries([...FLOW.map((s) => s.key), "tasks_withdrawn"].map((k) => [k, data.buckets.reduce((n, b) => n + b[k], 0)]));
   const items = FLOW.map((s) => {
@@ -127,7 +134,7 @@ export function drawFlow(container, legend, data) {
   items.push(el("li", "legend-item legend-muted", `${fmt.int(withdrawn)} ${withdrawn === 1 ? "task" : "tasks"} withdrawn (settled by users, or no longer asked)`));
   legend.replaceChildren(...items);
   paintSwatches(legend);
-  return totals;
+  return { totals, startMs };
 }
 
 // ---- the queue per domain ----------------------------------------------------------------------
