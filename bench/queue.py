@@ -357,7 +357,6 @@ async def run(settings: QueueBenchSettings, server_url: str, postmaster_pid: int
     }
 
 
-
 async def _main(settings: QueueBenchSettings) -> dict[str, Any]:
     async with _server(settings) as (server_url, postmaster_pid):
         return await run(settings, server_url, postmaster_pid)

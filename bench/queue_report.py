@@ -63,4 +63,3 @@ def markdown(result: dict[str, Any]) -> str:
         "per domain per 50,000 tasks) and is checked against COUNT(*). Client and server share the CPUs."
     )
     return "\n".join([*lines, "", notes, ""])
-

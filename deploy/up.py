@@ -99,7 +99,7 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def _summary(stack: Stack) -> str:
+def _summary(stack: Stack, *, closing: str = "Press Ctrl-C to stop.") -> str:
     lines = ["", "The pipeline is running:"]
     for name in SERVICES:
         if name in stack.services:
@@ -118,7 +118,7 @@ def _summary(stack: Stack) -> str:
         lines.append(f"    {stack.broker.log_path}")
     if stack.database is not None:
         lines.append(f"    {stack.database.log_path}")
-    lines += [f"  written to {stack.stack_json_path}", "Press Ctrl-C to stop.", ""]
+    lines += [f"  written to {stack.stack_json_path}", *([closing] if closing else []), ""]
     return "\n".join(lines)
 
 

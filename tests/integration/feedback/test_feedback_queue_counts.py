@@ -191,9 +191,7 @@ async def test_counts_stay_exact_through_a_concurrent_drain(database_url: str) -
         await assert_agreement_exact(queue)
 
 
-async def test_the_migration_backfills_the_counts_of_an_existing_queue(
-    pg_server_url: str, tmp_path: Path
-) -> None:
+async def test_the_migration_backfills_the_counts_of_an_existing_queue(pg_server_url: str, tmp_path: Path) -> None:
     """A database queued and judged before migration 0005 gets exact counts when 0005 applies."""
     shared, feedback = MIGRATIONS
     before = tmp_path / "before"
