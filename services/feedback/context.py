@@ -50,6 +50,7 @@ class FeedbackContext:
             service=runtime.service, pool=runtime.db, settings=settings, relay=relay, metrics=queue_metrics
         )
         runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
+        runtime.every("queue_counts_compaction", settings.counts_compaction_interval_s, queue.compact_counts)
         edge = start_edge(runtime, stream=vote_stream(settings.topic_prefix), metrics=edge_metrics, settings=settings)
         send = outbox_dead_letters(
             pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
