@@ -2,7 +2,7 @@
 -- (published to annotation-requests, not withdrawn) or waiting for a place among the domain's open
 -- tasks. A task that is no longer needed leaves the table. What was actually published per task stays
 -- in agg_annotation_requests (which the verdict check reads).
--- Numbered 0004: 0003 is taken by another branch's dead-letter counts (the runner applies any gap).
+-- Numbered 0005: 0004 is taken by another branch's voter quality (the runner applies any gap).
 CREATE TABLE agg_task_budget (
     task_id text PRIMARY KEY,
     prompt_key text NOT NULL,
