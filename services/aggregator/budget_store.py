@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.aggregator import store
-from services.aggregator.budget import DomainQueue
+from services.aggregator.budget import DomainQueue, Ranked, rebalance
 from services.aggregator.outputs import Emission, TaskOffer, TaskState, plan_task_emissions
 from services.aggregator.store import SQL_DIR
 from shared import db
@@ -225,3 +225,29 @@ def _state_of(task_id: str, row: _Row | None, offer: TaskOffer | None, is_open: 
         return None
     body = row.request.encode() if row.request is not None else None
     return TaskState(task_id, row.prompt_key, row.kind, is_open, row.state_hash, body, row.published_hash)
+
+
+async def select_budget_domains(conn: asyncpg.Connection) -> list[str]:
+    """Every domain with tasks in the budget."""
+    return [r["domain"] for r in await conn.fetch(QUERIES["select_budget_domains"])]
+
+
+async def rebalance_domain(conn: asyncpg.Connection, domain: str, cap: int) -> BudgetOutcome:
+    """Make a domain's open tasks its top `cap` again (after the cap changed), under its lock."""
+    await lock_domains(conn, [domain])
+    ranks = await conn.fetch(QUERIES["select_domain_ranks"], domain, cap)
+    open_tasks = [Ranked(r["priority"], r["task_id"]) for r in ranks if r["status"] == "open"]
+    waiting = [Ranked(r["priority"], r["task_id"]) for r in ranks if r["status"] != "open"]
+    withdraw, promote = rebalance(open_tasks, waiting, cap)
+    outcome = BudgetOutcome()
+    moved = sorted([*withdraw, *promote])
+    if not moved:
+        return outcome
+    outcome.decisions.update(withdrawn=len(withdraw), promoted=len(promote))
+    await conn.execute(QUERIES["update_budget_status"], moved, ["open" if t in promote else "waiting" for t in moved])
+    rows = await _select_rows(conn, moved, with_request=True)
+    planned = plan_task_emissions(s for t in moved if (s := _state_of(t, rows.get(t), None, t in promote)) is not None)
+    await store.upsert_requests(conn, planned.published_rows)
+    outcome.emissions = planned.emissions
+    outcome.first_published = [AnnotationRequest.model_validate_json(body) for body in planned.first_published]
+    return outcome
