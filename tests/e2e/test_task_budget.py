@@ -201,6 +201,13 @@ async def test_the_cap_holds_withdraws_the_lowest_and_promotes_on_release(budget
     again = await budget.lease(medic)
     assert again is not None and again["task_id"] == ids["g3"], "the promoted task is not offered again"
 
+    # Feedback's kept counters (triggers) stayed exact through withdrawals and re-openings.
+    response = await budget.feedback.get("/v1/tasks/stats", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 200, response.text
+    statuses = list((await budget.queue()).values())
+    medical = response.json()["domains"]["medical"]
+    assert (medical["queued"], medical["withdrawn"]) == (statuses.count("open"), statuses.count("withdrawn")) == (2, 2)
+
 
 async def test_the_cap_is_per_domain_and_the_kept_set_is_the_top_cap_whatever_the_order(budget: Budget) -> None:
     # medical: one at a time, rising; legal: the same groups in one go, falling. Both end at the top two.
