@@ -6,7 +6,8 @@ its answers' arrival, so a vote is either found or parked and then claimed, neve
 locks of the touched groups (sorted prompt_key), then advisory locks on the domains whose annotation
 budget the groups' tasks touch (sorted keys; budget_store.admit_tasks: admission runs once per batch,
 after every touched group was decided, and may withdraw or promote tasks of groups not locked here,
-which only ever change under their domain's lock), then the leaderboard's shared rows (battle counts,
+which only ever change under their domain's lock; budget_rebalance.py at start takes one domain lock
+at a time and then stats rows, nothing before), then the leaderboard's shared rows (battle counts,
 approval counts, boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted
 key), then model versions (sorted key; leaderboard_store.note_model_versions). One exception: the answers
 named by parked votes claimed in this batch are locked after that first round (they are only known once
