@@ -37,9 +37,11 @@ import asyncpg
 import orjson
 import psutil
 
+from bench import load_budget
 from bench.ingest_load import HttpConnection, PromptMix, make_interactions, percentile
 from bench.provenance import run_header
 from deploy.stack import Stack
+from services.aggregator.settings import AggregatorSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +61,7 @@ class LoadConfig:
     regenerate: float = 0.25
     popular: float = 0.05
     popular_prompts: int = 20
+    max_open_tasks: int = AggregatorSettings.model_fields["max_open_tasks_per_domain"].default
 
     def mix(self) -> PromptMix:
         return PromptMix(self.regenerate, self.popular, self.popular_prompts)
@@ -93,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> LoadConfig:
     parser.add_argument("--regenerate", type=float, default=0.25, help="share of interactions re-asking a prompt")
     parser.add_argument("--popular", type=float, default=0.05, help="share asking one of the popular prompts")
     parser.add_argument("--popular-prompts", type=int, default=20, help="how many popular (exact) prompts")
+    parser.add_argument(
+        "--max-open-tasks",
+        type=int,
+        default=LoadConfig.max_open_tasks,
+        help="AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN of the stack (default: the setting's)",
+    )
     a = parser.parse_args(argv)
     return LoadConfig(
         a.seconds,
@@ -105,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> LoadConfig:
         a.regenerate,
         a.popular,
         a.popular_prompts,
+        a.max_open_tasks,
     )
 
 
@@ -250,15 +260,19 @@ class Sampler:
             "lag": self.counters.accepted - taken,
             "parked": parked_now,
             "rss_mb": rss,
+            "open_tasks": await load_budget.open_per_domain(await self._db()),
         }
         self.samples.append(row)
         return row
 
-    async def _parked_now(self) -> int:
+    async def _db(self) -> asyncpg.Connection:
         assert self.stack.database_url is not None
         if self._connection is None:
             self._connection = await asyncpg.connect(self.stack.database_url)
-        return await self._connection.fetchval("SELECT count(*) FROM agg_parked_votes")
+        return self._connection
+
+    async def _parked_now(self) -> int:
+        return await (await self._db()).fetchval("SELECT count(*) FROM agg_parked_votes")
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -300,7 +314,8 @@ async def missing_effects(database_url: str, counters: Counters) -> dict[str, in
 
 async def run(config: LoadConfig, run_dir: Path) -> dict[str, Any]:
     counters, workload = Counters(), Workload(config)
-    async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120) as stack:
+    budget_env = {"AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN": str(config.max_open_tasks)}
+    async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120, extra_env=budget_env) as stack:
         sampler = Sampler(stack, counters)
         sampling = asyncio.create_task(sampler.run())
         try:
@@ -314,7 +329,9 @@ async def run(config: LoadConfig, run_dir: Path) -> dict[str, Any]:
         assert stack.database_url is not None
         loss = await missing_effects(stack.database_url, counters)
         final = await processed_by_aggregator(stack)
-    return summarize(config, counters, during, sampler.samples, load_s, drain_s, loss, final)
+        kept = await load_budget.final_check(stack.database_url, config.max_open_tasks)
+    result = summarize(config, counters, during, sampler.samples, load_s, drain_s, loss, final)
+    return {**result, "annotation_budget": load_budget.summary(sampler.samples, kept)}
 
 
 def summarize(
@@ -410,6 +427,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     outputs = {k.removeprefix("outputs_"): int(v) for k, v in r["aggregator_inputs_total"].items() if "outputs_" in k}
     rows.append(("aggregator outputs queued (whole run)", ", ".join(f"{k} {v:,}" for k, v in sorted(outputs.items()))))
+    if "annotation_budget" in r:
+        rows += load_budget.markdown_rows(r["annotation_budget"])
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     memory = "\n".join(
         f"| {name} | {m['start_mb']} | {m['peak_mb']} | {m['end_mb']} |" for name, m in r["rss_mb"].items()
@@ -444,6 +463,12 @@ The lag is sent-minus-processed from the aggregator's Prometheus counters (`aggr
 interactions + votes applied) plus the votes parked at that moment (agg_parked_votes: a parked vote is
 counted again in votes applied once its interaction arrives), not from the broker's end offsets (wrong
 on Tansu after multi-record batches). Per-second samples are in load.json.
+
+Open annotation tasks (bench/load_budget.py): sampled every second per domain in the aggregator's budget
+(agg_task_budget, changed only in its batch transactions) and in feedback's queue (which trails the topic
+and may hold a new request a moment before the tombstone of the task it displaced); at the end, whether
+each domain's open tasks are exactly the cap best by priority among the tasks still asked for, and whether
+feedback's open tasks are the same set.
 """
 
 
@@ -452,6 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         result = asyncio.run(run(config, Path(tmp)))
     report = write_results(config, result)
+    if "annotation_budget" in result:
+        row = load_budget.quality_row(result["annotation_budget"], config.seconds)
+        load_budget.write_quality_row(RESULTS_DIR / "quality.md", row)
     print(markdown(report))
 
 

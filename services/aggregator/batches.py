@@ -3,7 +3,11 @@
 Locks, always in this order so two instances never deadlock: advisory locks on the batch's
 interaction ids and on every answer its votes name (sorted keys; they serialize a vote's lookup with
 its answers' arrival, so a vote is either found or parked and then claimed, never lost), then the row
-locks of the touched groups (sorted prompt_key), then the leaderboard's shared rows (battle counts,
+locks of the touched groups (sorted prompt_key), then advisory locks on the domains whose annotation
+budget the groups' tasks touch (sorted keys; budget_store.admit_tasks: admission runs once per batch,
+after every touched group was decided, and may withdraw or promote tasks of groups not locked here,
+which only ever change under their domain's lock; budget_rebalance.py at start takes one domain lock
+at a time and then stats rows, nothing before), then the leaderboard's shared rows (battle counts,
 approval counts, boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted
 key), then model versions (sorted key; leaderboard_store.note_model_versions). One exception: the answers
 named by parked votes claimed in this batch are locked after that first round (they are only known once
@@ -16,7 +20,7 @@ dead-lettered in the same transaction and their event ids forgotten, so a redriv
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,11 +28,11 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from services.aggregator import leaderboard_store, store
+from services.aggregator import budget_store, leaderboard_store, store
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
 from services.aggregator.evidence import collect_evidence, fold_votes
 from services.aggregator.leaderboard_counts import BoardChanges
-from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, plan_outputs
+from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, TaskOffer, plan_outputs
 from services.aggregator.pairs import Group, PairRules, decide
 from services.aggregator.routing import RoutingRules
 from services.aggregator.stats import StatsDeltas, model_versions
@@ -53,6 +57,7 @@ class BatchRules:
     routing: RoutingRules
     stats_window_s: float
     parked_vote_ttl_s: float
+    max_open_tasks_per_domain: int
 
 
 @dataclass
@@ -73,7 +78,10 @@ class BatchOutcome:
     pairs: int = 0
     tombstones: int = 0
     requests: int = 0
+    withdrawals: int = 0
     dead_letters: int = 0
+    budget: Counter[str] = field(default_factory=Counter)
+    """The annotation budget's decisions by kind (admitted, rejected, withdrawn, promoted, released, ...)."""
 
 
 def _unique_interactions(interactions: Sequence[Interaction]) -> list[Interaction]:
@@ -214,7 +222,10 @@ async def _decide_groups(
     """Lock and load the touched groups, decide each whose evidence changed, and write the results."""
     groups = await store.lock_groups(conn, new_groups | applied.keys())
     await store.load_group_state(conn, groups)
-    vote_rows, pair_rows, task_rows, sft_rows, records = [], [], [], [], []
+    held = await budget_store.select_group_budget(conn, groups)
+    vote_rows, pair_rows, sft_rows, records = [], [], [], []
+    offers: list[TaskOffer] = []
+    releases: list[str] = []
     board_changes = BoardChanges()
     for prompt_key in sorted(groups):
         rows = groups[prompt_key]
@@ -235,35 +246,53 @@ async def _decide_groups(
             group,
             decision,
             rows.emitted_pairs,
+            {task_id: task.state_hash for task_id, task in held.get(prompt_key, {}).items()},
             rows.emitted_tasks,
             rules.routing,
             traffic=len(rows.answers) + len(state),
             now=now,
         )
         pair_rows += [(prompt_key, row) for row in plan.pair_rows]
-        task_rows += [(prompt_key, row) for row in plan.task_rows]
         sft_rows += [(prompt_key, example) for example in decision.sft]
         records += [_record(rules.topic_prefix, e) for e in plan.emissions]
+        offers += plan.task_offers
+        releases += plan.task_releases
         _count_outputs(plan, group.app_id, deltas, outcome)
+    budget = await budget_store.admit_tasks(
+        conn,
+        offers,
+        releases,
+        {t: b for tasks in held.values() for t, b in tasks.items()},
+        rules.max_open_tasks_per_domain,
+    )
+    records += [_record(rules.topic_prefix, e) for e in budget.emissions]
+    _count_tasks(budget, deltas, outcome)
     await store.upsert_votes(conn, vote_rows)
     await store.upsert_pairs(conn, pair_rows)
     await leaderboard_store.record_changes(conn, board_changes, [row for _, row in pair_rows])
-    await store.upsert_requests(conn, task_rows)
     await store.upsert_sft_examples(conn, sft_rows)
     return records
 
 
 def _count_outputs(plan: OutputPlan, app_id: str, deltas: StatsDeltas, outcome: BatchOutcome) -> None:
     for emission in plan.emissions:
-        if emission.topic == topics.ANNOTATION_REQUESTS:
-            outcome.requests += 1
-        elif emission.value is None:
+        if emission.value is None:
             outcome.tombstones += 1
         else:
             outcome.pairs += 1
     for pair in plan.first_pairs:
         for version in model_versions((pair.chosen, pair.rejected), SYNTHETIC_MODELS):
             deltas.add(app_id, version, pair.occurred_at, pairs_emitted=1)
-    for request in plan.first_tasks:
+
+
+def _count_tasks(budget: budget_store.BudgetOutcome, deltas: StatsDeltas, outcome: BatchOutcome) -> None:
+    """A task counts as queued (feedback-stats) when first published, whichever group's batch opened it."""
+    for emission in budget.emissions:
+        if emission.value is None:
+            outcome.withdrawals += 1
+        else:
+            outcome.requests += 1
+    outcome.budget.update(budget.decisions)
+    for request in budget.first_published:
         for version in model_versions(request.candidates.values(), SYNTHETIC_MODELS):
-            deltas.add(app_id, version, request.occurred_at, tasks_queued=1)
+            deltas.add(request.app_id, version, request.occurred_at, tasks_queued=1)

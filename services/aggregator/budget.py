@@ -22,9 +22,10 @@ priority first, and at equal priority the greater task_id, so ties never depend 
   swap (it is withdrawn, that one promoted). The number open never changes, so never exceeds the cap.
 - A released task (verdict applied, or the pair math no longer asks) leaves; if it was open, the best
   waiting task is promoted into its place.
-The shell needs, per decision, only: is the task open, how many are open, the lowest open and the best
-waiting task of the domain (small indexed queries under a per-domain lock). `DomainQueue` is the same
-rules on whole sets: the reference model of what the shell's tables must hold.
+A decision needs only: is the task open, how many are open, the lowest open and the best waiting task
+of the domain. `DomainQueue` applies the rules to whole sets (the reference model of what the shell's
+table holds) or to a window of them: the shell (budget_store.admit_tasks) loads, under the domain's
+lock, the few tasks at the two ends that a batch's decisions can reach, and decides on those.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from services.aggregator.evidence import Tally
-from services.aggregator.pairs import prob_above_half, prob_better
+from services.aggregator.pairs import TaskSpec, prob_above_half, prob_better
 
 _EDGE = 1e-12  # keeps logit finite at p = 0 or 1
 
@@ -58,14 +59,28 @@ def rewrite_change_probability(tally: Tally) -> float:
 
 
 def task_value(traffic: int, change_probability: float, step: float = 0.0) -> float:
-    """Priority: traffic x change probability, never negative, rounded to a multiple of `step` (if > 0).
+    """Priority: traffic x change probability, never negative, stepped on a log scale (if `step` > 0).
 
-    Stepping keeps a busy group's tasks from being re-published after every vote.
+    Stepped: log1p(value) is rounded to a multiple of `step`, so a priority moves only when the value
+    grew or shrank by a factor (e^0.25 = 1.28 at 0.25), not by an absolute amount: the value grows with
+    traffic, and an absolute step would re-publish a busy group's tasks after every vote. The order of
+    values is kept (ties aside: equal priorities are ranked by task_id).
     """
     value = max(traffic, 0) * min(max(change_probability, 0.0), 1.0)
     if step > 0:
-        value = round(value / step) * step
+        value = math.expm1(round(math.log1p(value) / step) * step)
     return round(value, 6)
+
+
+def task_priority(spec: TaskSpec, traffic: int, step: float = 0.0) -> float:
+    """A task's priority (`task_value`) from the counts its evidence holds (a_up, b_down, a_preferred, ...)."""
+    counts = spec.evidence
+    a = Tally(counts.get("a_up", 0), counts.get("a_down", 0))
+    if spec.kind == "rewrite":
+        return task_value(traffic, rewrite_change_probability(a), step)
+    b = Tally(counts.get("b_up", 0), counts.get("b_down", 0))
+    change = compare_change_probability(a, b, counts.get("a_preferred", 0), counts.get("b_preferred", 0))
+    return task_value(traffic, change, step)
 
 
 @dataclass(frozen=True, order=True)
@@ -143,11 +158,21 @@ def rebalance(open_tasks: Sequence[Ranked], waiting: Sequence[Ranked], cap: int)
 
 @dataclass(frozen=True)
 class DomainQueue:
-    """One domain's tasks as whole sets (task_id -> priority): the reference model of the shell's state."""
+    """One domain's tasks (task_id -> priority): the reference model of the shell's state, or a window on it.
+
+    Whole sets: `hidden_open` is 0. A window (what the shell loads under the domain's lock): `open` holds
+    the lowest-ranked open tasks and `waiting` the best-ranked waiting ones, plus the tasks decided on
+    wherever they rank; `hidden_open` counts the open tasks not loaded, each ranking above the loaded
+    lowest ones, and the waiting tasks not loaded rank below the loaded best ones. A decision uses up at
+    most two loaded tasks at each end (the one offered or released, the one withdrawn or promoted), so a
+    window of the 2k + 1 lowest open and 2k + 1 best waiting tasks decides k offers and releases exactly
+    as the whole sets do.
+    """
 
     cap: int
     open: Mapping[str, float] = field(default_factory=dict)
     waiting: Mapping[str, float] = field(default_factory=dict)
+    hidden_open: int = 0
 
     def _lowest_open(self, without: str) -> Ranked | None:
         return min((Ranked(p, t) for t, p in self.open.items() if t != without), default=None)
@@ -160,7 +185,7 @@ class DomainQueue:
         decision = admit(
             Ranked(priority, task_id),
             is_open=is_open,
-            open_count=len(self.open) - is_open,
+            open_count=len(self.open) + self.hidden_open - is_open,
             lowest_open=self._lowest_open(task_id),
             best_waiting=self._best_waiting(task_id),
             cap=self.cap,

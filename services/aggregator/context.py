@@ -9,6 +9,7 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from services.aggregator import jobs
+from services.aggregator.budget_rebalance import rebalance_until_done
 from services.aggregator.dead_letter_counter import start_dead_letter_counter
 from services.aggregator.export_stream import ExportContext
 from services.aggregator.intake import BatchIntake
@@ -69,6 +70,7 @@ class AggregatorContext:
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
         start_dead_letter_counter(runtime, settings)
+        runtime.spawn("rebalance_task_budget", rebalance_until_done(pool, relay, rules, settings.retry_max_backoff_s))
         return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards, broker=runtime.broker)
 
     async def aclose(self) -> None:

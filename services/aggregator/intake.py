@@ -52,7 +52,11 @@ class BatchIntake:
                 outcome = await apply_batch(conn, batch, self.rules, utcnow())
         self.relay.notify()
         self.metrics.record(outcome)
-        if outcome.pairs or outcome.tombstones or outcome.requests:
+        if outcome.pairs or outcome.tombstones or outcome.requests or outcome.withdrawals:
             log.info(
-                "group_outputs_queued", pairs=outcome.pairs, tombstones=outcome.tombstones, requests=outcome.requests
+                "group_outputs_queued",
+                pairs=outcome.pairs,
+                tombstones=outcome.tombstones,
+                requests=outcome.requests,
+                withdrawals=outcome.withdrawals,
             )

@@ -1,11 +1,17 @@
 """What a group's decision publishes, pure: pair and task messages, diffed against what was emitted.
 
-A pair or task is published only when its state hash (its content without `event_id` and
-`updated_at`) differs from the one stored when it was last published, so a replay publishes
-nothing new. A pair published before and no longer supported is retracted: a tombstone (null
-value) under its pair_id; likewise a task no longer needed is withdrawn with a tombstone under
-its task_id. Event ids are uuid5(pair_id or task_id, state hash): the same state
-always carries the same event_id.
+A pair is published only when its state hash (its content without `event_id` and `updated_at`)
+differs from the one stored when it was last published, so a replay publishes nothing new. A pair
+published before and no longer supported is retracted: a tombstone (null value) under its pair_id.
+
+Tasks go through the annotation budget (budget.py, at most a cap of open tasks per domain): a group's
+plan only *offers* the tasks that are new or changed since last offered (priority: `task_priority`,
+the expected value of an expert's answer) and *releases* those no longer needed (users settled it, or
+an expert did). Which tasks are open is decided per domain by the shell (budget_store.py), and
+`plan_task_emissions` turns that into messages: a task that is open and not published as it is now
+is published; one that is no longer open (withdrawn by the budget, or released) but was published
+gets a tombstone under its task_id. Event ids are uuid5(pair_id or task_id, state hash): the same
+state always carries the same event_id.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.aggregator import routing
+from services.aggregator.budget import task_priority
 from services.aggregator.pairs import (
     EDIT_MODEL,
     EXPERT_MODEL,
@@ -59,15 +66,29 @@ class TaskRow:
     state_hash: str
 
 
+@dataclass(frozen=True)
+class TaskOffer:
+    """A task the pair math asks for, new or changed since it was last offered (the budget decides if it opens)."""
+
+    task_id: str
+    prompt_key: str
+    kind: str
+    domain: str
+    priority: float
+    state_hash: str
+    body: bytes
+    """The AnnotationRequest as published when it is open."""
+
+
 @dataclass(kw_only=True)
 class OutputPlan:
-    """The writes and messages of one group: stored state rows, emissions, and what is new (for stats)."""
+    """The writes and messages of one group: stored pair rows, pair emissions, task offers and releases."""
 
     pair_rows: list[PairRow] = field(default_factory=list)
-    task_rows: list[TaskRow] = field(default_factory=list)
     emissions: list[Emission] = field(default_factory=list)
     first_pairs: list[PreferencePair] = field(default_factory=list)
-    first_tasks: list[AnnotationRequest] = field(default_factory=list)
+    task_offers: list[TaskOffer] = field(default_factory=list)
+    task_releases: list[str] = field(default_factory=list)
 
 
 def _hash(payload: object) -> str:
@@ -147,13 +168,14 @@ def plan_outputs(
     group: Group,
     decision: PairDecision,
     emitted_pairs: Mapping[str, str],
+    offered_tasks: Mapping[str, str],
     emitted_tasks: Mapping[str, str],
     rules: routing.RoutingRules,
     *,
     traffic: int,
     now: datetime,
 ) -> OutputPlan:
-    """Diff the decision against the state hashes last published (pair_id / task_id -> hash)."""
+    """Diff the decision against what was published (pair_id / task_id -> hash) and last offered (task_id -> hash)."""
     plan = OutputPlan()
     domain = routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
     for spec in decision.pairs.values():
@@ -171,19 +193,65 @@ def plan_outputs(
             plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, pid, None))
     redacted = _Redacted(group.prompt)
     for spec in decision.tasks.values():
-        task_priority = routing.priority(traffic, spec.uncertainty, rules)
-        state_hash = _task_hash(spec, domain, task_priority)
-        if emitted_tasks.get(spec.task_id) == state_hash:
+        priority = task_priority(spec, traffic, rules.priority_step)
+        state_hash = _task_hash(spec, domain, priority)
+        if offered_tasks.get(spec.task_id) == state_hash:
             continue
-        request = _task_message(group, spec, domain, task_priority, state_hash, redacted, now)
-        plan.task_rows.append(TaskRow(spec.task_id, spec.kind, state_hash))
-        plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, spec.task_id, request.model_dump_json().encode()))
-        if spec.task_id not in emitted_tasks:
-            plan.first_tasks.append(request)
-    for tid, state_hash in sorted(emitted_tasks.items()):
-        if tid not in decision.tasks and state_hash != RETRACTED:
-            # No longer needed (users settled it, or an expert did): a tombstone withdraws it from
-            # the queue. The row exists, so its kind is kept by the upsert.
-            plan.task_rows.append(TaskRow(tid, "withdrawn", RETRACTED))
-            plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, tid, None))
+        request = _task_message(group, spec, domain, priority, state_hash, redacted, now)
+        plan.task_offers.append(
+            TaskOffer(
+                task_id=spec.task_id,
+                prompt_key=group.prompt_key,
+                kind=spec.kind,
+                domain=domain,
+                priority=priority,
+                state_hash=state_hash,
+                body=request.model_dump_json().encode(),
+            )
+        )
+    # Offered before (open or waiting), or published before the budget existed and still live: no longer
+    # needed, so the budget lets it go (and a published one gets its tombstone).
+    live = {tid for tid, state_hash in emitted_tasks.items() if state_hash != RETRACTED}
+    plan.task_releases = sorted((offered_tasks.keys() | live) - decision.tasks.keys())
+    return plan
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One task after the budget decided: open or not, its latest request, and what was published of it."""
+
+    task_id: str
+    prompt_key: str
+    kind: str
+    is_open: bool
+    state_hash: str | None
+    body: bytes | None
+    published_hash: str | None
+    """The state hash last published (RETRACTED after a tombstone), None if never published."""
+
+
+@dataclass(kw_only=True)
+class TaskEmissions:
+    """What the budget's decisions publish: messages, the rows of what was published, and first publications."""
+
+    emissions: list[Emission] = field(default_factory=list)
+    published_rows: list[tuple[str, TaskRow]] = field(default_factory=list)
+    first_published: list[bytes] = field(default_factory=list)
+
+
+def plan_task_emissions(states: Iterable[TaskState]) -> TaskEmissions:
+    """Publish what is open and not published as it is; a tombstone for what was published and is not open."""
+    plan = TaskEmissions()
+    for state in sorted(states, key=lambda s: s.task_id):
+        is_live = state.published_hash not in (None, RETRACTED)
+        if state.is_open and state.body is not None and state.published_hash != state.state_hash:
+            plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, state.task_id, state.body))
+            row = TaskRow(state.task_id, state.kind, state.state_hash or "")
+            plan.published_rows.append((state.prompt_key, row))
+            if state.published_hash is None:
+                plan.first_published.append(state.body)
+        elif not state.is_open and is_live:
+            plan.emissions.append(Emission(topics.ANNOTATION_REQUESTS, state.task_id, None))
+            # The row exists, so its kind is kept by the upsert.
+            plan.published_rows.append((state.prompt_key, TaskRow(state.task_id, "withdrawn", RETRACTED)))
     return plan

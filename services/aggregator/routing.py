@@ -1,16 +1,14 @@
-"""The router, pure: which domain a group belongs to, how urgent a task is, and redaction for annotators.
+"""The router, pure: which domain a group belongs to, and redaction for annotators.
 
 Domain: the interaction's own `domain` (the first answer that has one), else the first rule of the
 domain rules (keywords as whole words in any case, or regexes) matching the prompt, else `general`.
-Priority: `traffic_weight * log1p(traffic) + uncertainty_weight * uncertainty`, where traffic counts
-the group's answers and votes and uncertainty is 1 at a coin flip and 0 when sure: busy, unsure
-groups are looked at first. Text leaving for annotators goes through `shared.pii`.
+A task's priority is the expected value of an expert's answer (budget.task_priority), stepped by
+`priority_step`. Text leaving for annotators goes through `shared.pii`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,11 +34,9 @@ class DomainRule:
 
 @dataclass(kw_only=True, frozen=True)
 class RoutingRules:
-    """Domain rules in priority order and the priority weights (built by `services.aggregator.rules.routing_rules`)."""
+    """Domain rules in order and the priority step (built by `services.aggregator.rules.routing_rules`)."""
 
     domain_rules: tuple[DomainRule, ...]
-    traffic_weight: float
-    uncertainty_weight: float
     priority_step: float
 
 
@@ -73,18 +69,6 @@ def route_domain(own_domains: Iterable[str | None], prompt: Sequence[Message], r
         if rule.matches(text):
             return rule.domain
     return GENERAL_DOMAIN
-
-
-def priority(traffic: int, uncertainty: float, rules: RoutingRules) -> float:
-    """Higher first; never negative; a multiple of `priority_step`.
-
-    A task is re-published when its priority changes: without steps, every vote on a busy group
-    (more traffic, a little less uncertainty) re-sent every open task of the group.
-    """
-    score = rules.traffic_weight * math.log1p(max(traffic, 0)) + rules.uncertainty_weight * max(uncertainty, 0.0)
-    step = rules.priority_step
-    stepped = round(max(score, 0.0) / step) * step if step > 0 else max(score, 0.0)
-    return round(stepped, 6)
 
 
 def redacted_prompt(prompt: Sequence[Message]) -> list[Message]:

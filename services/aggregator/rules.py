@@ -37,8 +37,6 @@ def routing_rules(settings: AggregatorSettings) -> RoutingRules:
     """Reads the domain rules file: a bad one raises ValueError, which stops the service at start."""
     return RoutingRules(
         domain_rules=parse_domain_rules(json.loads(settings.domain_rules_path.read_text())),
-        traffic_weight=settings.priority_traffic_weight,
-        uncertainty_weight=settings.priority_uncertainty_weight,
         priority_step=settings.priority_step,
     )
 
@@ -53,6 +51,7 @@ def batch_rules(settings: AggregatorSettings, service: str) -> BatchRules:
         routing=routing_rules(settings),
         stats_window_s=settings.stats_window_s,
         parked_vote_ttl_s=settings.parked_vote_ttl_s,
+        max_open_tasks_per_domain=settings.max_open_tasks_per_domain,
     )
 
 

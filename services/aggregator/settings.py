@@ -41,10 +41,22 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings
     domain_rules_path: Path = Field(
         DEFAULT_DOMAIN_RULES, description="JSON file of domain rules (keywords/regexes per domain), in order."
     )
-    priority_traffic_weight: float = Field(1.0, description="Weight of log1p(group traffic) in a task's priority.")
-    priority_uncertainty_weight: float = Field(2.0, description="Weight of uncertainty (0..1) in a task's priority.")
     priority_step: float = Field(
-        0.25, description="Priorities are multiples of this; a task is re-sent only when its step changes.", ge=0
+        0.25,
+        description=(
+            "A task's priority (group traffic x the chance an expert's verdict changes the pair) is stepped so"
+            " that log1p(priority) is a multiple of this (0: exact); a task is re-sent only when its step changes."
+        ),
+        ge=0,
+    )
+    max_open_tasks_per_domain: int = Field(
+        200,
+        description=(
+            "Most annotation tasks open (published, not withdrawn) per domain at once. A new task enters at the"
+            " cap only by outranking the lowest open one, which is withdrawn (a tombstone) and waits; a task that"
+            " leaves makes room for the best waiting one."
+        ),
+        ge=1,
     )
 
     parked_vote_ttl_s: float = Field(

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from services.aggregator import routing, stats
-from services.aggregator.outputs import RETRACTED, plan_outputs
+from services.aggregator.budget import task_priority
+from services.aggregator.outputs import RETRACTED, TaskState, plan_outputs, plan_task_emissions
 from services.aggregator.pairs import decide
 from services.aggregator.rules import pair_rules, routing_rules
 from services.aggregator.settings import AggregatorSettings
@@ -25,10 +26,17 @@ ROUTING = replace(
 A, B = answer("int-a"), answer("int-b")
 
 
-def _plan(votes, emitted_pairs=None, emitted_tasks=None, prompt="Which is better?", answers=(A, B)):
+def _plan(votes, emitted_pairs=None, offered=None, emitted_tasks=None, prompt="Which is better?", answers=(A, B)):
     group = group_of(answers, votes, prompt=prompt)
     return plan_outputs(
-        group, decide(group, RULES), emitted_pairs or {}, emitted_tasks or {}, ROUTING, traffic=12, now=T0
+        group,
+        decide(group, RULES),
+        emitted_pairs or {},
+        offered or {},
+        emitted_tasks or {},
+        ROUTING,
+        traffic=12,
+        now=T0,
     )
 
 
@@ -63,18 +71,19 @@ def test_a_flip_updates_the_same_pair_id_and_a_retraction_is_a_tombstone() -> No
     assert _plan(split, {update.key: RETRACTED}).pair_rows == []
 
 
-def test_annotation_requests_are_redacted_routed_and_not_repeated() -> None:
+def test_annotation_requests_are_offered_redacted_routed_and_not_repeated() -> None:
     votes = split_votes("int-a", 3, 2) + split_votes("int-b", 2, 3)
     prompt = "My insulin dose? Mail me at jane.doe@example.com"
     plan = _plan(votes, prompt=prompt)
-    (emission,) = plan.emissions
-    request = AnnotationRequest.model_validate_json(emission.value)
-    assert emission.topic == topics.ANNOTATION_REQUESTS and emission.key == request.task_id
+    assert plan.emissions == [], "tasks are published by the budget, not by the group's plan"
+    (offer,) = plan.task_offers
+    request = AnnotationRequest.model_validate_json(offer.body)
+    assert offer.task_id == request.task_id and offer.prompt_key == request.prompt_key
     assert "jane.doe@example.com" not in json.dumps(request.model_dump(mode="json"))
-    assert request.domain == "medical" and request.priority > 0
+    assert request.domain == offer.domain == "medical" and request.priority == offer.priority > 0
     assert set(request.candidates) == {"A", "B"}
-    emitted = {row.task_id: row.state_hash for row in plan.task_rows}
-    assert _plan(votes, emitted_tasks=emitted, prompt=prompt).emissions == []
+    again = _plan(votes, offered={offer.task_id: offer.state_hash}, prompt=prompt)
+    assert again.task_offers == [] and again.task_releases == []
 
 
 def test_domain_comes_from_the_interaction_first_then_rules_then_general() -> None:
@@ -89,18 +98,22 @@ def test_bad_domain_rules_are_refused() -> None:
         routing.parse_domain_rules({"rules": [{"domain": "x", "patterns": ["("]}]})
 
 
-def test_priority_grows_with_traffic_and_uncertainty() -> None:
-    assert routing.priority(100, 0.5, ROUTING) > routing.priority(10, 0.5, ROUTING) > 0
-    assert routing.priority(10, 1.0, ROUTING) > routing.priority(10, 0.1, ROUTING)
-    assert routing.priority(0, 0.0, ROUTING) == 0.0
+def test_priority_is_the_value_of_an_answer_and_moves_in_steps() -> None:
+    split = split_votes("int-a", 3, 2) + split_votes("int-b", 2, 3)
+    leaning = split_votes("int-a", 4, 2) + split_votes("int-b", 2, 4)
 
+    def priority(votes, traffic: int, step: float = ROUTING.priority_step) -> float:
+        group = group_of((A, B), votes)
+        (spec,) = decide(group, RULES).tasks.values()
+        return task_priority(spec, traffic, step)
 
-def test_priority_moves_in_steps_so_one_more_vote_does_not_resend_every_task() -> None:
-    assert routing.priority(120, 0.5, ROUTING) == routing.priority(121, 0.5, ROUTING)
-    assert routing.priority(120, 0.5, ROUTING) < routing.priority(400, 0.5, ROUTING)
-    assert all(routing.priority(t, 0.37, ROUTING) % ROUTING.priority_step == 0 for t in range(0, 500, 7))
-    exact = replace(ROUTING, priority_step=0)
-    assert routing.priority(120, 0.5, exact) < routing.priority(121, 0.5, exact)
+    assert priority(split, 100) > priority(split, 10) > 0
+    assert priority(split, 10) > priority(leaning, 10), "the surer the votes, the less an expert can change"
+    assert priority(split, 0) == 0.0
+    # One more vote on a busy group does not change its tasks' priority (so they are not re-sent).
+    assert priority(split, 120) == priority(split, 121)
+    assert priority(split, 120) < priority(split, 400)
+    assert priority(split, 120, step=0) < priority(split, 121, step=0)
 
 
 def test_tumbling_windows_and_their_closing() -> None:
@@ -131,28 +144,47 @@ def test_stats_message_rates_and_deterministic_event_id() -> None:
     assert stats.stats_message(row, is_final=True, now=T0).event_id != message.event_id
 
 
-def test_a_task_no_longer_needed_is_withdrawn_with_a_tombstone_and_can_come_back() -> None:
+def test_a_task_no_longer_needed_is_released() -> None:
     split = split_votes("int-a", 3, 2) + split_votes("int-b", 2, 3)
-    asked = _plan(split)
-    (request,) = [e for e in asked.emissions if e.topic == topics.ANNOTATION_REQUESTS]
-    emitted_tasks = {row.task_id: row.state_hash for row in asked.task_rows}
-
+    (offer,) = _plan(split).task_offers
     settled = split + split_votes("int-a", 6, 0, prefix="late") + split_votes("int-b", 0, 6, prefix="late")
-    after = _plan(settled, emitted_tasks=emitted_tasks)
-    withdrawals = [e for e in after.emissions if e.topic == topics.ANNOTATION_REQUESTS]
-    assert [(e.key, e.value) for e in withdrawals] == [(request.key, None)]
-    assert [(r.task_id, r.state_hash) for r in after.task_rows] == [(request.key, RETRACTED)]
+    after = _plan(settled, offered={offer.task_id: offer.state_hash})
+    assert after.task_releases == [offer.task_id] and after.task_offers == []
     assert any(e.topic == topics.PREFERENCE_PAIRS and e.value for e in after.emissions)
+    # Published before the budget existed (no offer recorded) and still live: released too.
+    assert _plan(settled, emitted_tasks={offer.task_id: "older-hash"}).task_releases == [offer.task_id]
+    assert _plan(settled, emitted_tasks={offer.task_id: RETRACTED}).task_releases == []
 
-    assert not [
-        e
-        for e in _plan(settled, emitted_tasks={request.key: RETRACTED}).emissions
-        if e.topic == topics.ANNOTATION_REQUESTS
-    ], "a withdrawal is sent once"
-    reopened = _plan(split, emitted_tasks={request.key: RETRACTED})
-    (again,) = [e for e in reopened.emissions if e.topic == topics.ANNOTATION_REQUESTS]
-    assert again.key == request.key and again.value is not None
-    assert reopened.first_tasks == [], "a reopened task is not counted as new"
+
+def _state(task_id: str, is_open: bool, published: str | None, state_hash: str = "h2") -> TaskState:
+    return TaskState(task_id, "key", "compare", is_open, state_hash, f"body-{task_id}".encode(), published)
+
+
+def test_what_the_budget_decided_is_published_or_tombstoned_once() -> None:
+    plan = plan_task_emissions(
+        [
+            _state("new", True, None),  # opens: published, and counted as queued
+            _state("changed", True, "h1"),  # open with a newer request: published again
+            _state("same", True, "h2"),  # open as published: nothing
+            _state("reopened", True, RETRACTED),  # promoted after a withdrawal: published, not new
+            _state("withdrawn", False, "h1"),  # no longer open and live: a tombstone
+            _state("gone", False, RETRACTED),  # tombstoned before: nothing
+            _state("waiting", False, None),  # never published: nothing
+        ]
+    )
+    assert [(e.topic, e.key, e.value) for e in plan.emissions] == [
+        (topics.ANNOTATION_REQUESTS, "changed", b"body-changed"),
+        (topics.ANNOTATION_REQUESTS, "new", b"body-new"),
+        (topics.ANNOTATION_REQUESTS, "reopened", b"body-reopened"),
+        (topics.ANNOTATION_REQUESTS, "withdrawn", None),
+    ]
+    assert [(key, row.task_id, row.state_hash) for key, row in plan.published_rows] == [
+        ("key", "changed", "h2"),
+        ("key", "new", "h2"),
+        ("key", "reopened", "h2"),
+        ("key", "withdrawn", RETRACTED),
+    ]
+    assert plan.first_published == [b"body-new"]
 
 
 def test_tasks_sharing_answers_each_show_their_own_redacted_candidates() -> None:
@@ -161,7 +193,7 @@ def test_tasks_sharing_answers_each_show_their_own_redacted_candidates() -> None
     answers = [answer(f"int-{n}", f"Answer {n}: write to person{n}@example.com") for n in range(4)]
     votes = [v for a in answers for v in split_votes(a.interaction_id, 3, 2, prefix=a.interaction_id)]
     plan = _plan(votes, answers=answers, prompt="Call me at +1 415 555 0100, please")
-    requests = [AnnotationRequest.model_validate_json(e.value) for e in plan.emissions]
+    requests = [AnnotationRequest.model_validate_json(offer.body) for offer in plan.task_offers]
     assert len(requests) == 6  # every pair of the four answers is uncertain
     for request in requests:
         for candidate in request.candidates.values():

@@ -24,7 +24,7 @@ from services.aggregator.pairs import (
 )
 from services.aggregator.rules import pair_rules, routing_rules
 from services.aggregator.settings import AggregatorSettings
-from shared.events import EditVote, VerdictVote
+from shared.events import AnnotationRequest, EditVote, VerdictVote
 from tests.strategies import (
     APP,
     T0,
@@ -112,8 +112,12 @@ def test_every_pair_is_two_different_texts_and_a_valid_contract(answers, votes) 
             assert spec.chosen.interaction_id != spec.rejected.interaction_id
         assert 0.0 <= spec.confidence <= 1.0
     # What the shell publishes: every pair becomes a PreferencePair message (the contract validates it).
-    plan = plan_outputs(group, decision, {}, {}, ROUTING, traffic=len(votes), now=T0)
+    plan = plan_outputs(group, decision, {}, {}, {}, ROUTING, traffic=len(votes), now=T0)
     assert len(plan.first_pairs) == len(decision.pairs)
+    # Every task becomes an offer whose body is a valid AnnotationRequest with the offer's priority.
+    assert {offer.task_id for offer in plan.task_offers} == decision.tasks.keys()
+    for offer in plan.task_offers:
+        assert AnnotationRequest.model_validate_json(offer.body).priority == offer.priority >= 0
 
 
 @pytest.mark.parametrize("method", ["votes", "comparison", "edit", "expert"])

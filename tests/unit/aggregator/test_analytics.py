@@ -27,8 +27,6 @@ from shared.events import DeadLetter, Message
 NOW = datetime(2026, 11, 30, 12, 34, 56, tzinfo=UTC)
 RULES = RoutingRules(
     domain_rules=(DomainRule(domain="medical", patterns=(re.compile(r"\bdiabetes\b", re.IGNORECASE),)),),
-    traffic_weight=1.0,
-    uncertainty_weight=2.0,
     priority_step=0.25,
 )
 moments = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC))

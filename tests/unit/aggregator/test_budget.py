@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -17,10 +19,11 @@ from services.aggregator.budget import (
     rebalance,
     release,
     rewrite_change_probability,
+    task_priority,
     task_value,
 )
 from services.aggregator.evidence import Tally
-from services.aggregator.pairs import prob_better
+from services.aggregator.pairs import TaskSpec, prob_better
 from tests.strategies import tallies
 
 TASKS = [f"t{i:02d}" for i in range(12)]
@@ -152,7 +155,74 @@ def test_change_probability_of_known_cases() -> None:
 def test_task_value_is_traffic_times_the_change_probability() -> None:
     assert task_value(40, 0.5) == 20.0
     assert task_value(40, 0.01) < task_value(3, 0.5)  # a busy but settled group is worth less
-    assert task_value(10, 0.33, step=0.25) == 3.25
+    assert task_value(10, 0.33, step=0.25) == round(math.expm1(1.5), 6)  # log1p(3.3) = 1.46 -> 1.5
     assert task_value(-1, 0.5) == 0.0
     values = [task_value(t, p) for t, p in itertools.product(range(0, 50, 7), (0.0, 0.1, 0.3, 0.5))]
     assert all(v >= 0 for v in values)
+
+
+def window_of(queue: DomainQueue, touched: set[str], k: int) -> DomainQueue:
+    """What the shell loads: the 2k + 1 lowest open and best waiting tasks, and the touched tasks."""
+    lowest = sorted(Ranked(p, t) for t, p in queue.open.items())[: 2 * k + 1]
+    best = sorted((Ranked(p, t) for t, p in queue.waiting.items()), reverse=True)[: 2 * k + 1]
+    open_ = {r.task_id: r.priority for r in lowest} | {t: p for t, p in queue.open.items() if t in touched}
+    waiting = {r.task_id: r.priority for r in best} | {t: p for t, p in queue.waiting.items() if t in touched}
+    return DomainQueue(queue.cap, open_, waiting, hidden_open=len(queue.open) - len(open_))
+
+
+many_tasks = [f"t{i:02d}" for i in range(40)]
+batch_ops = st.lists(
+    st.tuples(st.sampled_from(["offer", "offer", "release"]), st.sampled_from(many_tasks), st.integers(0, 30)),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda op: op[1],
+)
+
+
+@given(st.integers(1, 8), st.lists(st.tuples(st.sampled_from(many_tasks), st.integers(0, 30)), max_size=40), batch_ops)
+def test_a_window_of_the_two_ends_decides_a_batch_as_the_whole_domain_does(cap: int, state: list, ops: list) -> None:
+    """The shell loads only the ends of a domain (and the tasks it decides on), never the whole domain."""
+    full = DomainQueue(cap)
+    for task_id, priority in state:
+        full, _ = full.offer(task_id, float(priority))
+    window = window_of(full, {task_id for _, task_id, _ in ops}, len(ops))
+    for op, task_id, priority in ops:
+        if op == "offer":
+            (full, expected), (window, got) = (
+                full.offer(task_id, float(priority)),
+                window.offer(task_id, float(priority)),
+            )
+        else:
+            (full, expected), (window, got) = full.release(task_id), window.release(task_id)
+        assert got == expected
+        assert len(window.open) + window.hidden_open == len(full.open) <= cap
+    assert set(window.open) <= set(full.open) and set(window.waiting) <= set(full.waiting)
+
+
+@given(st.integers(0, 10_000), st.floats(0.0, 0.5), st.floats(0.05, 1.0))
+def test_a_stepped_value_keeps_the_order_and_stays_within_a_step(traffic: int, change: float, step: float) -> None:
+    exact, stepped = task_value(traffic, change), task_value(traffic, change, step)
+    assert task_value(traffic + 1, change, step) >= stepped, "more traffic never lowers the priority"
+    assert abs(math.log1p(stepped) - math.log1p(exact)) <= step / 2 + 1e-6
+
+
+def test_one_more_vote_on_a_busy_group_rarely_moves_its_priority() -> None:
+    """Stepped on a log scale: 1,000 votes on a coin-flip group move the priority a handful of times."""
+    priorities = [task_value(traffic, 0.3, step=0.25) for traffic in range(1_000, 2_000)]
+    changes = sum(1 for a, b in itertools.pairwise(priorities) if a != b)
+    assert changes <= 3, changes
+
+
+def test_task_priority_reads_the_tasks_own_counts() -> None:
+    def spec(kind: str, **counts: int) -> TaskSpec:
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        return TaskSpec(
+            task_id="t", kind=kind, candidates=(), reason="r", uncertainty=0, evidence=counts, occurred_at=at
+        )
+
+    even = spec("compare", a_up=3, a_down=2, b_up=2, b_down=3)
+    assert task_priority(even, 10) == pytest.approx(10 * compare_change_probability(Tally(3, 2), Tally(2, 3)))
+    split = spec("compare", a_preferred=1, b_preferred=1)
+    assert task_priority(split, 10) == pytest.approx(5.0)  # a coin flip: half the traffic
+    disliked = spec("rewrite", a_down=3)
+    assert task_priority(disliked, 8) == pytest.approx(8 * rewrite_change_probability(Tally(0, 3)))
