@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import kendalltau
+from threadpoolctl import ThreadpoolController
 
 from bench.leaderboard_latency import LatencyConfig, measure_latency
 from bench.provenance import run_header
@@ -231,7 +232,10 @@ def _latency_markdown(latency: dict[str, Any] | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     config, out = parse_args(argv)
-    results = [measure_size(n, config) for n in config.versions]
+    # One BLAS thread, as the leaderboard worker fits (leaderboard_worker.py): OpenBLAS's own pool of a
+    # thread per core spins against the other processes of a busy box and made a fit 20-80x slower.
+    with ThreadpoolController().limit(limits=1, user_api="blas"):
+        results = [measure_size(n, config) for n in config.versions]
     report = write_results(results, measure_pair_to_topic_latency(config), config, out)
     print(_markdown(report))
 
