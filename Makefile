@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 LOCKS := requirements.lock requirements-dev.lock
 STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: up test test-unit chromium example bench lint schemas lock clean help
+.PHONY: up demo test test-unit chromium example bench lint schemas lock clean help
 
 help:
 	@echo "make up     run the whole pipeline locally (broker, database, three services)"
+	@echo "make demo   make up with simulated traffic, both web UIs and annotator tokens printed (Ctrl-C stops)"
 	@echo "make test   run the whole test suite against a real broker and database (and Chromium, for tests/browser)"
 	@echo "make example  drive a running stack (make up) from votes to a pair and a task"
 	@echo "make bench  run the benchmarks in bench/, the 60 s load run and the UI's verdict -> next task included (results in bench/results/)"
@@ -25,6 +26,10 @@ $(STAMP): $(LOCKS) pyproject.toml
 
 up: $(STAMP)
 	$(BIN)/python -m deploy.up
+
+# The stack of `make up` with the traffic simulator at a gentle rate (DEMO_ARGS, e.g. --rate 50 --seconds 300).
+demo: $(STAMP)
+	$(BIN)/python -m deploy.demo $(DEMO_ARGS)
 
 # Most tests wait on the broker (a consumer group join takes seconds on Tansu), so they run in parallel,
 # a test file per worker, each worker with its own broker and database; the fault tests, which kill and

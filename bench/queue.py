@@ -1,23 +1,35 @@
-"""Annotation queue throughput: lease + verdict per second at 1, 4 and 16 concurrent annotators.
+"""Annotation queue benchmark: throughput against bare loops, and latencies up to a million queued tasks.
 
-`python -m bench.queue` drives services.feedback.queue.TaskQueue (the code behind the HTTP routes:
-lease with SKIP LOCKED, the task view with PII redaction, the verdict transaction with its outbox row)
-and, on the same database in the same run, a bare asyncpg SKIP LOCKED dequeue loop (one
-`UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)` per job), and reports the ratio.
+`python -m bench.queue` drives services.feedback.queue.TaskQueue, the code behind the HTTP routes,
+as the routes call it: a bearer token authenticated by the lease and verdict statements themselves,
+the redacted task view, the verdict with its outbox row. In one run on one database it measures:
+
+1. Statements (= round trips: the pool's release sends nothing) per lease, per verdict on a task this
+   process leased, and per verdict on a task leased elsewhere.
+2. Lease + verdict tasks/s at 1, 4 and 16 concurrent annotators beside two bare loops with no logic,
+   each worker on its own connection: (a) the cheapest SKIP LOCKED queue, a table of its own with a
+   payload of the same size, dequeued and completed by two minimal statements; (b) the queue's own
+   two statements (lease_next_task, record_verdict with a fixed outcome). With a local server, CPU ms
+   per task too (this process + the server's), which other load on the machine skews far less.
+3. Lease + verdict at the highest concurrency with the count triggers of migration 0005 on and off.
+4. With 1,000 / 100,000 / 1,000,000 tasks queued over 10 domains (bulk-filled, queue_data.py): the
+   stats call (an admin's, and an annotator's with its progress), lease and verdict latency (one
+   annotator of three domains, sequential), p50/p99.
+
 Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.local_database, fsync off).
-Results: bench/results/queue.json and queue.md.
+Results: bench/results/queue.json and queue.md. Figures measured while other work loads the machine
+are not final: the header records the load average.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
 import tempfile
 import time
 import uuid
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,35 +40,36 @@ from prometheus_client import CollectorRegistry
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.feedback import store
+from bench.provenance import run_header
+from bench.queue_data import (
+    BASELINE_COMPLETE,
+    BASELINE_DEQUEUE,
+    BASELINE_SETUP,
+    CpuMeter,
+    check_counts,
+    fill_baseline,
+    fill_tasks,
+    percentiles_ms,
+)
+from bench.queue_report import markdown
+from services.feedback import auth, store
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.feedback.app import SERVICE as FEEDBACK_SERVICE
 from services.feedback.queue import QueueMetrics, TaskQueue
-from services.feedback.queue_rules import Verdict
+from services.feedback.queue_rules import Judgement, task_view
 from services.feedback.settings import FeedbackSettings
 from shared import db
-from shared.events import AnnotationRequest
 from shared.kafka import make_broker
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 
 RESULTS_DIR = Path(__file__).parent / "results"
-
-# The baseline's own table, in the bench's throwaway database: the cheapest correct SKIP LOCKED queue.
-BASELINE_SETUP = """
-CREATE TABLE bench_jobs (
-    id bigserial PRIMARY KEY,
-    priority double precision NOT NULL,
-    done boolean NOT NULL DEFAULT false
-);
-CREATE INDEX bench_jobs_queued ON bench_jobs (priority DESC, id) WHERE NOT done;
-"""
-BASELINE_FILL = "INSERT INTO bench_jobs (priority) SELECT random() FROM generate_series(1, $1)"
-BASELINE_DEQUEUE = """
-UPDATE bench_jobs SET done = true
-WHERE id = (SELECT id FROM bench_jobs WHERE NOT done ORDER BY priority DESC, id FOR UPDATE SKIP LOCKED LIMIT 1)
-RETURNING id
-"""
+SCALE_DOMAINS = 10
+JUDGEMENT = Judgement(verdict="A", shown_left="A")
+SWITCH_COUNTS = "ALTER TABLE tasks {0} TRIGGER USER; ALTER TABLE task_verdicts {0} TRIGGER USER"
+# The bare loop (b)'s fixed outcome and vote: what record_verdict writes for a lone reviewer's "A".
+BARE_RESULT = {"verdict": "A", "agreement": 1.0, "decided_by": "bare", "reviewers": ["bare"]}
+BARE_VOTE = json.dumps({"kind": "verdict", "verdict": "A", "padding": "x" * 600}).encode()
 
 
 class QueueBenchSettings(BaseSettings):
@@ -69,106 +82,32 @@ class QueueBenchSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL"),
         description="External PostgreSQL server; when unset a local one is started.",
     )
-    concurrency: list[int] = Field([1, 4, 16], description="Concurrent annotators (and baseline workers) per level.")
-    seconds_per_level: float = Field(4.0, gt=0, description="How long each level of each loop runs.", alias="seconds")
-    tasks_per_level: int = Field(6_000, ge=1, description="Tasks queued before each level (more than it can drain).")
+    concurrency: list[int] = Field([1, 4, 16], description="Concurrent annotators (and bare workers) per level.")
+    seconds_per_level: float = Field(4.0, gt=0, description="How long each throughput run lasts.")
+    tasks_per_level: int = Field(8_000, ge=1, description="Tasks queued before each throughput run (> it drains).")
+    sizes: list[int] = Field([1_000, 100_000, 1_000_000], description="Queue sizes of the latency runs, ascending.")
+    samples: int = Field(200, ge=10, description="Calls timed per figure of the latency runs.")
 
 
-def _database_url(server_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-@contextmanager
-def _local_server():
+@asynccontextmanager
+async def _server(settings: QueueBenchSettings) -> AsyncIterator[tuple[str, int | None]]:
+    """The server URL, and the postmaster's pid when this machine runs it (for its CPU time)."""
+    if settings.database_url:
+        yield settings.database_url, None
+        return
     from deploy.local_database import start_database
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp,
         start_database(Path(tmp) / "pgdata", fast_unsafe=True) as database,
     ):
-        yield database.url
+        yield database.url, database.pid
 
 
-async def _timed_loop(workers: int, seconds: float, step: Any) -> int:
-    """Run `step(worker)` in `workers` loops for `seconds`; the count of steps that did work."""
-    deadline = time.perf_counter() + seconds
-    counts = [0] * workers
-
-    async def loop(worker: int) -> None:
-        while time.perf_counter() < deadline:
-            if not await step(worker):
-                return
-            counts[worker] += 1
-
-    await asyncio.gather(*(loop(w) for w in range(workers)))
-    return sum(counts)
-
-
-async def baseline_rate(pool: asyncpg.Pool, workers: int, jobs: int, seconds: float) -> float:
-    """Jobs per second of the bare SKIP LOCKED dequeue loop."""
-    await pool.execute("TRUNCATE bench_jobs")
-    await pool.execute(BASELINE_FILL, jobs)
-
-    async def step(_: int) -> bool:
-        return await pool.fetchval(BASELINE_DEQUEUE) is not None
-
-    started = time.perf_counter()
-    done = await _timed_loop(workers, seconds, step)
-    return done / (time.perf_counter() - started)
-
-
-def _request(task_id: str, now: str) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "bench",
-        "task_id": task_id,
-        "prompt_key": f"pk-{task_id}",
-        "kind": "compare",
-        "domain": "general",
-        "priority": (hash(task_id) % 1000) / 100,
-        "prompt": [{"role": "user", "content": "Is it safe to take ibuprofen with coffee? Call me at 415 555 2671."}],
-        "candidates": {
-            label: {
-                "interaction_id": f"{task_id}-{label}",
-                "content": f"Answer {label}. " * 40,
-                "model": "m",
-                "model_version": "1",
-            }
-            for label in ("A", "B")
-        },
-        "reason": "split_votes",
-        "occurred_at": now,
-        "updated_at": now,
-    }
-
-
-async def fill_queue(queue: TaskQueue, level: int, tasks: int) -> None:
-    now = datetime.now(UTC).isoformat()
-    rows = [queue.task_row(AnnotationRequest.model_validate(_request(f"l{level}-t{i}", now))) for i in range(tasks)]
-    async with store.transaction(queue.pool) as conn:
-        await store.upsert_tasks(conn, rows)
-
-
-async def queue_rate(queue: TaskQueue, workers: int, level: int, tasks: int, seconds: float) -> float:
-    """Tasks per second leased and judged (each is one lease and one verdict) by `workers` annotators."""
-    await fill_queue(queue, level, tasks)
-    annotators = [store.Annotator(f"bench-{level}-{w}", ("general",)) for w in range(workers)]
-
-    async def step(worker: int) -> bool:
-        me = annotators[worker]
-        task = await queue.lease(me, None)
-        if task is None:
-            return False
-        await queue.submit_verdict(me, task.request.task_id, Verdict(annotator_id=me.annotator_id, verdict="A"))
-        return True
-
-    started = time.perf_counter()
-    done = await _timed_loop(workers, seconds, step)
-    return done / (time.perf_counter() - started)
-
-
-async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
-    settings = FeedbackSettings(database_url=database_url, db_pool_min_size=4, db_pool_max_size=20)
+async def _queue_on(database_url: str, stack: AsyncExitStack, pool_size: int = 20) -> TaskQueue:
+    settings = FeedbackSettings(
+        database_url=database_url, db_pool_min_size=min(4, pool_size), db_pool_max_size=pool_size
+    )
     pool = await db.create_pool(settings)
     stack.push_async_callback(pool.close)
     registry = CollectorRegistry()
@@ -183,74 +122,244 @@ async def _queue_on(database_url: str, stack: AsyncExitStack) -> TaskQueue:
         publish_timeout_s=settings.publish_timeout_s,
         max_backoff_s=settings.retry_max_backoff_s,
     )
-    return TaskQueue(
-        service=FEEDBACK_SERVICE, pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry)
-    )
+    metrics = QueueMetrics(registry)
+    return TaskQueue(service=FEEDBACK_SERVICE, pool=pool, settings=settings, relay=relay, metrics=metrics)
 
 
-async def run(settings: QueueBenchSettings, server_url: str) -> dict[str, Any]:
+async def _callers(pool: asyncpg.Pool, names: Sequence[str], domains: list[str]) -> list[store.Bearer]:
+    """Annotators with tokens, as HTTP clients hold them."""
+    callers = []
+    for name in names:
+        token = await auth.issue_token(pool, auth.AnnotatorGrant(annotator_id=name, domains=domains))
+        callers.append(auth.bearer(token))
+    return callers
+
+
+async def _judge(queue: TaskQueue, caller: store.Bearer) -> bool:
+    """One task through the annotator's hot path: lease (+ the view the route sends), then a verdict."""
+    task = await queue.lease(caller, None)
+    if task is None:
+        return False
+    task_view(task.request, task.lease_expires_at, task.priority)
+    await queue.submit_verdict(caller, task.request.task_id, JUDGEMENT)
+    return True
+
+
+async def _rate(
+    meter: CpuMeter, workers: int, seconds: float, step: Callable[[int], Awaitable[bool]]
+) -> dict[str, Any]:
+    """Run `step(worker)` in `workers` loops for `seconds`: steps per second, CPU ms per step (client, server)."""
+    client, server = meter.client_s(), meter.server_s()
+    started = time.perf_counter()
+    deadline = started + seconds
+    counts = [0] * workers
+
+    async def loop(worker: int) -> None:
+        while time.perf_counter() < deadline and await step(worker):
+            counts[worker] += 1
+
+    await asyncio.gather(*(loop(w) for w in range(workers)))
+    done = max(1, sum(counts))
+    server_after = meter.server_s()
+    return {
+        "per_s": round(done / (time.perf_counter() - started), 1),
+        "client_cpu_ms": round(1000 * (meter.client_s() - client) / done, 3),
+        "server_cpu_ms": round(1000 * (server_after - server) / done, 3) if server is not None else None,
+    }
+
+
+async def round_trips(database_url: str) -> dict[str, int]:
+    """Statements (each a round trip) of a lease and of a verdict, after a warm-up (statements prepared)."""
+    seen: list[str] = []
+    async with AsyncExitStack() as stack:
+        queue = await _queue_on(database_url, stack, pool_size=1)
+        async with queue.pool.acquire() as conn:
+            conn.add_query_logger(lambda record: seen.append(record.query))
+        await fill_tasks(queue.pool, "rt", 0, 4, domains=1, domain_prefix="rt")
+        (caller,) = await _callers(queue.pool, ["bench-rt"], ["rt0"])
+        await _judge(queue, caller)
+        counts = {}
+        for name in ("lease", "verdict", "lease_again", "verdict_leased_elsewhere"):
+            seen.clear()
+            if name.startswith("lease"):
+                task_id = (await queue.lease(caller, None)).request.task_id
+            else:
+                if name == "verdict_leased_elsewhere":
+                    queue.leased.take(caller, task_id)  # as if another instance had leased it
+                await queue.submit_verdict(caller, task_id, JUDGEMENT)
+            counts[name] = len(seen)
+    return {k: v for k, v in counts.items() if k != "lease_again"}
+
+
+async def bare_minimal_rate(
+    pool: asyncpg.Pool, database_url: str, meter: CpuMeter, workers: int, settings: QueueBenchSettings
+) -> dict[str, Any]:
+    """Bare loop (a): dequeue (SKIP LOCKED, payload back) then complete, on a minimal table, one connection each."""
+    await fill_baseline(pool, settings.tasks_per_level)
+    conns = [await asyncpg.connect(database_url) for _ in range(workers)]
+    try:
+
+        async def step(worker: int) -> bool:
+            row = await conns[worker].fetchrow(BASELINE_DEQUEUE)
+            if row is None:
+                return False
+            await conns[worker].execute(BASELINE_COMPLETE, row["id"])
+            return True
+
+        return await _rate(meter, workers, settings.seconds_per_level, step)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def bare_own_rate(
+    pool: asyncpg.Pool, database_url: str, meter: CpuMeter, workers: int, prefix: str, settings: QueueBenchSettings
+) -> dict[str, Any]:
+    """Bare loop (b): the queue's own lease_next_task then record_verdict (fixed outcome), one connection each."""
+    await fill_tasks(pool, prefix, 0, settings.tasks_per_level, domains=1, domain_prefix="bare")
+    conns = [await asyncpg.connect(database_url) for _ in range(workers)]
+    lease, record = store.QUERIES["lease_next_task"], store.QUERIES["record_verdict"]
+    try:
+        for conn in conns:
+            await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+        async def step(worker: int) -> bool:
+            me, domains = f"bare-{prefix}-{worker}", ["bare0"]
+            row = await conns[worker].fetchrow(lease, None, me, domains, None, 600.0)
+            if row["task_id"] is None:
+                return False
+            at = datetime.now(UTC)
+            await conns[worker].execute(
+                record, None, me, domains, row["task_id"], me, [], row["request_updated_at"], "completed", 1,
+                BARE_RESULT, at, "A", None, None, "A", FEEDBACK_SERVICE, "votes", b"key", BARE_VOTE, {},
+            )  # fmt: skip
+            return True
+
+        return await _rate(meter, workers, settings.seconds_per_level, step)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def queue_rate(
+    queue: TaskQueue, meter: CpuMeter, callers: list[store.Bearer], prefix: str, settings: QueueBenchSettings
+) -> dict[str, Any]:
+    await fill_tasks(queue.pool, prefix, 0, settings.tasks_per_level, domains=1, domain_prefix="tp")
+    return await _rate(meter, len(callers), settings.seconds_per_level, lambda w: _judge(queue, callers[w]))
+
+
+async def throughput(
+    queue: TaskQueue, database_url: str, meter: CpuMeter, settings: QueueBenchSettings
+) -> list[dict[str, Any]]:
+    """Lease + verdict per concurrency level beside both bare loops, same database, same run."""
+    callers = await _callers(queue.pool, [f"bench-{w}" for w in range(max(settings.concurrency))], ["tp0"])
+    levels = []
+    for level, workers in enumerate(settings.concurrency):
+        minimal = await bare_minimal_rate(queue.pool, database_url, meter, workers, settings)
+        own = await bare_own_rate(queue.pool, database_url, meter, workers, f"b{level}", settings)
+        ours = await queue_rate(queue, meter, callers[:workers], f"l{level}", settings)
+        levels.append({
+            "annotators": workers, "queue": ours, "bare_minimal": minimal, "bare_own": own,
+            "ratio_to_minimal": round(ours["per_s"] / minimal["per_s"], 3),
+            "ratio_to_own": round(ours["per_s"] / own["per_s"], 3),
+        })  # fmt: skip
+        print(json.dumps(levels[-1]), flush=True)
+    return levels
+
+
+async def counts_cost(queue: TaskQueue, meter: CpuMeter, settings: QueueBenchSettings) -> dict[str, Any]:
+    """Lease + verdict at the highest concurrency with the count triggers on and off, alternated twice."""
+    workers = max(settings.concurrency)
+    callers = await _callers(queue.pool, [f"bench-c{w}" for w in range(workers)], ["tp0"])
+    runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+    for run in range(4):
+        mode = "on" if run % 2 == 0 else "off"
+        await queue.pool.execute(SWITCH_COUNTS.format("ENABLE" if mode == "on" else "DISABLE"))
+        try:
+            runs[mode].append(await queue_rate(queue, meter, callers, f"c{run}", settings))
+        finally:
+            await queue.pool.execute(SWITCH_COUNTS.format("ENABLE"))
+    await queue.pool.execute("SELECT rebuild_queue_counts()")
+    on, off = (sum(r["per_s"] for r in runs[m]) / 2 for m in ("on", "off"))
+    result = {"annotators": workers, "with_counts_per_s": round(on, 1), "without_counts_per_s": round(off, 1),
+              "ratio": round(on / off, 3), "runs": runs}  # fmt: skip
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def _timed(action: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await action()
+    return time.perf_counter() - started
+
+
+async def scale(queue: TaskQueue, settings: QueueBenchSettings) -> list[dict[str, Any]]:
+    """Stats, lease and verdict latencies at each queue size (tasks over 10 domains, added between sizes)."""
+    domains = [f"d{i}" for i in range(SCALE_DOMAINS)]
+    (caller,) = await _callers(queue.pool, ["bench-scale"], domains[:3])
+    rows, filled = [], 0
+    for size in settings.sizes:
+        started = time.perf_counter()
+        await fill_tasks(queue.pool, "s", filled, size - filled, domains=SCALE_DOMAINS, domain_prefix="d")
+        fill_s = time.perf_counter() - started
+        filled = size
+        await queue.pool.execute("VACUUM ANALYZE tasks")
+        await check_counts(queue.pool)
+        await queue.compact_counts()
+        admin = [await _timed(lambda: queue.stats(None)) for _ in range(settings.samples)]
+        mine = [await _timed(lambda: queue.stats(domains[:3], "bench-scale")) for _ in range(settings.samples)]
+        leases, verdicts = [], []
+        for _ in range(settings.samples):
+            started = time.perf_counter()
+            task = await queue.lease(caller, None)
+            leases.append(time.perf_counter() - started)
+            assert task is not None
+            verdicts.append(await _timed(lambda t=task: queue.submit_verdict(caller, t.request.task_id, JUDGEMENT)))
+        rows.append({"queued": size, "fill_s": round(fill_s, 1), "stats_admin": percentiles_ms(admin),
+                     "stats_annotator": percentiles_ms(mine), "lease": percentiles_ms(leases),
+                     "verdict": percentiles_ms(verdicts)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _database_url(server_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+async def run(settings: QueueBenchSettings, server_url: str, postmaster_pid: int | None) -> dict[str, Any]:
     name = f"bench_queue_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_url)
     await admin.execute(f'CREATE DATABASE "{name}"')  # generated name: not a bind parameter
     database_url = _database_url(server_url, name)
+    meter = CpuMeter(postmaster_pid)
     try:
         await db.migrate(database_url, FEEDBACK_MIGRATIONS)
+        trips = await round_trips(database_url)
+        print(json.dumps(trips), flush=True)
         async with AsyncExitStack() as stack:
             queue = await _queue_on(database_url, stack)
             await queue.pool.execute(BASELINE_SETUP)
-            levels = []
-            for level, workers in enumerate(settings.concurrency):
-                base = await baseline_rate(queue.pool, workers, settings.tasks_per_level, settings.seconds_per_level)
-                rate = await queue_rate(queue, workers, level, settings.tasks_per_level, settings.seconds_per_level)
-                levels.append(
-                    {
-                        "annotators": workers,
-                        "queue_tasks_per_s": round(rate, 1),
-                        "queue_ops_per_s": round(2 * rate, 1),
-                        "baseline_jobs_per_s": round(base, 1),
-                        "ratio_tasks_to_baseline_jobs": round(rate / base, 3),
-                    }
-                )
-                print(json.dumps(levels[-1]))
+            levels = await throughput(queue, database_url, meter, settings)
+            counts = await counts_cost(queue, meter, settings)
+            await queue.pool.execute("TRUNCATE task_verdicts, tasks")
+            sizes = await scale(queue, settings)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
     return {
-        "benchmark": "annotation queue: lease + verdict through TaskQueue vs a bare asyncpg SKIP LOCKED dequeue",
-        "measured_at": datetime.now(UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **run_header("queue"),
         "database": "external" if settings.database_url else "local embedded PostgreSQL, fsync off",
-        "seconds_per_level": settings.seconds_per_level,
-        "levels": levels,
-        "notes": "One task = one lease (SKIP LOCKED UPDATE, then the redacted task view) + one verdict transaction "
-        "(row lock, verdict insert, combine, task update, outbox row). Baseline job = one dequeue UPDATE. "
-        "Client and server share the machine's CPUs.",
+        "settings": settings.model_dump(exclude={"database_url"}),
+        "round_trips": trips,
+        "throughput": levels,
+        "counts_cost": counts,
+        "scale": sizes,
     }
 
 
-def _markdown(result: dict[str, Any]) -> str:
-    lines = [
-        "# Annotation queue benchmark (`python -m bench.queue`)",
-        "",
-        f"{result['benchmark']}; {result['database']}; {result['machine']['cpus']} CPUs; "
-        f"{result['seconds_per_level']} s per level; measured {result['measured_at'][:19]}Z.",
-        "",
-        "| annotators | tasks/s (lease+verdict) | ops/s | bare SKIP LOCKED jobs/s | ratio |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for level in result["levels"]:
-        lines.append(
-            f"| {level['annotators']} | {level['queue_tasks_per_s']} | {level['queue_ops_per_s']} | "
-            f"{level['baseline_jobs_per_s']} | {level['ratio_tasks_to_baseline_jobs']} |"
-        )
-    return "\n".join([*lines, "", result["notes"], ""])
-
-
 async def _main(settings: QueueBenchSettings) -> dict[str, Any]:
-    if settings.database_url:
-        return await run(settings, settings.database_url)
-    with _local_server() as server_url:
-        return await run(settings, server_url)
+    async with _server(settings) as (server_url, postmaster_pid):
+        return await run(settings, server_url, postmaster_pid)
 
 
 def main() -> None:
@@ -258,8 +367,8 @@ def main() -> None:
     result = asyncio.run(_main(QueueBenchSettings()))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "queue.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS_DIR / "queue.md").write_text(_markdown(result))
-    print(_markdown(result))
+    (RESULTS_DIR / "queue.md").write_text(markdown(result))
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import structlog
@@ -73,6 +73,7 @@ class Stack:
         database_url: str | None = None,
         topic_prefix: str = "",
         admin_token: str | None = None,
+        app_keys_required: bool = False,
         log_format: str = "json",
         ready_timeout_s: float = 60.0,
         stop_timeout_s: float = 15.0,
@@ -87,6 +88,7 @@ class Stack:
         self.topic_prefix = topic_prefix
         self.admin_token = admin_token or secrets.token_urlsafe(32)
         self.is_admin_token_generated = not admin_token
+        self.app_keys_required = app_keys_required
         self.database_dsn: str | None = None  # database_url with the CA of DATABASE_SSL_ROOT_CERT, once started
         self.log_format = log_format
         self.ready_timeout_s = ready_timeout_s
@@ -104,14 +106,19 @@ class Stack:
         return self.run_dir / "stack.json"
 
     @property
-    def info(self) -> dict[str, str]:
+    def info(self) -> dict[str, Any]:
         """What `.run/stack.json` holds: every address a client needs (the DSN with DATABASE_SSL_ROOT_CERT in it)."""
-        info = {"kafka": self.kafka_bootstrap or "", "database_url": self.database_dsn or self.database_url or ""}
+        info: dict[str, Any] = {
+            "kafka": self.kafka_bootstrap or "",
+            "database_url": self.database_dsn or self.database_url or "",
+        }
         for name in SERVICES:
             if name in self.services:
                 info[name] = self.services[name].url
         info["topic_prefix"] = self.topic_prefix
         info["admin_token"] = self.admin_token
+        # Whether clients must send `Authorization: Bearer <app key>` to the end-user write routes.
+        info["app_keys_required"] = self.app_keys_required
         return info
 
     @property
@@ -281,6 +288,7 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "TOPIC_PREFIX": self.topic_prefix,
             "ADMIN_TOKEN": self.admin_token,
+            "APP_KEYS_REQUIRED": "true" if self.app_keys_required else "false",
             "LOG_FORMAT": self.log_format,
             "PYTHONUNBUFFERED": "1",
             f"{prefix}_HTTP_HOST": SERVICE_HOST,

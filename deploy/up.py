@@ -55,6 +55,11 @@ class StackSettings(BaseSettings):
         description="Token guarding the admin endpoints (or ADMIN_TOKEN_FILE); a random one is generated when unset.",
         json_schema_extra=SECRET_SETTING,
     )
+    app_keys_required: bool = Field(
+        False,
+        validation_alias=AliasChoices("APP_KEYS_REQUIRED"),
+        description="true: the services require app keys on the end-user write routes (off unless asked).",
+    )
     run_dir: Path = Field(Path(".run"), description="Where logs, pgdata and stack.json go (STACK_RUN_DIR).")
     ready_timeout_s: float = Field(
         60.0, gt=0, description="How long each service may take to answer /readyz (STACK_READY_TIMEOUT_S)."
@@ -84,6 +89,7 @@ def stack_from(settings: StackSettings, *, log_format: str) -> Stack:
         database_url=settings.database_url,
         topic_prefix=settings.topic_prefix,
         admin_token=settings.admin_token,
+        app_keys_required=settings.app_keys_required,
         log_format=log_format,
         ready_timeout_s=settings.ready_timeout_s,
         stop_timeout_s=settings.stop_timeout_s,
@@ -99,7 +105,24 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def _summary(stack: Stack) -> str:
+def _app_keys_lines(stack: Stack) -> list[str]:
+    """Whether app keys are required, how to switch, and how to issue one (never a key itself)."""
+    ingest = stack.services["ingest"].url if "ingest" in stack.services else "<ingest>"
+    state = (
+        "required: writes need Authorization: Bearer <app key> (APP_KEYS_REQUIRED=false make up to turn off)"
+        if stack.app_keys_required
+        else "off: anyone may write any app_id (APP_KEYS_REQUIRED=true make up to require them)"
+    )
+    return [
+        f"  {'app keys':<12} {state}",
+        "  issue a key:",
+        f"    curl -s -X POST {ingest}/v1/admin/apps -H 'Authorization: Bearer <admin token>' \\",
+        """      -H 'content-type: application/json' -d '{"app_ids": ["helpdesk"]}'""",
+        "    or: .venv/bin/python -m services.ingest.admin issue --app-ids helpdesk",
+    ]
+
+
+def _summary(stack: Stack, *, closing: str = "Press Ctrl-C to stop.") -> str:
     lines = ["", "The pipeline is running:"]
     for name in SERVICES:
         if name in stack.services:
@@ -111,6 +134,7 @@ def _summary(stack: Stack) -> str:
         f"  {'topic prefix':<12} {stack.topic_prefix!r}",
         # Only a token generated here is shown: one the operator set is theirs and stays out of terminals.
         f"  {'admin token':<12} {stack.admin_token if stack.is_admin_token_generated else '(yours, not shown)'}",
+        *_app_keys_lines(stack),
         "  logs:",
         *(f"    {process.log_path}" for process in stack.services.values()),
     ]
@@ -118,7 +142,7 @@ def _summary(stack: Stack) -> str:
         lines.append(f"    {stack.broker.log_path}")
     if stack.database is not None:
         lines.append(f"    {stack.database.log_path}")
-    lines += [f"  written to {stack.stack_json_path}", "Press Ctrl-C to stop.", ""]
+    lines += [f"  written to {stack.stack_json_path}", *([closing] if closing else []), ""]
     return "\n".join(lines)
 
 
@@ -169,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "Run the whole pipeline locally: broker, database and the three services, until Ctrl-C. "
             "Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (local servers are started when unset), "
-            "TOPIC_PREFIX, ADMIN_TOKEN (generated when unset; DATABASE_URL and ADMIN_TOKEN may come from the file "
+            "TOPIC_PREFIX, APP_KEYS_REQUIRED (default false), ADMIN_TOKEN (generated when unset; DATABASE_URL and "
+            "ADMIN_TOKEN may come from the file "
             "named by DATABASE_URL_FILE / ADMIN_TOKEN_FILE), STACK_RUN_DIR (default .run), "
             "STACK_READY_TIMEOUT_S and STACK_STOP_TIMEOUT_S. Writes <run dir>/stack.json."
         ),

@@ -107,6 +107,17 @@ def _tls_refused(exc: ssl.SSLCertVerificationError) -> ConfigurationError:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: asyncpg has rolled back an open transaction already; nothing else to undo.
+
+    asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`,
+    one more round trip on every release. No pooled connection changes its session (no SET, LISTEN or
+    held cursor; the migration lock takes a connection of its own; the leaderboard worker's session lock
+    is released in a `finally` that terminates the connection when the unlock fails), so that round trip
+    would undo nothing.
+    """
+
+
 async def create_pool(settings: PipelineSettings, *, deadline_s: float | None = None) -> asyncpg.Pool:
     """Open the pool, retrying with capped backoff until `deadline_s` (default: connect timeout x 3).
 
@@ -123,6 +134,7 @@ async def create_pool(settings: PipelineSettings, *, deadline_s: float | None = 
                 command_timeout=settings.db_command_timeout_s,
                 timeout=settings.db_connect_timeout_s,
                 init=_init_connection,
+                reset=_keep_session,
             )
         except ssl.SSLCertVerificationError as exc:
             raise _tls_refused(exc) from exc

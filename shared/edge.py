@@ -39,7 +39,8 @@ from shared.settings import PipelineSettings, limits_from
 log = structlog.get_logger(__name__)
 QUERIES = db.SHARED_QUERIES
 
-ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
+# `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
+ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
 # What the pipeline stamps on an event: not part of the body a client sent.
 _STAMPED = frozenset({"received_at", "prompt_key", "quarantine_reason"})
 
@@ -130,6 +131,10 @@ class EdgeMetrics:
             registry=registry,
         )  # fmt: skip
         self.rejected = Counter("events_rejected", "Invalid events refused over HTTP", labels, registry=registry)
+        self.forbidden = Counter(
+            "events_forbidden", "Items refused over HTTP: their app_id is not one of the app key's", labels,
+            registry=registry,
+        )  # fmt: skip
         self.dead_lettered = Counter(
             "events_dead_lettered",
             "Invalid raw-topic messages sent to dead-letter",

@@ -115,6 +115,15 @@ class PipelineSettings(BaseSettings):
     )
     topic_prefix: str = _shared("topic_prefix", "", "Prefix put before every topic name.")
     admin_token: SecretStr | None = _shared_secret("admin_token", "Token guarding the admin endpoints.")
+    app_keys_required: bool = _shared(
+        "app_keys_required",
+        False,
+        "true: every end-user write route (POST /v1/interactions, /v1/interactions/batch, /v1/votes, "
+        "/v1/votes/batch) needs `Authorization: Bearer <app key>` (401 without a live one) and takes only items "
+        "whose app_id the key covers (403 `app_not_allowed` otherwise). Keys: POST {ingest}/v1/admin/apps or "
+        "python -m services.ingest.admin. The raw topics carry no key: the broker's ACLs protect them. "
+        "false: any caller may write any app_id.",
+    )
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _shared(
         "kafka_security_protocol",

@@ -90,6 +90,10 @@ class _Builder:
         self.events.append((send_s, len(self.events), SimEvent(kind, at_s, send_s, body)))  # type: ignore[arg-type]
 
     # interactions ---------------------------------------------------------------------------------
+    def released(self, at_s: float) -> list[VersionSpec]:
+        """The versions answering at `at_s` (all of them when none is released yet)."""
+        return [v for v in self.s.versions if v.released_at_s <= at_s] or list(self.s.versions)
+
     def build_groups(self) -> None:
         for app_id in self.s.apps:
             asker = self.user_ref(app_id, VoterKind.HONEST, self.rng.uniform(self.s.noise_min, self.s.noise_max))
@@ -101,7 +105,7 @@ class _Builder:
         group = len(self.truth.groups)
         prompt = f"{self.rng.choice(_TOPICS)} (ticket {app_id}/{self.s.tag}{self.s.seed}/{group})"
         at_s = self.rng.uniform(0, self.s.answer_window * self.s.duration_s)
-        version = self.rng.choice(self.s.versions)
+        version = self.rng.choice(self.released(at_s))
         answers: list[_Answer] = []
         for k in range(self.rng.randint(self.s.min_answers, self.s.max_answers)):
             regenerated_from = None
@@ -109,7 +113,7 @@ class _Builder:
                 regenerated_from = answers[-1].interaction_id  # a regeneration: same version, a bit later
                 at_s += self.rng.uniform(2.0, 20.0)
             elif k:
-                others = [v for v in self.s.versions if v != version] or [version]
+                others = [v for v in self.released(at_s) if v != version] or [version]
                 version = self.rng.choice(others)  # an A/B answer from another version, shown together
             answers.append(self.answer(app_id, asker, group, prompt, version, at_s, regenerated_from))
         self.groups[app_id].append(answers)

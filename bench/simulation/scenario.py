@@ -30,11 +30,16 @@ class VoterKind(StrEnum):
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """A model version and its quality: the chance that one of its answers is good."""
+    """A model version and its quality: the chance that one of its answers is good.
+
+    `released_at_s`: the version answers only prompts first asked this long after the run's start (a
+    release during the run; the regression alarm orders a model's versions by when each was first seen).
+    """
 
     model: str
     model_version: str
     quality: float
+    released_at_s: float = 0.0
 
 
 DEFAULT_VERSIONS = (

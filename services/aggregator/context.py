@@ -9,6 +9,7 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from services.aggregator import jobs
+from services.aggregator.dead_letter_counter import start_dead_letter_counter
 from services.aggregator.export_stream import ExportContext
 from services.aggregator.intake import BatchIntake
 from services.aggregator.leaderboard_worker import LeaderboardWorker
@@ -67,6 +68,7 @@ class AggregatorContext:
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
+        start_dead_letter_counter(runtime, settings)
         return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards, broker=runtime.broker)
 
     async def aclose(self) -> None:

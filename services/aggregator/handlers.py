@@ -15,6 +15,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.aggregator import store
 from services.aggregator.admin import admin_router
+from services.aggregator.analyst_ui import analyst_router
 from services.aggregator.context import AggregatorContext
 from services.aggregator.decoders import decode_interactions, decode_votes
 from services.aggregator.export_routes import export_router
@@ -36,6 +37,7 @@ def register(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) 
         leaderboard_router(runtime.context),
         export_router(runtime.context),
         admin_router(runtime.context, settings),
+        analyst_router(runtime.context, settings),
     ]
 
 

@@ -131,7 +131,13 @@ class LeaderboardWorker:
                     return await self._refit_locked(conn, board)
                 finally:
                     if not conn.is_closed():
-                        await boards.unlock_board(conn, board)
+                        try:
+                            await boards.unlock_board(conn, board)
+                        except BaseException:
+                            # The pool's release does not unlock (shared/db.py): a connection still holding
+                            # the board's lock never goes back to it.
+                            conn.terminate()
+                            raise
 
     async def _refit_locked(self, conn: asyncpg.Connection, board: BoardKey) -> bool:
         async with conn.transaction(isolation="repeatable_read", readonly=True):

@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.aggregator.analytics_settings import AnalyticsSettings
 from services.aggregator.leaderboard_settings import LeaderboardSettings
 from shared.settings import ServiceSettings
 
 DEFAULT_DOMAIN_RULES = Path(__file__).resolve().parent / "domain_rules.json"
 
 
-class AggregatorSettings(ServiceSettings, LeaderboardSettings):
+class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings):
     model_config = SettingsConfigDict(env_prefix="AGGREGATOR_", populate_by_name=True, extra="ignore")
 
     http_port: int = Field(8003, description="Port of the aggregator's HTTP server.", ge=0, le=65535)

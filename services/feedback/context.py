@@ -53,6 +53,7 @@ class FeedbackContext:
             service=runtime.service, pool=runtime.db, settings=settings, relay=relay, metrics=queue_metrics
         )
         runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
+        runtime.every("queue_counts_compaction", settings.counts_compaction_interval_s, queue.compact_counts)
         gate = VoterBudgetGate(
             pool=runtime.db,
             budget=VoterBudget(max_votes_per_hour=settings.max_votes_per_voter_per_hour),

@@ -1,13 +1,25 @@
 """The annotation queue's I/O shell: requests in, leases out, verdicts in, combined expert votes out.
 
-Each operation has the same shape: lock or lease in PostgreSQL -> decide with `queue_rules` (pure) ->
-write the task and its outbox rows in one transaction -> wake the outbox relay. A completed task's
+Each operation has the same shape: read, lock or lease in PostgreSQL -> decide with `queue_rules`
+(pure) -> write the task and its outbox rows atomically -> wake the outbox relay. A completed task's
 vote reaches `votes` through the outbox, so a crash after the commit still publishes it, and its
 deterministic event_id makes a replay harmless.
+
+Round trips on the annotators' hot path (the pool's release sends nothing, shared/db.py):
+- lease: one statement authenticates the token, leases and returns the payload;
+- verdict: the rules decide on the task as its lease returned it (remembered per caller, `LeaseMemory`),
+  and one statement authenticates the token and writes the task, the verdict and the vote's outbox
+  row only if the task is still as decided on (optimistic: the row lock is held for that statement,
+  not across the decision). When it changed in between (another reviewer's verdict, a re-request, the
+  lease ended), or the lease was taken elsewhere, one statement reads the task and its verdicts and
+  the verdict decides again: each retry means another write went through.
+The stats read the counts the database keeps in step with the tables (migration 0005), never the
+tables themselves, and roll them up with `queue_stats` (pure).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,17 +31,22 @@ from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
+from services.feedback import auth, store
 from services.feedback import queue_rules as rules
-from services.feedback import store
+from services.feedback.queue_stats import AnnotatorProgress, QueueStats, queue_stats, start_of_day
 from services.feedback.settings import FeedbackSettings
 from shared import topics
-from shared.errors import ContractError, NotFoundError, PipelineError
+from shared.errors import AuthError, ConflictError, ContractError, NotFoundError, PipelineError
 from shared.events import AnnotationRequest
 from shared.kafka import OutRecord, dead_letter_for
 from shared.outbox import OutboxRelay, insert_outbox
 from shared.settings import Limits, limits_from
 
 log = structlog.get_logger(__name__)
+
+# Reads and decisions a verdict may take when its task keeps changing under it; every retry means
+# another write to the task went through, and a task takes a handful of verdicts at most.
+VERDICT_ATTEMPTS = 5
 
 
 class QueueMetrics:
@@ -85,11 +102,45 @@ def _parse_request(record: ConsumerRecord, limits: Limits) -> AnnotationRequest 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
 class Lease:
-    """A task leased to an annotator: the request as queued, until when, at which priority."""
+    """A task leased to an annotator: the request as queued, until when, at which priority, and to whom."""
 
     request: AnnotationRequest
     lease_expires_at: datetime
     priority: float
+    annotator_id: str
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Decision:
+    """A verdict decided on a task as read: what to record, and the expert vote's outbox row (service, record)."""
+
+    verdict: rules.Verdict
+    outcome: rules.Outcome
+    decided_at: datetime
+    vote: tuple[str, OutRecord] | None
+
+
+class LeaseMemory:
+    """Leased tasks as their lease returned them, per caller, so that a verdict decides without reading again.
+
+    Only a shortcut: the verdict's write checks that the task is unchanged and that the caller still holds
+    its lease, so a stale entry costs one read, never a wrong verdict; a missing one (another instance
+    leased the task, or the entry was pushed out) costs the same. At most `size` entries, oldest out first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[store.Caller, str], tuple[store.Annotator, store.TaskRead]] = OrderedDict()
+
+    def remember(self, caller: store.Caller, annotator: store.Annotator, task: store.TaskRead) -> None:
+        if self.size <= 0:
+            return
+        self._entries[(caller, task.state.task_id)] = (annotator, task)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def take(self, caller: store.Caller, task_id: str) -> tuple[store.Annotator, store.TaskRead] | None:
+        return self._entries.pop((caller, task_id), None)
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -112,6 +163,7 @@ class TaskQueue:
         self.relay = relay
         self.metrics = metrics
         self.limits = limits_from(settings)
+        self.leased = LeaseMemory(settings.leased_tasks_remembered)
 
     async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
         """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
@@ -159,19 +211,25 @@ class TaskQueue:
             ),
         )
 
-    async def lease(self, annotator: store.Annotator, domain: str | None) -> Lease | None:
-        """The next task for this annotator (in `domain`, or any of its domains), or None."""
-        domains = list(annotator.domains)
+    async def lease(self, caller: store.Caller, domain: str | None) -> Lease | None:
+        """The next task for this caller (in `domain`, or any of its domains), or None."""
+        result = await store.lease_next_task(self.pool, caller, domain, self.settings.lease_seconds)
+        if result is None:
+            raise AuthError(auth.INVALID_TOKEN)
+        annotator_id = result.annotator.annotator_id
         if domain is not None:
-            rules.check_domain(domain, domains)
-            domains = [domain]
-        leased = await store.lease_next_task(self.pool, annotator.annotator_id, domains, self.settings.lease_seconds)
+            # The statement leased only within the caller's domains: outside them it leased nothing.
+            rules.check_domain(domain, result.annotator.domains)
+        leased = result.task
         if leased is None:
             return None
+        if result.read is not None and result.read.is_consistent:
+            self.leased.remember(caller, result.annotator, result.read)
         self.metrics.leases.labels(leased.domain).inc()
-        log.info("task_leased", task_id=leased.task_id, annotator_id=annotator.annotator_id, domain=leased.domain)
+        log.info("task_leased", task_id=leased.task_id, annotator_id=annotator_id, domain=leased.domain)
         request = AnnotationRequest.model_validate(leased.request)
-        return Lease(request=request, lease_expires_at=leased.lease_expires_at, priority=leased.priority)
+        expires_at, priority = leased.lease_expires_at, leased.priority
+        return Lease(request=request, lease_expires_at=expires_at, priority=priority, annotator_id=annotator_id)
 
     async def _locked(self, conn: Any, task_id: str, annotator: store.Annotator) -> store.LockedTask:
         locked = await store.select_task_for_update(conn, task_id)
@@ -200,24 +258,22 @@ class TaskQueue:
             await store.skip_task(conn, task_id, annotator.annotator_id)
         log.info("task_skipped", task_id=task_id, annotator_id=annotator.annotator_id)
 
-    async def submit_verdict(self, annotator: store.Annotator, task_id: str, verdict: rules.Verdict) -> VerdictRecorded:
-        """Record a verdict; when it completes the task, queue the combined expert vote in the same transaction."""
-        async with store.transaction(self.pool) as conn:
-            locked = await self._locked(conn, task_id, annotator)
-            rules.validate_verdict(locked.state.kind, verdict.verdict, verdict.rewrite, verdict.shown_left)
-            await store.insert_verdict(conn, task_id, verdict)
-            verdicts = await store.select_task_verdicts(conn, task_id)
-            outcome = rules.combine_verdicts(verdicts, locked.reviewers_needed, self.settings.max_reviewers)
-            at = await store.update_task_after_verdict(conn, task_id, annotator.annotator_id, outcome)
-            if outcome.status == "completed":
-                vote = rules.expert_vote(AnnotationRequest.model_validate(locked.request), outcome, at)
-                record = OutRecord(
-                    topic=topics.topic(self.settings.topic_prefix, topics.VOTES),
-                    key=vote.interaction_id.encode(),
-                    value=vote.model_dump_json().encode(),
-                )
-                await insert_outbox(conn, self.service, [record])
-        self._observe_verdict(locked.state.domain, outcome)
+    async def submit_verdict(self, caller: store.Caller, task_id: str, judgement: rules.Judgement) -> VerdictRecorded:
+        """Record the caller's verdict; when it completes the task, its expert vote goes out in the same statement."""
+        remembered = self.leased.take(caller, task_id)
+        async with store.connection(self.pool) as conn:
+            for _ in range(VERDICT_ATTEMPTS):
+                annotator, task = remembered or await self._read_for_verdict(conn, caller, task_id)
+                remembered = None
+                decision = self._decide(annotator, task, judgement)
+                if await store.record_verdict(
+                    conn, caller, task, decision.verdict, decision.outcome, decision.decided_at, decision.vote
+                ):
+                    break
+            else:
+                raise ConflictError("the task kept changing while the verdict was recorded; retry", task_id=task_id)
+        outcome = decision.outcome
+        self._observe_verdict(task.state.domain, outcome)
         log.info(
             "verdict_recorded",
             task_id=task_id,
@@ -225,9 +281,36 @@ class TaskQueue:
             task_status=outcome.status,
             is_escalated=outcome.is_escalated,
         )
-        if outcome.status == "completed":
+        if decision.vote is not None:
             self.relay.notify()
-        return VerdictRecorded(outcome=outcome, verdicts=len(verdicts))
+        return VerdictRecorded(outcome=outcome, verdicts=len(task.verdicts) + 1)
+
+    async def _read_for_verdict(
+        self, conn: Any, caller: store.Caller, task_id: str
+    ) -> tuple[store.Annotator, store.TaskRead]:
+        read = await store.select_task_for_verdict(conn, caller, task_id)
+        if read is None:
+            raise AuthError(auth.INVALID_TOKEN)
+        if read.task is None:
+            raise NotFoundError("no such task", task_id=task_id)
+        return read.annotator, read.task
+
+    def _decide(self, annotator: store.Annotator, task: store.TaskRead, judgement: rules.Judgement) -> Decision:
+        """The verdict's outcome on `task` as given, and the expert vote when it completes the task."""
+        rules.check_lease(task.state, annotator.annotator_id, annotator.domains)
+        rules.validate_verdict(task.state.kind, judgement.verdict, judgement.rewrite, judgement.shown_left)
+        verdict = rules.Verdict.of(annotator.annotator_id, judgement)
+        outcome = rules.combine_verdicts([*task.verdicts, verdict], task.reviewers_needed, self.settings.max_reviewers)
+        decided_at = datetime.now(UTC)
+        if outcome.status != "completed":
+            return Decision(verdict=verdict, outcome=outcome, decided_at=decided_at, vote=None)
+        vote = rules.expert_vote(AnnotationRequest.model_validate(task.request), outcome, decided_at)
+        record = OutRecord(
+            topic=topics.topic(self.settings.topic_prefix, topics.VOTES),
+            key=vote.interaction_id.encode(),
+            value=vote.model_dump_json().encode(),
+        )
+        return Decision(verdict=verdict, outcome=outcome, decided_at=decided_at, vote=(self.service, record))
 
     def _observe_verdict(self, domain: str, outcome: rules.Outcome) -> None:
         self.metrics.verdicts.labels(domain).inc()
@@ -238,24 +321,37 @@ class TaskQueue:
 
     async def stats(
         self, domains: Sequence[str] | None, annotator_id: str | None = None, day_start: datetime | None = None
-    ) -> rules.QueueStats:
+    ) -> QueueStats:
         """Queue depth, outcomes, agreement and position bias per domain (`domains` None: all).
 
         Agreement per annotator: everyone's, or with `annotator_id` only its own, and then also its
-        verdicts since `day_start` (default: midnight UTC today).
+        verdicts since `day_start` (default: midnight UTC today). Reads only maintained counts.
         """
-        counts = await store.count_tasks_by_domain(self.pool, domains)
-        rows = await store.select_agreement_verdicts(self.pool, domains, self.settings.agreement_max_tasks)
-        positions = await store.count_position_verdicts(self.pool, domains)
-        progress = await self._progress(annotator_id, day_start) if annotator_id is not None else None
-        return rules.queue_stats(
-            counts, rows, domains=domains, annotator_id=annotator_id, position_rows=positions, progress=progress
+        async with store.connection(self.pool) as conn:
+            counts = await store.count_tasks_by_domain(conn, domains)
+            leases = await store.count_live_leases(conn, domains)
+            cells = await store.sum_coincidences(conn, domains, annotator_id)
+            agreement = await store.sum_agreement_counts(conn, domains, annotator_id)
+            positions = await store.count_position_verdicts(conn, domains)
+            progress = None
+            if annotator_id is not None:
+                since = day_start or start_of_day(datetime.now(UTC))
+                done = await store.count_annotator_verdicts_since(conn, annotator_id, since)
+                progress = AnnotatorProgress(annotator_id=annotator_id, day_start=since, verdicts_today=done)
+        return queue_stats(
+            counts,
+            leases,
+            domains=domains,
+            cells=cells,
+            agreement_counts=agreement,
+            position_rows=positions,
+            progress=progress,
         )
 
-    async def _progress(self, annotator_id: str, day_start: datetime | None) -> rules.AnnotatorProgress:
-        since = day_start or rules.start_of_day(datetime.now(UTC))
-        done = await store.count_annotator_verdicts_since(self.pool, annotator_id, since)
-        return rules.AnnotatorProgress(annotator_id=annotator_id, day_start=since, verdicts_today=done)
+    async def compact_counts(self) -> None:
+        """Fold the maintained counts (a background job: reading them costs the rows appended since)."""
+        folded = await store.compact_queue_counts(self.pool)
+        log.debug("queue_counts_compacted", rows=folded)
 
     async def refresh_gauges(self) -> None:
         """Recompute the queue depth, agreement and position gauges behind /metrics."""

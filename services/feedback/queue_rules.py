@@ -1,4 +1,4 @@
-"""The annotation queue's rules as pure functions: lease checks, verdict validation, combining, agreement.
+"""The annotation queue's rules as pure functions: lease checks, verdict validation, combining, the task view.
 
 Combining verdicts (N reviewers per task, N a per-domain setting):
 - A task stays open until it has `reviewers_needed` verdicts.
@@ -16,28 +16,18 @@ Verdicts by task kind:
 - `shown_left` (which task side the screen showed on the left) is "A" or "B" on a compare task; a
   rewrite task shows its one answer, so only "A" fits there.
 
-Inter-annotator agreement: Krippendorff's alpha (nominal) over every task that has two or more
-verdicts, per domain, and per annotator over the tasks that annotator took part in; plus the plain
-share of agreeing reviewer pairs. Alpha is None where it is undefined (a single category seen).
-
-The stats roll-up (`queue_stats`) also carries each domain's position bias (position_bias.py) and,
-for one annotator, its verdicts since the start of its day ("done today" in the web UI).
+The stats roll-up is in queue_stats.py, agreement in agreement.py, position bias in position_bias.py.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-import krippendorff
-import numpy as np
-
-from services.feedback.position_bias import PositionBias, PositionRow, position_bias
 from shared import pii
 from shared.errors import ConflictError, ContractError, ForbiddenError
 from shared.events import AnnotationRequest, VerdictVote
@@ -67,13 +57,35 @@ class TaskState:
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
-class Verdict:
-    annotator_id: str
+class Judgement:
+    """What an annotator submits on a task; the queue records it as that annotator's `Verdict`."""
+
     verdict: str
     rewrite: str | None = None
     comment: str | None = None
     # The task's own side the annotator's screen showed on the left ("A" | "B"), when the client says.
     shown_left: str | None = None
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class Verdict:
+    """One annotator's recorded verdict on a task."""
+
+    annotator_id: str
+    verdict: str
+    rewrite: str | None = None
+    comment: str | None = None
+    shown_left: str | None = None
+
+    @classmethod
+    def of(cls, annotator_id: str, judgement: Judgement) -> Verdict:
+        return cls(
+            annotator_id=annotator_id,
+            verdict=judgement.verdict,
+            rewrite=judgement.rewrite,
+            comment=judgement.comment,
+            shown_left=judgement.shown_left,
+        )
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -234,164 +246,3 @@ def task_view(request: AnnotationRequest, lease_expires_at: datetime, priority: 
         },
         "lease_expires_at": lease_expires_at.isoformat(),
     }
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class AgreementRow:
-    """One verdict of a multi-reviewer task, with the task's combined verdict if any."""
-
-    task_id: str
-    domain: str
-    annotator_id: str
-    verdict: str
-    combined: str | None
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class Agreement:
-    """Agreement over a set of tasks: alpha (None when undefined), agreeing pair share, task count.
-
-    For an annotator, `with_result` is the share of its decided tasks where it gave the combined verdict.
-    """
-
-    alpha: float | None
-    pairwise: float | None
-    tasks: int
-    with_result: float | None = None
-
-
-def krippendorff_alpha(units: Mapping[str, Mapping[str, str]]) -> float | None:
-    """Nominal Krippendorff's alpha of {task_id: {annotator_id: verdict}}; None when undefined."""
-    coders = sorted({a for unit in units.values() for a in unit})
-    if len(units) == 0 or len(coders) < 2:
-        return None
-    codes = {v: i for i, v in enumerate(VERDICTS)}
-    data = np.full((len(coders), len(units)), np.nan)
-    row = {a: i for i, a in enumerate(coders)}
-    for column, unit in enumerate(units.values()):
-        for annotator, verdict in unit.items():
-            data[row[annotator], column] = codes[verdict]
-    if len({v for unit in units.values() for v in unit.values()}) < 2:
-        return None
-    value = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=list(range(4)))
-    return None if math.isnan(value) else float(value)
-
-
-def _pairwise(units: Iterable[Mapping[str, str]], annotator: str | None = None) -> float | None:
-    agree = total = 0
-    for unit in units:
-        items = sorted(unit.items())
-        for i, (a, va) in enumerate(items):
-            for b, vb in items[i + 1 :]:
-                if annotator is None or annotator in (a, b):
-                    total += 1
-                    agree += va == vb
-    return agree / total if total else None
-
-
-def agreement_stats(rows: Iterable[AgreementRow]) -> tuple[dict[str, Agreement], dict[str, Agreement]]:
-    """Agreement per domain and per annotator over tasks with two or more verdicts."""
-    units: dict[str, dict[str, str]] = defaultdict(dict)
-    domain_of: dict[str, str] = {}
-    combined: dict[str, str | None] = {}
-    for r in rows:
-        units[r.task_id][r.annotator_id] = r.verdict
-        domain_of[r.task_id] = r.domain
-        combined[r.task_id] = r.combined
-    units = {t: u for t, u in units.items() if len(u) >= 2}
-    by_domain: dict[str, Agreement] = {}
-    for domain in sorted(set(domain_of[t] for t in units)):
-        mine = {t: u for t, u in units.items() if domain_of[t] == domain}
-        by_domain[domain] = Agreement(
-            alpha=krippendorff_alpha(mine), pairwise=_pairwise(mine.values()), tasks=len(mine)
-        )
-    by_annotator: dict[str, Agreement] = {}
-    for annotator in sorted({a for u in units.values() for a in u}):
-        mine = {t: u for t, u in units.items() if annotator in u}
-        decided = [t for t in mine if combined[t] is not None]
-        with_result = sum(mine[t][annotator] == combined[t] for t in decided) / len(decided) if decided else None
-        by_annotator[annotator] = Agreement(
-            alpha=krippendorff_alpha(mine),
-            pairwise=_pairwise(mine.values(), annotator),
-            tasks=len(mine),
-            with_result=with_result,
-        )
-    return by_domain, by_annotator
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class TaskCount:
-    """Tasks of one domain in one status, and how many of them hold live leases (`count_tasks_by_domain`)."""
-
-    domain: str
-    status: str
-    tasks: int
-    leased: int
-
-
-@dataclass(kw_only=True, slots=True)
-class DomainStats:
-    """One domain's tasks by state (queued = open), and its agreement (None: no multi-reviewer task yet)."""
-
-    queued: int = 0
-    leased: int = 0
-    completed: int = 0
-    contested: int = 0
-    withdrawn: int = 0
-    agreement: Agreement | None = None
-    position: PositionBias | None = None
-    """Which screen side the chosen answers were on (None: no compare verdict sent `shown_left` yet)."""
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class AnnotatorProgress:
-    """One annotator's "done today": its verdicts since `day_start`."""
-
-    annotator_id: str
-    day_start: datetime
-    verdicts_today: int
-
-
-def start_of_day(now: datetime) -> datetime:
-    """Midnight UTC of `now`'s day: an annotator's day when its client does not say when its day began."""
-    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class QueueStats:
-    """The queue per domain and the agreement per annotator, with totals over the domains."""
-
-    domains: dict[str, DomainStats]
-    annotators: dict[str, Agreement]
-    annotator: AnnotatorProgress | None = None
-
-    def total(self, state: Literal["queued", "completed", "contested", "withdrawn"]) -> int:
-        return sum(getattr(entry, state) for entry in self.domains.values())
-
-
-def queue_stats(
-    counts: Iterable[TaskCount],
-    agreement_rows: Iterable[AgreementRow],
-    *,
-    domains: Sequence[str] | None,
-    annotator_id: str | None,
-    position_rows: Iterable[PositionRow] = (),
-    progress: AnnotatorProgress | None = None,
-) -> QueueStats:
-    """Roll counts and verdicts up per domain (every one of `domains`, even empty; None: those seen).
-
-    `annotator_id` keeps one annotator's agreement only (None: everyone's); `progress` is passed through.
-    """
-    by_domain, by_annotator = agreement_stats(agreement_rows)
-    positions = position_bias(position_rows)
-    per_domain = {domain: DomainStats() for domain in domains or ()}
-    for count in counts:
-        entry = per_domain.setdefault(count.domain, DomainStats())
-        state = "queued" if count.status == "open" else count.status
-        setattr(entry, state, getattr(entry, state) + count.tasks)
-        entry.leased += count.leased
-    for domain, entry in per_domain.items():
-        entry.agreement = by_domain.get(domain)
-        entry.position = positions.get(domain)
-    annotators = {a: v for a, v in by_annotator.items() if annotator_id is None or a == annotator_id}
-    return QueueStats(domains=per_domain, annotators=annotators, annotator=progress)

@@ -40,8 +40,18 @@ class FeedbackSettings(EdgeServiceSettings):
     stats_refresh_interval_s: float = Field(
         15.0, description="How often queue depth and agreement gauges are recomputed for /metrics.", gt=0
     )
-    agreement_max_tasks: int = Field(
-        10_000, description="Agreement is measured over at most this many latest multi-reviewer tasks.", ge=1
+    leased_tasks_remembered: int = Field(
+        4096,
+        description="Leased tasks this process keeps as their lease returned them, so the verdict on each "
+        "is decided and written in one statement; a verdict on a task not kept (leased by another instance, "
+        "or pushed out) reads it first. 0 turns this off.",
+        ge=0,
+    )
+    counts_compaction_interval_s: float = Field(
+        5.0,
+        description="How often the queue's maintained counts (stats, gauges) are folded into one row per key; "
+        "a stats call reads the rows appended since.",
+        gt=0,
     )
     max_votes_per_voter_per_hour: int = Field(
         60,

@@ -17,15 +17,11 @@ origin, so page text can only ever be text. Nothing here logs a token or any tas
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import mimetypes
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,25 +31,15 @@ from services.feedback.context import FeedbackContext
 from services.feedback.queue import Lease
 from services.feedback.queue_rules import check_domain, task_view
 from services.feedback.settings import FeedbackSettings
-from shared.errors import NotFoundError
 from shared.events import Domain
 from shared.runtime import ContextDependency
+from shared.web_pages import Asset, add_page_routes, json_response, load_assets, with_headers
 
 log = structlog.get_logger(__name__)
 
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 GENERAL_GUIDELINES = "general"
 
 ui_bearer = HTTPBearer(auto_error=False, scheme_name="AnnotatorToken", description="An annotator's token.")
@@ -63,26 +49,6 @@ class UiLeaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domain: Domain | None = Field(None, description="Lease only in this domain (one of the token's).")
-
-
-@dataclass(frozen=True, slots=True)
-class Asset:
-    body: bytes
-    media_type: str
-    etag: str
-
-
-def load_assets(folder: Path = STATIC_DIR) -> dict[str, Asset]:
-    """Every file of static/, read once (a handful of small files), with a content hash as ETag."""
-    assets = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            body = path.read_bytes()
-            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            if path.suffix == ".js":
-                media_type = "text/javascript"
-            assets[path.name] = Asset(body, f"{media_type}; charset=utf-8", hashlib.sha256(body).hexdigest()[:16])
-    return assets
 
 
 def render_page(assets: dict[str, Asset]) -> bytes:
@@ -119,19 +85,10 @@ class GuidelinesCache:
         return html
 
 
-def _with_headers(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-def _json(body: Any, status_code: int = 200) -> Response:
-    return _with_headers(JSONResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"}))
-
-
 def ui_router(dependency: ContextDependency[FeedbackContext], settings: FeedbackSettings) -> APIRouter:
     """The page, its assets, and the UI-support routes; no state beyond the assets and rendered guidelines."""
     router = APIRouter(prefix="/ui", tags=["annotator UI"])
-    assets = load_assets()
+    assets = load_assets(STATIC_DIR)
     page = render_page(assets)
     guidelines = GuidelinesCache()
 
@@ -142,27 +99,17 @@ def ui_router(dependency: ContextDependency[FeedbackContext], settings: Feedback
         token = credentials.credentials if credentials is not None else None
         return await auth.authenticate(context.pool, token)
 
-    @router.get("", include_in_schema=False)
-    async def root() -> Response:
-        return _with_headers(RedirectResponse("/ui/", status_code=308))
+    async def token_caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ui_bearer)],
+    ) -> store.Bearer:
+        """The token, checked by the lease statement itself: one round trip, as on the task API."""
+        return auth.bearer(credentials.credentials if credentials is not None else None)
 
-    @router.get("/", include_in_schema=False)
-    async def index() -> Response:
-        return _with_headers(HTMLResponse(page, headers={"Cache-Control": "no-cache"}))
-
-    @router.get("/static/{name}", include_in_schema=False)
-    async def static(name: str, request: Request) -> Response:
-        asset = assets.get(name)
-        if asset is None:
-            raise NotFoundError("no such file")
-        headers = {"ETag": f'"{asset.etag}"', "Cache-Control": "no-cache"}
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return _with_headers(Response(status_code=304, headers=headers))
-        return _with_headers(Response(asset.body, media_type=asset.media_type, headers=headers))
+    add_page_routes(router, page, assets)
 
     @router.get("/api/me", summary="The signed-in annotator: id, domains, lease length")
     async def me(annotator: store.Annotator = Depends(current_annotator)) -> Response:
-        return _json(
+        return json_response(
             {
                 "annotator_id": annotator.annotator_id,
                 "domains": list(annotator.domains),
@@ -176,20 +123,20 @@ def ui_router(dependency: ContextDependency[FeedbackContext], settings: Feedback
         responses={204: {"description": "Nothing queued for this annotator"}},
     )
     async def lease(
-        annotator: store.Annotator = Depends(current_annotator),
+        caller: store.Bearer = Depends(token_caller),
         context: FeedbackContext = Depends(dependency),
         body: UiLeaseBody | None = None,
     ) -> Response:
-        leased = await context.queue.lease(annotator, body.domain if body else None)
+        leased = await context.queue.lease(caller, body.domain if body else None)
         if leased is None:
-            return _with_headers(Response(status_code=204))
-        return _json(await displayed(leased, annotator.annotator_id))
+            return with_headers(Response(status_code=204))
+        return json_response(await displayed(leased, leased.annotator_id))
 
     @router.get("/api/guidelines/{domain}", summary="A domain's annotation guidelines, as HTML")
     async def domain_guidelines(domain: str, annotator: store.Annotator = Depends(current_annotator)) -> Response:
         check_domain(domain, annotator.domains)
         source, html = await guidelines.get(settings.guidelines_dir, domain)
-        return _json({"domain": domain, "source": source, "html": html})
+        return json_response({"domain": domain, "source": source, "html": html})
 
     return router
 

@@ -26,5 +26,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         start_context=lambda rt: IngestContext.start(rt, settings=settings, edge_metrics=edge_metrics),
         title="ingest",
         description="What the model said: interactions in, canonical events on `interactions`.",
-        routers=[handlers.register(runtime, settings)],
+        routers=handlers.register(runtime, settings),
     )

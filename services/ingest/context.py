@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from services.ingest.settings import IngestSettings
 from services.ingest.stream import interaction_stream
 from shared.edge import EdgeMetrics, EdgePublisher
@@ -15,6 +17,9 @@ from shared.runtime import Runtime
 class IngestContext:
     """Built by `start` (the one start hook), closed by `aclose`; handlers get it by Depends (shared.runtime)."""
 
+    pool: asyncpg.Pool
+    """The runtime's pool: app keys (the admin routes)."""
+
     edge: EdgePublisher
     """Validates, dedupes and publishes interactions, from HTTP and from interactions.raw."""
 
@@ -25,7 +30,7 @@ class IngestContext:
         edge = start_edge(
             runtime, stream=interaction_stream(settings.topic_prefix), metrics=edge_metrics, settings=settings
         )
-        return cls(edge=edge)
+        return cls(pool=runtime.db, edge=edge)
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool and producer belong to the runtime."""

@@ -90,3 +90,21 @@ RETURNING dead_letter_id
 -- name: mark_redriven_dead_letters_sent
 -- The broker acknowledged these redriven messages.
 UPDATE redriven_dead_letters SET sent_at = now() WHERE dead_letter_id = ANY($1::uuid[])
+
+-- name: insert_app_key
+-- Store a new app key: its id, the sha256 of the key, the app_ids it may write.
+INSERT INTO app_keys (key_id, key_hash, app_ids) VALUES ($1, $2, $3)
+
+-- name: select_app_key_by_hash
+-- The live (unrevoked) app key a key hash belongs to.
+SELECT key_id, app_ids FROM app_keys WHERE key_hash = $1 AND revoked_at IS NULL
+
+-- name: revoke_app_key
+-- Revoke an app key (the first revocation's time stays); returns it when it exists.
+UPDATE app_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1 RETURNING key_id
+
+-- name: select_app_keys
+-- Every app key (never the key itself), optionally only those covering one app_id, oldest first.
+SELECT key_id, app_ids, created_at, revoked_at FROM app_keys
+WHERE ($1::text IS NULL OR $1 = ANY(app_ids))
+ORDER BY created_at, key_id

@@ -7,9 +7,9 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from services.feedback.ui import CONTENT_SECURITY_POLICY
 from services.feedback.ui_view import shown_left
 from shared.runtime import runtime_of
+from shared.web_pages import CONTENT_SECURITY_POLICY
 from tests.browser.annotator_page import (
     VERDICT_BUTTONS,
     alert_text,

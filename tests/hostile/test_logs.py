@@ -3,8 +3,9 @@
 The three services run as processes (deploy.stack.Stack on the session's broker and a fresh database).
 A unique marker goes into every piece of user content the pipeline takes (prompt, answer, user_ref,
 comment, edit, a verdict's rewrite and comment, an invalid HTTP body, a poison raw-topic message); the
-whole flow runs to a preference pair; then no log file may hold the marker, an annotator token or
-the admin token.
+whole flow runs to a preference pair; then no log file may hold the marker, an annotator token,
+the admin token or an app key. App keys are required in this stack: every write carries one, and the
+flow also presents a wrong key, a revoked key and a key for another app.
 """
 
 from __future__ import annotations
@@ -26,12 +27,42 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.timeout(240)
 
 
+async def issue_app_key(client: httpx.AsyncClient, stack: Stack, *app_ids: str) -> str:
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    response = await client.post(
+        f"{stack.services['ingest'].url}/v1/admin/apps", json={"app_ids": list(app_ids)}, headers=admin
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+async def refused_app_keys(client: httpx.AsyncClient, stack: Stack, marker: str) -> list[str]:
+    """A wrong key, a revoked key and a key for another app presented to both services; the keys used."""
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    ingest = stack.services["ingest"].url
+    other = await issue_app_key(client, stack, "another-app")
+    revoked = (await client.post(f"{ingest}/v1/admin/apps", json={"app_ids": ["helpdesk"]}, headers=admin)).json()
+    assert (await client.delete(f"{ingest}/v1/admin/apps/{revoked['key_id']}", headers=admin)).status_code == 200
+    wrong = f"key-{marker}"
+    for key, status in ((wrong, 401), (revoked["key"], 401), (other, 403)):
+        headers = {"Authorization": f"Bearer {key}"}
+        response = await client.post(f"{ingest}/v1/interactions", json=interaction_body(), headers=headers)
+        assert response.status_code == status, response.text
+        response = await client.post(f"{stack.services['feedback'].url}/v1/votes", json=vote_body(), headers=headers)
+        assert response.status_code == status, response.text
+    return [wrong, revoked["key"], other]
+
+
 async def run_flow(stack: Stack, marker: str) -> list[str]:
     """Every kind of user content through all three services, to an expert pair; the secrets used."""
     domain = "logcheck"
     urls = {name: stack.services[name].url for name in ("ingest", "feedback")}
     # trust_env=False: a proxy in the environment must not capture loopback calls.
-    async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as setup:
+        app_key = await issue_app_key(setup, stack, "helpdesk")
+        refused = await refused_app_keys(setup, stack, marker)
+    headers = {"Authorization": f"Bearer {app_key}"}
+    async with httpx.AsyncClient(timeout=30, trust_env=False, headers=headers) as client:
         lone = interaction_body(
             interaction_id=f"i-{marker}",
             conversation_id=f"c-{marker}",
@@ -68,7 +99,7 @@ async def run_flow(stack: Stack, marker: str) -> list[str]:
         assert response.status_code == 200, response.text
     poison = f'{{"prompt": "{marker}", broken'.encode()
     await produce(stack.kafka_bootstrap or "", stack.topic_prefix, topics.INTERACTIONS_RAW, [poison])
-    return [token, stack.admin_token]
+    return [token, stack.admin_token, app_key, *refused]
 
 
 async def wait_for_outputs(stack: Stack, marker: str) -> None:
@@ -102,6 +133,7 @@ async def test_no_content_or_secret_in_any_log(
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        app_keys_required=True,
         extra_env=extra_env,
     )
     async with stack:
@@ -113,7 +145,7 @@ async def test_no_content_or_secret_in_any_log(
     for name, text in logs.items():
         assert marker not in text, f"{name} logs user content: {_around(text, marker)}"
         for secret in secrets:
-            assert secret not in text, f"{name} logs a token"
+            assert secret not in text, f"{name} logs a token or key"
 
 
 def _around(text: str, needle: str, chars: int = 300) -> str:

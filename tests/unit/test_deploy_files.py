@@ -71,6 +71,13 @@ def test_compose_environment_names_real_settings() -> None:
     assert "PLAINTEXT://kafka:9092" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
 
 
+def test_compose_requires_app_keys_of_every_service() -> None:
+    for name in SETTINGS:
+        env = COMPOSE["services"][name]["environment"]
+        assert env["APP_KEYS_REQUIRED"] == "true", f"{name}: apps must write only their own app_id"
+        assert merged_environment(name)["APP_KEYS_REQUIRED"] == "true", "the production override keeps app keys on"
+
+
 def test_dockerfile_copies_what_exists_and_binds_every_interface() -> None:
     for source in COPY_SOURCES:
         assert (ROOT / source).exists(), f"COPY source {source} missing"
@@ -226,3 +233,4 @@ def test_the_overrides_settings_load_as_a_service_would_read_them(
     )
     assert settings.database_url.endswith("?sslmode=verify-full") and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
     assert settings.topic_replication_factor == 3
+    assert settings.app_keys_required is True

@@ -10,6 +10,7 @@ import pytest
 from bench.simulate import (
     Scenario,
     Simulation,
+    VersionSpec,
     VoterKind,
     generate,
     latest_per_key,
@@ -218,3 +219,15 @@ def test_ranking_agreement_compares_an_observed_order_with_the_true_one(sim: Sim
     truth_order = sim.truth.version_ranking()
     assert ranking_agreement(sim.truth, truth_order) == pytest.approx(1.0)
     assert ranking_agreement(sim.truth, truth_order[::-1]) == pytest.approx(-1.0)
+
+
+def test_a_version_released_during_the_run_answers_only_prompts_asked_after_its_release() -> None:
+    versions = (VersionSpec("chat", "v1", 0.8), VersionSpec("chat", "v2", 0.3, released_at_s=30.0))
+    late = generate(Scenario(seed=3, prompts=60, honest_votes=50, versions=versions, duration_s=60.0))
+    firsts: dict[str, float] = {}
+    for event in late.events:
+        if event.kind == "interaction":
+            version = event.body["response"]["model_version"]
+            firsts[version] = min(firsts.get(version, event.at_s), event.at_s)
+    assert set(firsts) == {"v1", "v2"}
+    assert firsts["v1"] < 30.0 <= firsts["v2"]  # v2's first answer after its release: the alarm's release order

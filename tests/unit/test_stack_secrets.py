@@ -69,6 +69,28 @@ def test_services_of_a_local_broker_get_no_kafka_security(tmp_path: Path, monkey
     assert local._settings().kafka_security_protocol == "PLAINTEXT"
 
 
+@pytest.mark.parametrize("is_required", [False, True])
+def test_make_up_says_whether_app_keys_are_required_and_how_to_switch_and_issue_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, is_required: bool
+) -> None:
+    monkeypatch.setenv("APP_KEYS_REQUIRED", "true" if is_required else "false")
+    settings = StackSettings()
+    assert settings.app_keys_required is is_required
+    up = stack(tmp_path, app_keys_required=settings.app_keys_required)
+    summary = _summary(up)
+    switch = "APP_KEYS_REQUIRED=false make up" if is_required else "APP_KEYS_REQUIRED=true make up"
+    assert switch in summary
+    assert "/v1/admin/apps" in summary and "python -m services.ingest.admin issue --app-ids" in summary
+    assert up.info["app_keys_required"] is is_required
+    # The stack sets it for its services whatever the shell says (their env is built from the stack's own).
+    monkeypatch.setenv("APP_KEYS_REQUIRED", "false" if is_required else "true")
+    assert up._add_service("feedback", 1).env["APP_KEYS_REQUIRED"] == ("true" if is_required else "false")
+
+
+def test_make_up_leaves_app_keys_off_unless_asked() -> None:
+    assert StackSettings().app_keys_required is False
+
+
 def test_without_kafka_security_keeps_everything_else() -> None:
     env = {"KAFKA_SSL_CAFILE": "/ca.pem", "KAFKA_SSL_KEY_PASSWORD_FILE": "/pw", "KAFKA_LINGER_MS": "2", "PATH": "/bin"}
     assert without_kafka_security(env) == {"KAFKA_LINGER_MS": "2", "PATH": "/bin"}

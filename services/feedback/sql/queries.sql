@@ -18,32 +18,72 @@ UPDATE tasks SET status = 'withdrawn', leases = '{}'::jsonb, updated_at = now()
 WHERE task_id = ANY($1::text[]) AND status = 'open'
 
 -- name: lease_next_task
--- Lease the best open task with a free reviewer slot that this annotator has not judged, skipped or leased.
-WITH candidates AS (
+-- Authenticate the caller and lease it the best open task with a free reviewer slot that it has not
+-- judged, skipped or leased, in one statement. The caller is a token hash ($1), or when $1 is NULL an
+-- annotator already known ($2, its domains $3); $4 narrows to one domain. One row (the annotator, and
+-- the task or NULLs) for a live caller; none for a token that is unknown or revoked. The task comes
+-- with what a verdict decides on (its state and verdicts so far), so the verdict need not read it again.
+WITH me AS (
+    SELECT a.annotator_id, a.domains
+    FROM annotator_tokens AS k
+    JOIN annotators AS a ON a.annotator_id = k.annotator_id
+    WHERE $1::bytea IS NOT NULL AND k.token_hash = $1 AND k.revoked_at IS NULL AND a.revoked_at IS NULL
+    UNION ALL
+    SELECT $2::text, $3::text[] WHERE $1::bytea IS NULL
+),
+candidates AS (
     -- The best lockable task of each domain (an ordered index scan each); all but the chosen one are
     -- unlocked again when this statement's transaction ends.
     SELECT c.task_id, c.priority, c.created_at
-    FROM unnest($2::text[]) AS d (domain)
+    FROM me
+    CROSS JOIN LATERAL unnest(me.domains) AS d (domain)
     CROSS JOIN LATERAL (
         SELECT c.task_id, c.priority, c.created_at
         FROM tasks AS c
         WHERE c.status = 'open'
           AND c.domain = d.domain
-          AND NOT ($1 = ANY (c.reviewed_by))
-          AND NOT ($1 = ANY (c.skipped_by))
-          AND NOT (task_live_leases(c.leases, now()) ? $1)
-          AND cardinality(c.reviewed_by)
-              + (SELECT count(*) FROM jsonb_object_keys(task_live_leases(c.leases, now()))) < c.reviewers_needed
+          AND NOT (me.annotator_id = ANY (c.reviewed_by))
+          AND NOT (me.annotator_id = ANY (c.skipped_by))
+          AND NOT coalesce((c.leases ->> me.annotator_id)::timestamptz > now(), false)
+          -- A free reviewer slot; most open tasks hold no lease at all, which needs no look inside.
+          AND (
+              (c.leases = '{}'::jsonb AND cardinality(c.reviewed_by) < c.reviewers_needed)
+              OR cardinality(c.reviewed_by)
+                 + (SELECT count(*) FROM jsonb_each_text(c.leases) AS l WHERE l.value::timestamptz > now())
+                 < c.reviewers_needed
+          )
         ORDER BY c.priority DESC, c.created_at, c.task_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) AS c
+    WHERE $4::text IS NULL OR d.domain = $4
+),
+leased AS (
+    UPDATE tasks AS t
+    SET leases = t.leases || jsonb_build_object(me.annotator_id, now() + make_interval(secs => $5)),
+        updated_at = now()
+    FROM me
+    WHERE t.task_id = (SELECT task_id FROM candidates ORDER BY priority DESC, created_at, task_id LIMIT 1)
+    RETURNING t.task_id, t.app_id, t.kind, t.domain, t.priority, t.request, t.request_updated_at, t.status,
+              t.reviewers_needed, t.reviewed_by, t.leases,
+              (t.leases ->> me.annotator_id)::timestamptz AS lease_expires_at,
+              CASE WHEN cardinality(t.reviewed_by) = 0 THEN '[]'::jsonb ELSE (
+                  SELECT jsonb_agg(
+                      jsonb_build_object(
+                          'annotator_id', v.annotator_id, 'verdict', v.verdict,
+                          'rewrite', v.rewrite, 'comment', v.comment
+                      )
+                      ORDER BY v.created_at, v.annotator_id
+                  )
+                  FROM task_verdicts AS v
+                  WHERE v.task_id = t.task_id
+              ) END AS verdicts
 )
-UPDATE tasks AS t
-SET leases = t.leases || jsonb_build_object($1::text, now() + make_interval(secs => $3)),
-    updated_at = now()
-WHERE t.task_id = (SELECT task_id FROM candidates ORDER BY priority DESC, created_at, task_id LIMIT 1)
-RETURNING t.task_id, t.kind, t.domain, t.priority, t.request, (t.leases ->> $1)::timestamptz AS lease_expires_at
+SELECT me.annotator_id, me.domains, l.task_id, l.app_id, l.kind, l.domain, l.priority, l.request,
+       l.request_updated_at, l.status, l.reviewers_needed, l.reviewed_by, l.leases, l.lease_expires_at, l.verdicts,
+       now() AS db_now
+FROM me
+LEFT JOIN leased AS l ON true
 
 -- name: select_task_for_update
 -- Lock one task and read its leases (expired ones too, to say so), with the database clock.
@@ -71,63 +111,209 @@ UPDATE tasks
 SET leases = leases - $2::text, skipped_by = array_append(skipped_by, $2::text), updated_at = now()
 WHERE task_id = $1
 
--- name: insert_verdict
--- Record one annotator's verdict (one per task and annotator), with the side its screen showed left.
-INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment, shown_left)
-VALUES ($1, $2, $3, $4, $5, $6)
+-- name: select_task_for_verdict
+-- Authenticate the caller (as in lease_next_task) and read one task, its verdicts (oldest first) and
+-- the database clock, without a lock, when the verdict cannot decide on the state its lease returned
+-- (another instance leased it, or the task changed since): record_verdict writes only if what was
+-- decided on is unchanged. No row for an unknown or revoked token; NULL task columns for an unknown task.
+WITH me AS (
+    SELECT a.annotator_id, a.domains
+    FROM annotator_tokens AS k
+    JOIN annotators AS a ON a.annotator_id = k.annotator_id
+    WHERE $1::bytea IS NOT NULL AND k.token_hash = $1 AND k.revoked_at IS NULL AND a.revoked_at IS NULL
+    UNION ALL
+    SELECT $2::text, $3::text[] WHERE $1::bytea IS NULL
+)
+SELECT me.annotator_id, me.domains, t.task_id, t.app_id, t.kind, t.domain, t.status, t.reviewers_needed,
+       t.leases, t.reviewed_by, t.request, t.request_updated_at, now() AS db_now,
+       (
+           SELECT coalesce(
+               jsonb_agg(
+                   jsonb_build_object(
+                       'annotator_id', v.annotator_id, 'verdict', v.verdict, 'rewrite', v.rewrite, 'comment', v.comment
+                   )
+                   ORDER BY v.created_at, v.annotator_id
+               ),
+               '[]'::jsonb
+           )
+           FROM task_verdicts AS v
+           WHERE v.task_id = t.task_id
+       ) AS verdicts
+FROM me
+LEFT JOIN tasks AS t ON t.task_id = $4
 
--- name: select_task_verdicts
--- Every verdict of a task, oldest first.
-SELECT annotator_id, verdict, rewrite, comment, created_at
-FROM task_verdicts
-WHERE task_id = $1
-ORDER BY created_at, annotator_id
-
--- name: update_task_after_verdict
--- Drop the annotator's lease, count its review, and store the outcome.
-UPDATE tasks
-SET leases = leases - $2::text,
-    reviewed_by = array_append(reviewed_by, $2::text),
-    status = $3,
-    reviewers_needed = $4,
-    result = $5::jsonb,
-    completed_at = CASE WHEN $3 = 'open' THEN NULL ELSE now() END,
-    updated_at = now()
-WHERE task_id = $1
-RETURNING completed_at, updated_at
+-- name: record_verdict
+-- In one statement: authenticate the caller (as in lease_next_task), then the task's update (the
+-- caller's lease ends, its review counts, the outcome), the verdict, and the expert vote's outbox row
+-- when the task completes ($17 not NULL). Writes nothing and returns no row when the caller is not the
+-- live annotator $5 of the task's domain, or when the task changed since the state the verdict was
+-- decided on ($6 reviewers, $7 request): another verdict, a re-request, a withdrawal, or the lease
+-- ended. The caller then reads the task again and decides again.
+WITH me AS (
+    SELECT a.annotator_id, a.domains
+    FROM annotator_tokens AS k
+    JOIN annotators AS a ON a.annotator_id = k.annotator_id
+    WHERE $1::bytea IS NOT NULL AND k.token_hash = $1 AND k.revoked_at IS NULL AND a.revoked_at IS NULL
+    UNION ALL
+    SELECT $2::text, $3::text[] WHERE $1::bytea IS NULL
+),
+judged AS (
+    UPDATE tasks AS t
+    SET leases = t.leases - me.annotator_id,
+        reviewed_by = array_append(t.reviewed_by, me.annotator_id),
+        status = $8,
+        reviewers_needed = $9,
+        result = $10::jsonb,
+        completed_at = CASE WHEN $8 = 'open' THEN NULL ELSE $11::timestamptz END,
+        updated_at = now()
+    FROM me
+    WHERE t.task_id = $4
+      AND me.annotator_id = $5
+      AND t.domain = ANY (me.domains)
+      AND t.status = 'open'
+      AND t.reviewed_by = $6::text[]
+      AND t.request_updated_at = $7
+      AND (t.leases ->> me.annotator_id)::timestamptz > now()
+    RETURNING t.task_id
+),
+verdict AS (
+    INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment, shown_left, created_at)
+    SELECT j.task_id, $5, $12, $13, $14, $15, $11 FROM judged AS j
+),
+vote AS (
+    INSERT INTO outbox (service, topic, key, value, headers)
+    SELECT $16, $17, $18, $19, $20::jsonb FROM judged WHERE $17::text IS NOT NULL
+)
+SELECT task_id FROM judged
 
 -- name: count_tasks_by_domain
--- Tasks per domain and status, with live leases (all domains when $1 is NULL).
-SELECT domain, status, count(*) AS tasks,
-       coalesce(sum((SELECT count(*) FROM jsonb_object_keys(task_live_leases(leases, now())))), 0)::bigint AS leased
-FROM tasks
-WHERE ($1::text[] IS NULL OR domain = ANY($1::text[]))
+-- Tasks per domain and status (all domains when $1 is NULL), from the maintained counts.
+SELECT domain, status, sum(tasks)::bigint AS tasks
+FROM task_counts
+WHERE $1::text[] IS NULL OR domain = ANY ($1::text[])
 GROUP BY domain, status
+HAVING sum(tasks) <> 0
 
--- name: select_agreement_verdicts
--- Verdicts of the latest multi-reviewer tasks, for inter-annotator agreement.
-SELECT v.task_id, t.domain, v.annotator_id, v.verdict, t.result ->> 'verdict' AS combined
-FROM task_verdicts AS v
-JOIN (
-    SELECT task_id, domain, result
-    FROM tasks
-    WHERE cardinality(reviewed_by) >= 2 AND ($1::text[] IS NULL OR domain = ANY($1::text[]))
-    ORDER BY updated_at DESC
-    LIMIT $2
-) AS t ON t.task_id = v.task_id
+-- name: count_live_leases
+-- Live leases per domain (all domains when $1 is NULL): the lease entries that expire after now.
+SELECT domain, sum(leases)::bigint AS leases
+FROM task_lease_counts
+WHERE expires_at > now() AND ($1::text[] IS NULL OR domain = ANY ($1::text[]))
+GROUP BY domain
+HAVING sum(leases) <> 0
+
+-- name: sum_coincidences
+-- Coincidence matrices: each domain's (annotator_id ''), and each annotator's summed over the domains
+-- (domain NULL; only annotator $2 when given). All domains when $1 is NULL.
+SELECT CASE WHEN annotator_id = '' THEN domain END AS domain, annotator_id, first_verdict, second_verdict,
+       sum(weight)::float8 / coincidence_scale() AS weight
+FROM coincidence_counts
+WHERE ($1::text[] IS NULL OR domain = ANY ($1::text[])) AND (annotator_id = '' OR $2::text IS NULL OR annotator_id = $2)
+GROUP BY 1, annotator_id, first_verdict, second_verdict
+HAVING sum(weight) <> 0
+
+-- name: sum_agreement_counts
+-- Multi-reviewer tasks, pairs and results: each domain's (annotator_id ''), and each annotator's summed
+-- over the domains (domain NULL; only annotator $2 when given). All domains when $1 is NULL.
+SELECT CASE WHEN annotator_id = '' THEN domain END AS domain, annotator_id,
+       sum(tasks)::bigint AS tasks, sum(pairs)::bigint AS pairs, sum(agreeing_pairs)::bigint AS agreeing_pairs,
+       sum(decided)::bigint AS decided, sum(agreed)::bigint AS agreed
+FROM agreement_counts
+WHERE ($1::text[] IS NULL OR domain = ANY ($1::text[])) AND (annotator_id = '' OR $2::text IS NULL OR annotator_id = $2)
+GROUP BY 1, annotator_id
 
 -- name: count_position_verdicts
 -- Compare-task verdicts that recorded the side shown left, per domain, shown side and verdict (all domains
 -- when $1 is NULL). A rewrite task shows one answer: it has no position to be biased by.
-SELECT t.domain, v.shown_left, v.verdict, count(*) AS verdicts
-FROM task_verdicts AS v
-JOIN tasks AS t ON t.task_id = v.task_id
-WHERE v.shown_left IS NOT NULL AND t.kind = 'compare' AND ($1::text[] IS NULL OR t.domain = ANY($1::text[]))
-GROUP BY t.domain, v.shown_left, v.verdict
+SELECT domain, shown_left, verdict, sum(verdicts)::bigint AS verdicts
+FROM position_counts
+WHERE $1::text[] IS NULL OR domain = ANY ($1::text[])
+GROUP BY domain, shown_left, verdict
+HAVING sum(verdicts) <> 0
 
 -- name: count_annotator_verdicts_since
--- How many verdicts one annotator gave since a moment (the start of its day, for "done today").
-SELECT count(*) FROM task_verdicts WHERE annotator_id = $1 AND created_at >= $2
+-- How many verdicts one annotator gave since a moment (the start of its day, for "done today"): whole
+-- quarter hours from the maintained counts, the quarter the moment falls in from the verdicts.
+WITH since AS (
+    SELECT date_bin('15 minutes', $2::timestamptz - interval '1 microsecond', TIMESTAMPTZ '2000-01-01 00:00:00+00')
+           + interval '15 minutes' AS whole_quarters
+)
+SELECT ((
+           SELECT coalesce(sum(c.verdicts), 0)
+           FROM verdict_counts AS c
+           WHERE c.annotator_id = $1 AND c.period_start >= (SELECT whole_quarters FROM since)
+       )
+       + (
+           SELECT count(*)
+           FROM task_verdicts AS v
+           WHERE v.annotator_id = $1 AND v.created_at >= $2 AND v.created_at < (SELECT whole_quarters FROM since)
+       ))::bigint
+
+-- name: compact_queue_counts
+-- Fold each counts table's rows into one per key (dropping keys that sum to zero) and drop lease
+-- entries that expired over a minute ago (they never count again). Rows appended by transactions still
+-- running are not seen here and stay for the next time; a concurrent compaction skips the rows this one
+-- deletes. Returns how many rows were folded.
+WITH task_rows AS (
+    DELETE FROM task_counts RETURNING domain, status, tasks
+),
+task_sums AS (
+    INSERT INTO task_counts (domain, status, tasks)
+    SELECT domain, status, sum(tasks) FROM task_rows GROUP BY domain, status HAVING sum(tasks) <> 0
+),
+lease_rows AS (
+    DELETE FROM task_lease_counts RETURNING domain, expires_at, leases
+),
+lease_sums AS (
+    INSERT INTO task_lease_counts (domain, expires_at, leases)
+    SELECT domain, expires_at, sum(leases)
+    FROM lease_rows
+    WHERE expires_at > now() - interval '1 minute'
+    GROUP BY domain, expires_at
+    HAVING sum(leases) <> 0
+),
+verdict_rows AS (
+    DELETE FROM verdict_counts RETURNING annotator_id, period_start, verdicts
+),
+verdict_sums AS (
+    INSERT INTO verdict_counts (annotator_id, period_start, verdicts)
+    SELECT annotator_id, period_start, sum(verdicts)
+    FROM verdict_rows
+    GROUP BY annotator_id, period_start
+    HAVING sum(verdicts) <> 0
+),
+position_rows AS (
+    DELETE FROM position_counts RETURNING domain, shown_left, verdict, verdicts
+),
+position_sums AS (
+    INSERT INTO position_counts (domain, shown_left, verdict, verdicts)
+    SELECT domain, shown_left, verdict, sum(verdicts)
+    FROM position_rows
+    GROUP BY domain, shown_left, verdict
+    HAVING sum(verdicts) <> 0
+),
+cell_rows AS (
+    DELETE FROM coincidence_counts RETURNING domain, annotator_id, first_verdict, second_verdict, weight
+),
+cell_sums AS (
+    INSERT INTO coincidence_counts (domain, annotator_id, first_verdict, second_verdict, weight)
+    SELECT domain, annotator_id, first_verdict, second_verdict, sum(weight)
+    FROM cell_rows
+    GROUP BY domain, annotator_id, first_verdict, second_verdict
+    HAVING sum(weight) <> 0
+),
+agreement_rows AS (
+    DELETE FROM agreement_counts RETURNING domain, annotator_id, tasks, pairs, agreeing_pairs, decided, agreed
+),
+agreement_sums AS (
+    INSERT INTO agreement_counts (domain, annotator_id, tasks, pairs, agreeing_pairs, decided, agreed)
+    SELECT domain, annotator_id, sum(tasks), sum(pairs), sum(agreeing_pairs), sum(decided), sum(agreed)
+    FROM agreement_rows
+    GROUP BY domain, annotator_id
+    HAVING sum(tasks) <> 0 OR sum(pairs) <> 0 OR sum(agreeing_pairs) <> 0 OR sum(decided) <> 0 OR sum(agreed) <> 0
+)
+SELECT (SELECT count(*) FROM task_rows) + (SELECT count(*) FROM lease_rows) + (SELECT count(*) FROM verdict_rows)
+       + (SELECT count(*) FROM position_rows) + (SELECT count(*) FROM cell_rows) + (SELECT count(*) FROM agreement_rows)
 
 -- name: upsert_annotator
 -- Create or re-enable an annotator with these domains.

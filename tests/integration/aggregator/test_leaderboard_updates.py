@@ -109,7 +109,8 @@ async def test_a_flip_moves_a_battle_a_retraction_removes_it_and_the_alarm_clear
     flipped = await eventually(lambda: _wins(board, app, {"v1": GROUPS - 1, "v2": 1}, battles=GROUPS), timeout=30)
 
     async def on_topic() -> bool:
-        return (await board.published(app))["event_id"] == flipped["event_id"]
+        latest = await board.published(app)  # None until the reader has caught up with the topic
+        return latest is not None and latest["event_id"] == flipped["event_id"]
 
     await eventually(on_topic, timeout=10)
 

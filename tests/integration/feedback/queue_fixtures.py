@@ -33,7 +33,7 @@ def record(
 @asynccontextmanager
 async def task_queue(database_url: str, **overrides: Any) -> AsyncIterator[TaskQueue]:
     """A TaskQueue on `database_url` whose outbox rows stay in the table (no relay runs)."""
-    settings = FeedbackSettings(database_url=database_url, db_pool_max_size=24, **overrides)
+    settings = FeedbackSettings(database_url=database_url, **{"db_pool_max_size": 24, **overrides})
     pool = await db.create_pool(settings)
     registry = CollectorRegistry()
     relay = OutboxRelay(

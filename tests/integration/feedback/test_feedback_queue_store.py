@@ -9,9 +9,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from services.feedback import store
+from services.feedback import auth, store
 from services.feedback.queue import TaskQueue
-from services.feedback.queue_rules import Verdict
+from services.feedback.queue_rules import Judgement
 from shared.errors import ConflictError, ForbiddenError
 from tests.integration.feedback.queue_fixtures import later, record, task_queue
 from tests.support.builders import annotation_request_body
@@ -58,7 +58,7 @@ async def test_twenty_annotators_drain_a_thousand_tasks_once_per_reviewer(databa
                 # No awaits between the check and the update: the invariant holds at every lease.
                 assert len(holders[task_id]) + len(judged[task_id]) < needed[task_id], task_id
                 holders[task_id].add(name)
-                await queue.submit_verdict(me, task_id, Verdict(annotator_id=name, verdict="A"))
+                await queue.submit_verdict(me, task_id, Judgement(verdict="A"))
                 holders[task_id].discard(name)
                 judged[task_id].append(name)
 
@@ -84,7 +84,7 @@ async def test_expired_lease_returns_the_task_to_the_queue(database_url: str) ->
         task = await eventually(lambda: queue.lease(BOB, None), timeout=5, interval=0.1)
         assert task.request.task_id == "t1"
         with pytest.raises(ConflictError, match="expired"):
-            await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="A"))
+            await queue.submit_verdict(ALICE, "t1", Judgement(verdict="A"))
         with pytest.raises(ConflictError, match="expired"):
             await queue.extend(ALICE, "t1")
 
@@ -121,26 +121,26 @@ async def test_judged_task_never_offered_again_to_its_reviewer(database_url: str
     async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
         await ingest(queue, annotation_request_body("t1", "medical"))
         await queue.lease(ALICE, None)
-        result = await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
+        result = await queue.submit_verdict(ALICE, "t1", Judgement(verdict="B"))
         assert (result.outcome.status, result.verdicts) == ("open", 1)
         assert await queue.lease(ALICE, None) is None
         assert (await queue.lease(BOB, None)).request.task_id == "t1"
         with pytest.raises(ConflictError, match="already judged"):
-            await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
+            await queue.submit_verdict(ALICE, "t1", Judgement(verdict="B"))
 
 
 async def test_rerequest_updates_priority_and_keeps_verdicts(database_url: str) -> None:
     async with task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue:
         await ingest(queue, annotation_request_body("t1", "medical", priority=1.0))
         await queue.lease(ALICE, None)
-        await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="B"))
+        await queue.submit_verdict(ALICE, "t1", Judgement(verdict="B"))
         newer = annotation_request_body("t1", "medical", priority=9.0, reason="more_votes", updated_at=later(60))
         stale = annotation_request_body("t1", "medical", priority=0.1, reason="stale", updated_at=later(-60))
         await ingest(queue, newer, stale)
         await ingest(queue, stale)
         task = await queue.lease(BOB, None)
         assert (task.priority, task.request.reason) == (9.0, "more_votes")
-        result = await queue.submit_verdict(BOB, "t1", Verdict(annotator_id="bob", verdict="B"))
+        result = await queue.submit_verdict(BOB, "t1", Judgement(verdict="B"))
         assert (result.outcome.status, result.verdicts) == ("completed", 2)
         (vote,) = await outbox_votes(queue)
         assert (vote["reviewers"], vote["verdict"], vote["agreement"]) == (["alice", "bob"], "B", 1.0)
@@ -152,9 +152,9 @@ async def test_split_verdicts_escalate_then_contest(database_url: str) -> None:
         await ingest(queue, annotation_request_body("t1", "medical"))
         for annotator, verdict in ((ALICE, "A"), (BOB, "B")):
             await queue.lease(annotator, None)
-            await queue.submit_verdict(annotator, "t1", Verdict(annotator_id=annotator.annotator_id, verdict=verdict))
+            await queue.submit_verdict(annotator, "t1", Judgement(verdict=verdict))
         assert (await queue.lease(carol, None)).request.task_id == "t1"
-        result = await queue.submit_verdict(carol, "t1", Verdict(annotator_id="carol", verdict="tie"))
+        result = await queue.submit_verdict(carol, "t1", Judgement(verdict="tie"))
         assert result.outcome.status == "contested"
         assert await outbox_votes(queue) == []
         stats = await queue.stats(None)
@@ -186,7 +186,7 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
     async with task_queue(database_url) as queue:
         await ingest(queue, annotation_request_body("t1", "general"), annotation_request_body("t2", "general"))
         await queue.lease(ALICE, None)
-        await queue.submit_verdict(ALICE, "t1", Verdict(annotator_id="alice", verdict="A"))  # t1 is completed
+        await queue.submit_verdict(ALICE, "t1", Judgement(verdict="A"))  # t1 is completed
         leased = await queue.lease(BOB, None)
         assert leased.request.task_id == "t2"
         await queue.ingest([record(None, 5, key=b"t1"), record(None, 6, key=b"t2")])
@@ -197,7 +197,7 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
         assert (stats.total("withdrawn"), stats.total("completed"), stats.total("queued")) == (1, 1, 0)
         await queue.refresh_gauges()
         with pytest.raises(ConflictError):
-            await queue.submit_verdict(BOB, "t2", Verdict(annotator_id="bob", verdict="A"))
+            await queue.submit_verdict(BOB, "t2", Judgement(verdict="A"))
 
         # Requested again after the tombstone, then withdrawn and requested in one batch: the last wins.
         again = json.dumps(annotation_request_body("t2", "general", updated_at=later(60))).encode()
@@ -206,3 +206,43 @@ async def test_a_tombstone_withdraws_an_open_task_and_a_rerequest_reopens_it(dat
         await queue.ingest([record(None, 8, key=b"t2"), record(again, 9, key=b"t2")])
         row = await queue.pool.fetchrow("SELECT status, leases ? 'alice' AS held FROM tasks WHERE task_id = 't2'")
         assert (row["status"], row["held"]) == ("open", True), "not withdrawn: alice keeps her lease"
+
+
+async def test_a_verdict_takes_one_statement_after_its_lease_and_two_elsewhere(database_url: str) -> None:
+    """Round trips on the hot path: the lease and the verdict each one statement; a verdict another
+    instance leased (nothing remembered) reads the task first. The pool's release sends nothing."""
+    async with task_queue(database_url, db_pool_min_size=1, db_pool_max_size=1) as queue:
+        await ingest(queue, annotation_request_body("t1", "general"), annotation_request_body("t2", "general"))
+        token = await auth.issue_token(queue.pool, auth.AnnotatorGrant(annotator_id="alice", domains=["general"]))
+        caller = auth.bearer(token)
+        seen: list[str] = []
+        async with queue.pool.acquire() as conn:
+            conn.add_query_logger(lambda record: seen.append(record.query.split()[0]))
+        statements = []
+        for forget in (False, True):
+            seen.clear()
+            task = await queue.lease(caller, None)
+            statements.append(len(seen))
+            if forget:
+                queue.leased.take(caller, task.request.task_id)
+            seen.clear()
+            result = await queue.submit_verdict(caller, task.request.task_id, Judgement(verdict="A"))
+            statements.append(len(seen))
+            assert result.outcome.status == "completed"
+        assert statements == [1, 1, 1, 2], seen
+        assert len(await outbox_votes(queue)) == 2
+
+
+async def test_a_verdict_decided_on_a_stale_lease_is_decided_again(database_url: str) -> None:
+    async with (
+        task_queue(database_url, reviewers_per_domain={"medical": 2}) as queue,
+        task_queue(database_url, reviewers_per_domain={"medical": 2}) as other_instance,
+    ):
+        await ingest(queue, annotation_request_body("t1", "medical"))
+        await queue.lease(ALICE, None)
+        await queue.lease(BOB, None)  # remembers t1 with no verdict yet
+        await other_instance.submit_verdict(ALICE, "t1", Judgement(verdict="B"))
+        result = await queue.submit_verdict(BOB, "t1", Judgement(verdict="B"))
+        assert (result.outcome.status, result.verdicts) == ("completed", 2), "bob's verdict saw alice's"
+        (vote,) = await outbox_votes(queue)
+        assert (vote["reviewers"], vote["agreement"]) == (["alice", "bob"], 1.0)

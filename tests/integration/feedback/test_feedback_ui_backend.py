@@ -9,7 +9,7 @@ import pytest
 
 from services.feedback import store
 from services.feedback.queue import TaskQueue
-from services.feedback.queue_rules import Verdict
+from services.feedback.queue_rules import Judgement
 from shared.errors import ContractError
 from tests.integration.feedback.queue_fixtures import record, task_queue
 from tests.support.builders import annotation_request_body
@@ -28,7 +28,7 @@ async def judge(queue: TaskQueue, annotator: store.Annotator, verdict: str, show
     leased = await queue.lease(annotator, None)
     assert leased is not None
     task_id = leased.request.task_id
-    given = Verdict(annotator_id=annotator.annotator_id, verdict=verdict, shown_left=shown_left)
+    given = Judgement(verdict=verdict, shown_left=shown_left)
     await queue.submit_verdict(annotator, task_id, given)
     return task_id
 
@@ -58,8 +58,8 @@ async def test_a_rewrite_task_refuses_b_on_the_left(database_url: str) -> None:
         leased = await queue.lease(ALICE, None)
         assert leased is not None and leased.request.kind == "rewrite"
         with pytest.raises(ContractError):
-            await queue.submit_verdict(ALICE, "r1", Verdict(annotator_id="alice", verdict="A", shown_left="B"))
-        await queue.submit_verdict(ALICE, "r1", Verdict(annotator_id="alice", verdict="A", shown_left="A"))
+            await queue.submit_verdict(ALICE, "r1", Judgement(verdict="A", shown_left="B"))
+        await queue.submit_verdict(ALICE, "r1", Judgement(verdict="A", shown_left="A"))
         # One answer alone has no position: the verdict is stored, but not counted as "chose left".
         assert await queue.pool.fetchval("SELECT shown_left FROM task_verdicts WHERE task_id = 'r1'") == "A"
         assert (await queue.stats(None)).domains["medical"].position is None

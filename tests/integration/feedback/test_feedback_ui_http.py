@@ -13,9 +13,9 @@ import pytest
 
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
-from services.feedback.ui import CONTENT_SECURITY_POLICY
 from services.feedback.ui_view import shown_left, word_diff
 from shared import topics
+from shared.web_pages import CONTENT_SECURITY_POLICY
 from tests.support.apps import running_app
 from tests.support.builders import annotation_request_body
 from tests.support.isolation import isolated_pipeline

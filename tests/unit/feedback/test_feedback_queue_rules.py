@@ -1,4 +1,4 @@
-"""The annotation queue's pure rules: lease checks, verdict validation, combining, agreement, the task view."""
+"""The annotation queue's pure rules: lease checks, verdict validation, combining, the expert vote, the task view."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.feedback import queue_rules as rules
-from services.feedback.position_bias import PositionBias, PositionRow
-from services.feedback.queue_rules import AgreementRow, TaskState, Verdict
+from services.feedback.queue_rules import TaskState, Verdict
 from shared.errors import ConflictError, ContractError, ForbiddenError
 from shared.events import AnnotationRequest
 
@@ -275,50 +274,6 @@ def test_task_view_redacts_prompt_and_candidates() -> None:
     }
 
 
-# --- agreement ------------------------------------------------------------------------------------
-
-
-def rows(domain: str, units: dict[str, dict[str, str]]) -> list[AgreementRow]:
-    return [
-        AgreementRow(task_id=t, domain=domain, annotator_id=a, verdict=v, combined=None)
-        for t, unit in units.items()
-        for a, v in unit.items()
-    ]
-
-
-def test_perfect_agreement_on_varied_items_gives_alpha_one() -> None:
-    units = {"t1": {"x": "A", "y": "A"}, "t2": {"x": "B", "y": "B"}, "t3": {"x": "tie", "y": "tie"}}
-    by_domain, by_annotator = rules.agreement_stats(rows("medical", units))
-    assert by_domain["medical"].alpha == pytest.approx(1.0)
-    assert by_domain["medical"].pairwise == 1.0
-    assert by_annotator["x"].tasks == 3
-
-
-def test_systematic_disagreement_gives_negative_alpha() -> None:
-    units = {"t1": {"x": "A", "y": "B"}, "t2": {"x": "B", "y": "A"}}
-    by_domain, _ = rules.agreement_stats(rows("legal", units))
-    assert by_domain["legal"].alpha is not None and by_domain["legal"].alpha < 0
-    assert by_domain["legal"].pairwise == 0.0
-
-
-def test_alpha_undefined_with_one_category_and_single_reviews_ignored() -> None:
-    units = {"t1": {"x": "A", "y": "A"}, "t2": {"x": "A"}}
-    by_domain, _ = rules.agreement_stats(rows("code", units))
-    assert (by_domain["code"].alpha, by_domain["code"].pairwise, by_domain["code"].tasks) == (None, 1.0, 1)
-
-
-def test_annotator_agreement_with_the_result() -> None:
-    data = [
-        AgreementRow(task_id="t1", domain="m", annotator_id="x", verdict="A", combined="A"),
-        AgreementRow(task_id="t1", domain="m", annotator_id="y", verdict="A", combined="A"),
-        AgreementRow(task_id="t1", domain="m", annotator_id="z", verdict="B", combined="A"),
-    ]
-    _, by_annotator = rules.agreement_stats(data)
-    assert by_annotator["z"].with_result == 0.0
-    assert by_annotator["x"].with_result == 1.0
-    assert by_annotator["x"].pairwise == 0.5
-
-
 @pytest.mark.parametrize(
     ("kind", "shown_left"), [("compare", "A"), ("compare", "B"), ("rewrite", "A"), ("rewrite", None)]
 )
@@ -330,29 +285,3 @@ def test_a_rewrite_task_was_never_shown_with_b_on_the_left() -> None:
     with pytest.raises(ContractError) as caught:
         rules.validate_verdict("rewrite", "A", None, "B")
     assert caught.value.errors[0]["loc"] == ["body", "shown_left"]
-
-
-def test_queue_stats_carry_each_domains_position_bias_and_one_annotators_progress() -> None:
-    counts = [rules.TaskCount(domain=d, status="open", tasks=1, leased=0) for d in ("medical", "legal")]
-    positions = [
-        PositionRow(domain="medical", shown_left="A", verdict="A", verdicts=3),  # left
-        PositionRow(domain="medical", shown_left="B", verdict="A", verdicts=1),  # right
-        PositionRow(domain="medical", shown_left="B", verdict="tie", verdicts=2),
-        PositionRow(domain="elsewhere", shown_left="A", verdict="B", verdicts=9),  # not a domain asked for
-    ]
-    progress = rules.AnnotatorProgress(annotator_id="x", day_start=NOW, verdicts_today=4)
-    stats = rules.queue_stats(
-        counts, [], domains=["medical", "legal"], annotator_id="x", position_rows=positions, progress=progress
-    )
-    assert stats.domains["medical"].position == PositionBias(left=3, right=1, neither=2)
-    assert stats.domains["legal"].position is None
-    assert set(stats.domains) == {"medical", "legal"}
-    assert stats.annotator == progress
-    assert rules.queue_stats(counts, [], domains=None, annotator_id=None).annotator is None
-
-
-@given(st.datetimes(timezones=st.just(UTC)))
-def test_an_annotators_day_starts_at_the_last_midnight_utc(now: datetime) -> None:
-    start = rules.start_of_day(now)
-    assert start <= now < start + timedelta(days=1)
-    assert (start.hour, start.minute, start.second, start.microsecond) == (0, 0, 0, 0)
