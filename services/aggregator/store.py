@@ -21,7 +21,7 @@ from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
 from services.aggregator.outputs import PairRow, TaskRow
 from services.aggregator.pairs import Answer, SftExample
-from services.aggregator.stats import StatsDeltas, StatsCounts, columns
+from services.aggregator.stats import StatsCounts, StatsDeltas, columns
 from services.aggregator.vote_quality import VoteMarks
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote

@@ -116,8 +116,9 @@ async def select_stale_voter_groups(conn: asyncpg.Connection, voter: VoterKey, f
     return [r["prompt_key"] for r in rows]
 
 
-async def finish_redecide(conn: asyncpg.Connection, voter: VoterKey) -> None:
-    await conn.execute(QUERIES["finish_redecide"], *voter)
+async def finish_redecide(conn: asyncpg.Connection, voter: VoterKey, flagged: bool) -> None:
+    """No group left to decide again for the flag acted on (`flagged`)."""
+    await conn.execute(QUERIES["finish_redecide"], *voter, flagged)
 
 
 async def count_flagged_voters(pool: asyncpg.Pool) -> dict[str, int]:

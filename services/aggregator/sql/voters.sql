@@ -66,8 +66,10 @@ ORDER BY prompt_key
 LIMIT $4
 
 -- name: finish_redecide
--- The voter's groups are all decided as its flag says (its row is locked by lock_voters).
-UPDATE agg_voters SET redecide_pending = false, updated_at = now() WHERE app_id = $1 AND user_ref = $2
+-- The voter's groups are all decided as its flag says (its row is locked by lock_voters), unless the flag
+-- changed meanwhile ($3: the flag acted on).
+UPDATE agg_voters SET redecide_pending = false, updated_at = now()
+WHERE app_id = $1 AND user_ref = $2 AND flagged = $3
 
 -- name: count_flagged_voters
 -- Flagged voters per app (the Prometheus gauge).
