@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -124,6 +125,28 @@ async def test_a_ballot_stuffer_counts_once_in_pairs_and_stats(quality: QualityF
     assert (row["thumbs_up"], row["effective_thumbs_up"]) == (50, 1)
 
 
+async def export_rows(http: httpx.AsyncClient, kind: str, app: str) -> list[dict[str, Any]]:
+    response = await http.get(f"/v1/exports/{kind}.jsonl", params={"app_id": app, "test_size": "0"})
+    if response.status_code == 404:
+        return []
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+async def board_approvals(flow: Flow, app: str) -> tuple[int, int]:
+    """The leaderboard's approval counts (up, down) of the app, summed over versions and domains."""
+    conn = await asyncpg.connect(flow.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(up), 0) AS up, coalesce(sum(down), 0) AS down FROM agg_approval_counts"
+            " WHERE app_id = $1",
+            app,
+        )
+    finally:
+        await conn.close()
+    return row["up"], row["down"]
+
+
 async def voters(http: httpx.AsyncClient, app: str, **params: Any) -> list[dict[str, Any]]:
     response = await http.get("/v1/admin/voters", params={"app_id": app, **params}, headers=AUTH)
     assert response.status_code == 200, response.text
@@ -139,6 +162,12 @@ async def test_a_flagged_bot_leaves_the_pair_it_decided_and_a_clear_brings_it_ba
     await flow.send([vote(app, "x1", "bot", kind="thumb", value=1)])
     (pair,) = (await flow.live_pairs(key_of(app, decided), 1)).values()
     assert pair["evidence"]["chosen_up"] == 3
+    # The bot's edit of another answer: an edit pair and an SFT example.
+    edited = "Spell colour or color?"
+    await flow.send([interaction(app, edited, "e1", "Colur.")])
+    await flow.send([vote(app, "e1", "bot", kind="edit", edited_content="Colour (UK) or color (US).")])
+    await flow.live_pairs(key_of(app, edited), 1)
+    assert len(await export_rows(http, "sft", app)) == 1
     # Twelve answers everyone else finds bad, each liked by the bot: its 👍 disagree with a settled 👎.
     traps = [(f"trap {i}: what is 2 + 2?", f"t{i}") for i in range(12)]
     await flow.send([interaction(app, prompt, iid, "Five.") for prompt, iid in traps])
@@ -155,6 +184,12 @@ async def test_a_flagged_bot_leaves_the_pair_it_decided_and_a_clear_brings_it_ba
     bot = await eventually(flagged, timeout=30)
     assert bot["votes"] >= 10 and bot["p_value"] < 0.002 and bot["disagreements"] >= 10
     await flow.live_pairs(key_of(app, decided), 0)  # re-decided without the bot: retracted
+    await flow.live_pairs(key_of(app, edited), 0)
+    assert await export_rows(http, "sft", app) == []
+    approvals = [r for r in await export_rows(http, "kto", app) if r["method"] == "approval"]
+    assert sorted(r["interaction_id"] for r in approvals) == sorted(iid for _, iid in traps)
+    assert {(r["votes_up"], r["votes_down"], r["label"]) for r in approvals} == {(0, 4, False)}
+    assert await board_approvals(flow, app) == (2, 2 + 12 * 4)  # the leaderboard's counts follow
     honest = await voters(http, app, flagged="false")
     assert honest and not any(v["flagged"] for v in honest)
     await window_of(flow, app, thumbs_up=3 + 12, effective_thumbs_up=2)
@@ -164,6 +199,9 @@ async def test_a_flagged_bot_leaves_the_pair_it_decided_and_a_clear_brings_it_ba
     assert cleared.status_code == 200 and cleared.json()["flagged"] is False
     (pair,) = (await flow.live_pairs(key_of(app, decided), 1)).values()
     assert pair["evidence"]["chosen_up"] == 3
+    await flow.live_pairs(key_of(app, edited), 1)
+    assert len(await export_rows(http, "sft", app)) == 1
+    assert await board_approvals(flow, app) == (3 + 12, 2 + 12 * 4)
     await window_of(flow, app, thumbs_up=3 + 12, effective_thumbs_up=3 + 12)
 
 
