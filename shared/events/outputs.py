@@ -87,15 +87,19 @@ class FeedbackStats(Contract):
     thumbs_up_rate: float | None = Field(None, ge=0.0, le=1.0)
     thumbs_down_rate: float | None = Field(None, ge=0.0, le=1.0)
     effective_thumbs_up: int = Field(
-        0, ge=0, description="👍 counted as the pair math counts them: the latest per voter and answer, "
-        "quarantined votes and flagged voters' votes left out (thumbs_up counts every vote event)."
+        0,
+        ge=0,
+        description="👍 counted as the pair math counts them: the latest per voter and answer, "
+        "quarantined votes and flagged voters' votes left out (thumbs_up counts every vote event).",
     )
     effective_thumbs_down: int = Field(0, ge=0, description="👎 counted as effective_thumbs_up.")
     effective_ratings: int = Field(0, ge=0, description="Ratings counted as effective_thumbs_up.")
     effective_rating_mean: float | None = None
     quarantined_votes: int = Field(
-        0, ge=0, description="Vote events of this window marked quarantined (e.g. past the per-voter hourly budget): "
-        "in the raw counts, never in the effective ones."
+        0,
+        ge=0,
+        description="Vote events of this window marked quarantined (e.g. past the per-voter hourly budget): "
+        "in the raw counts, never in the effective ones.",
     )
     pairs_emitted: int = Field(ge=0)
     tasks_queued: int = Field(ge=0)
