@@ -1,7 +1,8 @@
 """Vote quality's PostgreSQL state: the voters of the outlier test (sql/voters.sql), one function per named query.
 
-Functions taking `conn` run in the caller's transaction. Voter rows are locked by `lock_voters` only,
-sorted by (app_id, user_ref), after the group locks of the same transaction (see batches.py).
+Functions taking `conn` run in the caller's transaction. Voter rows are locked by `lock_voters`, sorted
+by (app_id, user_ref), after the group locks of the same transaction (see batches.py); an admin's clear
+locks one voter row alone (`select_voter_for_update`), holding nothing else.
 """
 
 from __future__ import annotations
