@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.aggregator import voter_store
@@ -32,6 +32,8 @@ from shared.runtime import ContextDependency
 from shared.security_settings import secret_value
 
 ErrorCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# What an app_id or user_ref may be (shared.events.Id): no control characters (PostgreSQL text holds no NUL).
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 
 
 class RedriveBody(BaseModel):
@@ -99,7 +101,7 @@ def add_voter_routes(router: APIRouter, dependency: ContextDependency[Aggregator
     )
     async def list_voters(
         flagged: bool | None = Query(None, description="Only flagged (true) or unflagged (false) voters."),
-        app_id: str | None = Query(None, max_length=128),
+        app_id: str | None = Query(None, max_length=128, pattern=_NO_CONTROL),
         limit: int = Query(100, ge=1, le=1000),
         context: AggregatorContext = Depends(dependency),
     ) -> list[dict[str, Any]]:
@@ -112,8 +114,8 @@ def add_voter_routes(router: APIRouter, dependency: ContextDependency[Aggregator
         responses={401: {"description": "Not the admin token"}, 404: {"description": "No such voter"}},
     )
     async def clear_voter(
-        voter: str,
-        app_id: str = Query(..., max_length=128, description="The app the voter belongs to."),
+        voter: str = Path(..., max_length=256, pattern=_NO_CONTROL, description="The user_ref as the app sent it."),
+        app_id: str = Query(..., max_length=128, pattern=_NO_CONTROL, description="The app the voter belongs to."),
         context: AggregatorContext = Depends(dependency),
     ) -> dict[str, Any]:
         async with db.translate_errors(), context.pool.acquire() as conn, conn.transaction():
