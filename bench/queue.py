@@ -13,8 +13,9 @@ the redacted task view, the verdict with its outbox row. In one run on one datab
    per task too (this process + the server's), which other load on the machine skews far less.
 3. Lease + verdict at the highest concurrency with the count triggers of migration 0005 on and off.
 4. With 1,000 / 100,000 / 1,000,000 tasks queued over 10 domains (bulk-filled, queue_data.py): the
-   stats call (an admin's, and an annotator's with its progress), lease and verdict latency (one
-   annotator of three domains, sequential), p50/p99.
+   stats call (an admin's, and an annotator's with its progress) both as `GET /v1/tasks/stats` over
+   HTTP from `python -m services.feedback` on the same database (bench/queue_http.py) and in process,
+   lease and verdict latency (one annotator of three domains, sequential), p50/p99.
 
 Without DATABASE_URL it starts a throwaway local PostgreSQL (deploy.local_database, fsync off).
 Results: bench/results/queue.json and queue.md. Figures measured while other work loads the machine
@@ -51,6 +52,7 @@ from bench.queue_data import (
     fill_tasks,
     percentiles_ms,
 )
+from bench.queue_http import FeedbackHttp, feedback_over_http, route_latencies
 from bench.queue_report import markdown
 from services.feedback import auth, store
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
@@ -293,10 +295,11 @@ async def _timed(action: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
-async def scale(queue: TaskQueue, settings: QueueBenchSettings) -> list[dict[str, Any]]:
-    """Stats, lease and verdict latencies at each queue size (tasks over 10 domains, added between sizes)."""
+async def scale(queue: TaskQueue, settings: QueueBenchSettings, http: FeedbackHttp) -> list[dict[str, Any]]:
+    """Stats (in process and over HTTP), lease and verdict latencies at each queue size (tasks over 10 domains)."""
     domains = [f"d{i}" for i in range(SCALE_DOMAINS)]
-    (caller,) = await _callers(queue.pool, ["bench-scale"], domains[:3])
+    token = await auth.issue_token(queue.pool, auth.AnnotatorGrant(annotator_id="bench-scale", domains=domains[:3]))
+    caller = auth.bearer(token)
     rows, filled = [], 0
     for size in settings.sizes:
         started = time.perf_counter()
@@ -316,8 +319,8 @@ async def scale(queue: TaskQueue, settings: QueueBenchSettings) -> list[dict[str
             assert task is not None
             verdicts.append(await _timed(lambda t=task: queue.submit_verdict(caller, t.request.task_id, JUDGEMENT)))
         rows.append({"queued": size, "fill_s": round(fill_s, 1), "stats_admin": percentiles_ms(admin),
-                     "stats_annotator": percentiles_ms(mine), "lease": percentiles_ms(leases),
-                     "verdict": percentiles_ms(verdicts)})  # fmt: skip
+                     "stats_annotator": percentiles_ms(mine), **await route_latencies(http, token, settings.samples),
+                     "lease": percentiles_ms(leases), "verdict": percentiles_ms(verdicts)})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -342,7 +345,9 @@ async def run(settings: QueueBenchSettings, server_url: str, postmaster_pid: int
             levels = await throughput(queue, database_url, meter, settings)
             counts = await counts_cost(queue, meter, settings)
             await queue.pool.execute("TRUNCATE task_verdicts, tasks")
-            sizes = await scale(queue, settings)
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-queue-http-")))
+            http = await stack.enter_async_context(feedback_over_http(database_url, workdir))
+            sizes = await scale(queue, settings, http)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

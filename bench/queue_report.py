@@ -47,19 +47,21 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Latency with the queue filled (tasks over 10 domains)",
         "",
-        "| queued | fill s | stats (admin) p50 / p99 ms | stats (annotator) p50 / p99 ms | lease p50 / p99 ms "
-        "| verdict p50 / p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| queued | fill s | GET /v1/tasks/stats admin p50 / p99 ms | GET /v1/tasks/stats annotator p50 / p99 ms "
+        "| stats (admin) in process | stats (annotator) in process | lease p50 / p99 ms | verdict p50 / p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    keys = ("stats_http_admin", "stats_http_annotator", "stats_admin", "stats_annotator", "lease", "verdict")
     for r in result["scale"]:
-        cells = [f"{r[k]['p50_ms']} / {r[k]['p99_ms']}" for k in ("stats_admin", "stats_annotator", "lease", "verdict")]
+        cells = [f"{r[k]['p50_ms']} / {r[k]['p99_ms']}" if k in r else "-" for k in keys]
         lines.append(f"| {r['queued']:,} | {r['fill_s']} | " + " | ".join(cells) + " |")
     notes = (
         "A task = a lease (one statement: authenticate the token, lease, return the request and what a verdict "
         "decides on; then the redacted task view) + a verdict (one statement: authenticate, write the task, the "
-        "verdict and on completion the outbox row, if the task is as leased). Stats = TaskQueue.stats (maintained "
-        "counts, roll-up; the HTTP route adds the token check and JSON); latencies are sequential calls of one "
-        "client, each verdict right after its lease. The bulk fill goes through the count triggers (one count row "
-        "per domain per 50,000 tasks) and is checked against COUNT(*). Client and server share the CPUs."
+        "verdict and on completion the outbox row, if the task is as leased). GET /v1/tasks/stats = the route "
+        "over HTTP (httpx, one client) of `python -m services.feedback` on the same database: the token check, "
+        "the maintained counts' roll-up, JSON; in process = TaskQueue.stats alone; latencies are sequential calls "
+        "of one client, each verdict right after its lease. The bulk fill goes through the count triggers (one "
+        "count row per domain per 50,000 tasks) and is checked against COUNT(*). Client and server share the CPUs."
     )
     return "\n".join([*lines, "", notes, ""])
