@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.leaderboard
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.ui
 
 lint: $(STAMP)

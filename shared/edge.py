@@ -42,10 +42,11 @@ QUERIES = db.SHARED_QUERIES
 # `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
 ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
 # What the pipeline stamps on an event: not part of the body a client sent.
-_STAMPED = frozenset({"received_at", "prompt_key"})
+_STAMPED = frozenset({"received_at", "prompt_key", "quarantine_reason"})
 
 Check = Callable[[asyncpg.Pool, Sequence[Event]], Awaitable[list[ContractError | None]]]
 Remember = Callable[[asyncpg.Connection, Sequence[Event]], Awaitable[None]]
+Mark = Callable[[Sequence[Event]], Awaitable[list[Event]]]
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -83,6 +84,9 @@ class EdgeStream:
     """Refusals that need the database (feedback: comparisons across prompt groups); None for an event that passes."""
     remember: Remember | None = None
     """Recorded of the events published now, with their ids (ingest: the edge's view of interactions)."""
+    mark: Mark | None = None
+    """Stamps fresh events (admitted, first of their id) before they are published, one result per event in order
+    (feedback: the per-voter hourly budget's quarantine); a stamp is never part of the body compared by id."""
 
 
 def body_hash(event: Event) -> bytes:
@@ -284,6 +288,8 @@ class EdgePublisher:
     async def publish(self, events: Sequence[Event], *, via: str, extra: Sequence[OutRecord] = ()) -> None:
         """Publish `events` (admitted: first of their id) and `extra` records, then record the ids as published."""
         started = asyncio.get_running_loop().time()
+        if self.stream.mark is not None and events:
+            events = await self.stream.mark(events)
         # The serializer's bytes are what model_dump_json() decodes to str: skip the str round trip.
         records = [
             OutRecord(

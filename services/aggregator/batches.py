@@ -7,7 +7,8 @@ locks of the touched groups (sorted prompt_key), then advisory locks on the doma
 budget the groups' tasks touch (sorted keys; budget_store.admit_tasks: admission runs once per batch,
 after every touched group was decided, and may withdraw or promote tasks of groups not locked here,
 which only ever change under their domain's lock; budget_rebalance.py at start takes one domain lock
-at a time and then stats rows, nothing before), then the leaderboard's shared rows (battle counts,
+at a time and then stats rows, nothing before), then the voters of the outlier test (sorted (app_id,
+user_ref); voter_store.lock_voters), then the leaderboard's shared rows (battle counts,
 approval counts, boards: each sorted by key; leaderboard_store.record_changes), then stats rows (sorted
 key), then model versions (sorted key; leaderboard_store.note_model_versions). One exception: the answers
 named by parked votes claimed in this batch are locked after that first round (they are only known once
@@ -16,6 +17,11 @@ redelivered (a transient error). The caller commits the input offsets only after
 committed, so everything here is idempotent: interactions by id, votes by event_id, outputs by state
 hash, battles by pair_id, approval by the group's state. Votes refused here (admission.py) are
 dead-lettered in the same transaction and their event ids forgotten, so a redriven copy is taken as new.
+
+Vote quality (vote_quality.py): a quarantined vote is counted in the stats and folded into nothing; a
+flagged voter's votes stay stored but do not count. A voter flagged here (or cleared by an admin) is
+marked `redecide_pending`, and redecide.py decides the groups the voter touched again in its own
+transactions (same lock order, no interaction locks: it adds no answer and no vote).
 """
 
 from __future__ import annotations
@@ -28,14 +34,25 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from services.aggregator import budget_store, leaderboard_store, store
+from services.aggregator import budget_store, leaderboard_store, store, voter_store
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
-from services.aggregator.evidence import collect_evidence, fold_votes
+from services.aggregator.evidence import collect_evidence
 from services.aggregator.leaderboard_counts import BoardChanges
 from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, TaskOffer, plan_outputs
 from services.aggregator.pairs import Group, PairRules, decide
 from services.aggregator.routing import RoutingRules
 from services.aggregator.stats import StatsDeltas, model_versions
+from services.aggregator.vote_quality import (
+    CountedGroup,
+    TestedGroup,
+    VoterKey,
+    count_group,
+    fold_and_test,
+    observations_by_voter,
+    update_voter,
+    voter_of,
+)
+from services.aggregator.voters import VoterRules
 from shared import topics
 from shared.errors import ContractError
 from shared.events import Interaction, VerdictVote, Vote
@@ -58,6 +75,7 @@ class BatchRules:
     stats_window_s: float
     parked_vote_ttl_s: float
     max_open_tasks_per_domain: int
+    voters: VoterRules
 
 
 @dataclass
@@ -74,6 +92,7 @@ class BatchOutcome:
     interactions: int = 0
     votes_applied: int = 0
     votes_parked: int = 0
+    votes_quarantined: int = 0
     duplicates: int = 0
     pairs: int = 0
     tombstones: int = 0
@@ -82,6 +101,7 @@ class BatchOutcome:
     dead_letters: int = 0
     budget: Counter[str] = field(default_factory=Counter)
     """The annotation budget's decisions by kind (admitted, rejected, withdrawn, promoted, released, ...)."""
+    voters_flagged: int = 0
 
 
 def _unique_interactions(interactions: Sequence[Interaction]) -> list[Interaction]:
@@ -122,8 +142,14 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
         for vote, model_version in votes_of_group:
             deltas.add_vote(vote.app_id, model_version, vote)
     new_groups = {i.prompt_key or "" for i in new_interactions}
-    by_group = {key: [vote for vote, _ in group_votes] for key, group_votes in applied.items()}
-    records = await _decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
+    # Quarantined votes are in the stats (raw and quarantined) and move nothing.
+    by_group = {
+        key: kept
+        for key, group_votes in applied.items()
+        if (kept := [vote for vote, _ in group_votes if vote.quarantine_reason is None])
+    }
+    outcome.votes_quarantined = sum(len(v) for v in applied.values()) - sum(len(v) for v in by_group.values())
+    records = await decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await store.add_stats(conn, deltas)
     await leaderboard_store.note_model_versions(conn, new_interactions)
     letters = await _refuse(conn, refused, rules)
@@ -210,7 +236,7 @@ async def _refuse(conn: asyncpg.Connection, refused: Refused, rules: BatchRules)
     ]
 
 
-async def _decide_groups(
+async def decide_groups(
     conn: asyncpg.Connection,
     new_groups: set[str],
     applied: dict[str, list[Vote]],
@@ -218,30 +244,42 @@ async def _decide_groups(
     rules: BatchRules,
     now: datetime,
     outcome: BatchOutcome,
+    *,
+    redecide: frozenset[str] = frozenset(),
+    also_lock: Sequence[VoterKey] = (),
 ) -> list[OutRecord]:
-    """Lock and load the touched groups, decide each whose evidence changed, and write the results."""
-    groups = await store.lock_groups(conn, new_groups | applied.keys())
+    """Lock and load the touched groups, decide each whose counted evidence changed, and write the results.
+
+    `redecide`: groups to look at again without new input (a voter's flag changed: redecide.py), with
+    `also_lock` the voters whose rows that caller writes after this (locked here, in the voters' turn).
+    """
+    groups = await store.lock_groups(conn, new_groups | applied.keys() | redecide)
     await store.load_group_state(conn, groups)
     held = await budget_store.select_group_budget(conn, groups)
-    vote_rows, pair_rows, sft_rows, records = [], [], [], []
+    flagged = await voter_store.select_flagged_voters(conn, _voters_in(groups, applied))
+    vote_rows, mark_rows, pair_rows, sft_rows, records = [], [], [], [], []
     offers: list[TaskOffer] = []
     releases: list[str] = []
-    board_changes = BoardChanges()
+    board_changes, tested_groups = BoardChanges(), []
     for prompt_key in sorted(groups):
         rows = groups[prompt_key]
-        state, changed = fold_votes(rows.votes, applied.get(prompt_key, ()))
-        if not changed and prompt_key not in new_groups:
-            continue  # replayed or outdated votes: nothing to decide again
-        vote_rows += [(prompt_key, state[slot]) for slot in sorted(changed)]
+        tested = fold_and_test(rows.votes, rows.marks, applied.get(prompt_key, ()), flagged, rules.voters)
+        counted = count_group(rows.votes, rows.marks, tested, flagged)
+        if not counted.is_changed and prompt_key not in new_groups:
+            continue  # replayed or outdated votes, no flag changed: nothing to decide again
+        tested_groups.append(tested)
+        vote_rows += [(prompt_key, counted.state[slot], counted.marks[slot]) for slot in counted.written]
+        mark_rows += [(prompt_key, slot, counted.marks[slot]) for slot in counted.remarked]
+        _count_effective(rows, counted, deltas)
         group = Group(
             prompt_key=prompt_key,
             app_id=rows.app_id,
             prompt=rows.prompt,
             answers=tuple(rows.answers),
-            evidence=collect_evidence(state.values()),
+            evidence=collect_evidence(counted.after.values()),
         )
         decision = decide(group, rules.pairs)
-        board_changes.add_group(group, rows.votes, state, rules.routing)
+        board_changes.add_group(group, counted.before, counted.after, rules.routing)
         plan = plan_outputs(
             group,
             decision,
@@ -249,7 +287,7 @@ async def _decide_groups(
             {task_id: task.state_hash for task_id, task in held.get(prompt_key, {}).items()},
             rows.emitted_tasks,
             rules.routing,
-            traffic=len(rows.answers) + len(state),
+            traffic=len(rows.answers) + len(counted.state),
             now=now,
         )
         pair_rows += [(prompt_key, row) for row in plan.pair_rows]
@@ -268,10 +306,48 @@ async def _decide_groups(
     records += [_record(rules.topic_prefix, e) for e in budget.emissions]
     _count_tasks(budget, deltas, outcome)
     await store.upsert_votes(conn, vote_rows)
+    await store.update_vote_marks(conn, mark_rows)
+    await _update_voters(conn, applied, tested_groups, also_lock, rules, now, outcome)
     await store.upsert_pairs(conn, pair_rows)
     await leaderboard_store.record_changes(conn, board_changes, [row for _, row in pair_rows])
     await store.upsert_sft_examples(conn, sft_rows)
     return records
+
+
+def _voters_in(groups: dict[str, store.GroupRows], applied: dict[str, list[Vote]]) -> set[VoterKey]:
+    """The end users behind the stored and new votes of the locked groups."""
+    votes = [v for rows in groups.values() for v in rows.votes.values()] + [v for vs in applied.values() for v in vs]
+    return {voter for v in votes if (voter := voter_of(v)) is not None}
+
+
+def _count_effective(rows: store.GroupRows, counted: CountedGroup, deltas: StatsDeltas) -> None:
+    """Effective votes gained and lost, under the model_version of the answer each is about."""
+    versions = {a.interaction_id: a.model_version for a in rows.answers}
+    for vote, sign in counted.effective:
+        deltas.add_effective(vote.app_id, versions.get(vote.interaction_id, ""), vote, sign)
+
+
+async def _update_voters(
+    conn: asyncpg.Connection,
+    applied: dict[str, list[Vote]],
+    tested_groups: list[TestedGroup],
+    also_lock: Sequence[VoterKey],
+    rules: BatchRules,
+    now: datetime,
+    outcome: BatchOutcome,
+) -> None:
+    """Lock the voters (new votes, new observations) in key order and add what this batch saw of each."""
+    seen = Counter(voter for votes in applied.values() for v in votes if (voter := voter_of(v)) is not None)
+    observations = observations_by_voter(tested_groups)
+    states = await voter_store.lock_voters(conn, [*seen, *observations, *also_lock])
+    updated = [
+        update_voter(states[key], observations.get(key, []), seen.get(key, 0), rules.voters, now)
+        for key in sorted(seen.keys() | observations.keys())
+    ]
+    await voter_store.update_voters(conn, updated)
+    outcome.voters_flagged += sum(1 for state in updated if state.flagged and not states[state.key].flagged)
+    if outcome.voters_flagged:
+        log.info("voters_flagged", count=outcome.voters_flagged)
 
 
 def _count_outputs(plan: OutputPlan, app_id: str, deltas: StatsDeltas, outcome: BatchOutcome) -> None:

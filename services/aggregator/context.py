@@ -15,9 +15,11 @@ from services.aggregator.export_stream import ExportContext
 from services.aggregator.intake import BatchIntake
 from services.aggregator.leaderboard_worker import LeaderboardWorker
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.redecide import redecide_voters, refresh_flagged_gauge
 from services.aggregator.routing import RoutingRules
 from services.aggregator.rules import batch_rules, export_rules, job_rules, leaderboard_rules
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.voters import VoterRules
 from shared import topics
 from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
 from shared.errors import PipelineError
@@ -41,6 +43,8 @@ class AggregatorContext:
     """The export route's pool, rules and slots (the slots bound the exports running at once)."""
     broker: KafkaBroker
     """The runtime's producer: dead letters sent back home (the admin route)."""
+    voter_rules: VoterRules
+    """The outlier test's rules (the admin voters route shows each voter's p-value)."""
 
     @classmethod
     async def start(
@@ -65,13 +69,30 @@ class AggregatorContext:
         runtime.every(
             "prune_seen_votes", settings.vote_dedupe_prune_interval_s, lambda: jobs.prune_seen_votes(pool, background)
         )
+        runtime.every(
+            "redecide_voters",
+            settings.voter_redecide_interval_s,
+            lambda: redecide_voters(pool, relay, rules, settings.voter_redecide_batch),
+        )
+        runtime.every(
+            "flagged_voters_gauge",
+            settings.voter_gauge_interval_s,
+            lambda: refresh_flagged_gauge(pool, metrics.flagged_voters),
+        )
         policies = input_policies(runtime, settings, relay, metrics)
         intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
         start_dead_letter_counter(runtime, settings)
         runtime.spawn("rebalance_task_budget", rebalance_until_done(pool, relay, rules, settings.retry_max_backoff_s))
-        return cls(pool=pool, intake=intake, exports=exports, leaderboards=leaderboards, broker=runtime.broker)
+        return cls(
+            pool=pool,
+            intake=intake,
+            exports=exports,
+            leaderboards=leaderboards,
+            broker=runtime.broker,
+            voter_rules=rules.voters,
+        )
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the pool, producer, relay and jobs belong to the runtime."""

@@ -120,7 +120,7 @@ def http_router(dependency: ContextDependency[AggregatorContext]) -> APIRouter:
             "updated_at": stored.updated_at.isoformat(),
         }
 
-    @router.get("/stats", summary="Recent feedback-stats windows")
+    @router.get("/stats", summary="Recent feedback-stats windows: raw vote events, effective votes, quarantined votes")
     async def get_stats(
         app_id: str | None = None,
         limit: int = Query(50, ge=1, le=1000),
@@ -138,6 +138,11 @@ def http_router(dependency: ContextDependency[AggregatorContext]) -> APIRouter:
                 "thumbs_down": w.thumbs_down,
                 "ratings": w.ratings,
                 "rating_sum": w.rating_sum,
+                "effective_thumbs_up": max(0, w.effective_thumbs_up),
+                "effective_thumbs_down": max(0, w.effective_thumbs_down),
+                "effective_ratings": max(0, w.effective_ratings),
+                "effective_rating_sum": w.effective_rating_sum,
+                "quarantined_votes": w.quarantined_votes,
                 "pairs_emitted": w.pairs_emitted,
                 "tasks_queued": w.tasks_queued,
                 "is_final": w.is_final,

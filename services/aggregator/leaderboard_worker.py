@@ -241,7 +241,7 @@ class LeaderboardWorker:
                         evidence=collect_evidence(()),
                     )
                     # Before = after: a group counted meanwhile (by a batch) moves by nothing.
-                    changes.add_group(group, rows.votes, rows.votes, self.rules.routing)
+                    changes.add_group(group, rows.counted_votes(), rows.counted_votes(), self.rules.routing)
                 await boards.record_changes(conn, changes, [])
             counted, after = counted + len(keys), keys[-1]
 

@@ -1,8 +1,8 @@
-"""The aggregator's Prometheus series (in the service's registry): inputs, outputs, batch time, the leaderboard."""
+"""The aggregator's Prometheus series (in the service's registry): inputs, outputs, batch time, voters, leaderboard."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.aggregator.batches import BatchOutcome
 from services.aggregator.leaderboard_worker import LeaderboardMetrics
@@ -26,10 +26,18 @@ class AggregatorMetrics:
             registry=registry,
         )
         self.leaderboard = LeaderboardMetrics(registry)
+        self.voters_flagged = Counter(
+            "aggregator_voters_flagged", "Voters flagged by the outlier test (vote_quality.py)", registry=registry
+        )
+        self.flagged_voters = Gauge(
+            "aggregator_flagged_voters", "Voters flagged now, per app (a job)", ["app_id"], registry=registry
+        )
 
     def record(self, outcome: BatchOutcome) -> None:
-        for kind in ("interactions", "votes_applied", "votes_parked", "duplicates", "dead_letters"):
+        kinds = ("interactions", "votes_applied", "votes_parked", "votes_quarantined", "duplicates", "dead_letters")
+        for kind in kinds:
             self.taken.labels(kind).inc(getattr(outcome, kind))
+        self.voters_flagged.inc(outcome.voters_flagged)
         for kind in ("pairs", "tombstones", "requests", "withdrawals"):
             self.outputs.labels(kind).inc(getattr(outcome, kind))
         for decision, count in outcome.budget.items():

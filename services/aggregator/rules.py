@@ -17,6 +17,7 @@ from services.aggregator.leaderboard_worker import LeaderboardRules
 from services.aggregator.pairs import PairRules
 from services.aggregator.routing import RoutingRules, parse_domain_rules
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.voters import VoterRules
 from shared.settings import limits_from
 
 
@@ -52,6 +53,18 @@ def batch_rules(settings: AggregatorSettings, service: str) -> BatchRules:
         stats_window_s=settings.stats_window_s,
         parked_vote_ttl_s=settings.parked_vote_ttl_s,
         max_open_tasks_per_domain=settings.max_open_tasks_per_domain,
+        voters=voter_rules(settings),
+    )
+
+
+def voter_rules(settings: AggregatorSettings) -> VoterRules:
+    """The outlier test's rules (AGGREGATOR_OUTLIER_*)."""
+    return VoterRules(
+        significance=settings.outlier_significance,
+        min_votes=settings.outlier_min_votes,
+        settle_confidence=settings.outlier_settle_confidence,
+        alternative=settings.outlier_alternative,
+        one_sided_alternative=settings.outlier_one_sided_alternative,
     )
 
 

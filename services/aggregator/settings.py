@@ -78,6 +78,26 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings
     )
     stats_publish_batch: int = Field(500, description="Most windows published per run.", ge=1)
 
+    # Outlier voters (ARCHITECTURE.md "Vote quality"; services/aggregator/voters.py): AGGREGATOR_OUTLIER_*.
+    outlier_significance: float = Field(
+        0.002, description="A voter is flagged when the outlier test's p-value is below this.", gt=0, lt=1
+    )
+    outlier_min_votes: int = Field(10, description="Fewest tested votes before a voter can be flagged.", ge=1)
+    outlier_settle_confidence: float = Field(
+        0.75, description="P(the others' consensus) at which a question counts as settled for the test.", gt=0.5, lt=1
+    )
+    outlier_alternative: float = Field(
+        0.8, description="The disagreement rate of the bad voter the two-sided bet is against.", gt=0.5, lt=1
+    )
+    outlier_one_sided_alternative: float = Field(
+        0.95, description="The same for the one-sided bets (always-up and always-down voters).", gt=0.5, lt=1
+    )
+    voter_redecide_interval_s: float = Field(
+        1.0, description="How often the groups of newly flagged or cleared voters are decided again.", gt=0
+    )
+    voter_redecide_batch: int = Field(200, description="Most groups of one voter decided again per run.", ge=1)
+    voter_gauge_interval_s: float = Field(15.0, description="How often the flagged-voters gauge is refreshed.", gt=0)
+
     outbox_relay_enabled: bool = Field(
         True,
         description=(

@@ -2,9 +2,14 @@
 
 What is counted, in the window of the event's own time (`occurred_at`):
 - interactions: each new interaction, under its model_version;
-- thumbs_up / thumbs_down / ratings (and rating_mean): each new end-user vote, under the
-  model_version of the interaction it is about (a vote parked before its interaction is counted
-  when it is applied);
+- thumbs_up / thumbs_down / ratings (and rating_mean): each new end-user vote event (raw: a voter's
+  repeats and quarantined votes included), under the model_version of the interaction it is about (a
+  vote parked before its interaction is counted when it is applied);
+- effective_thumbs_up / _down / effective_ratings (and effective_rating_mean): what the pair math
+  counts, the latest vote per voter and answer, without quarantined votes and flagged voters' votes
+  (vote_quality.py gives the changes: +1 when a vote starts to count, -1 when it stops, each in the
+  window of the vote's own time), so a ballot stuffer shows as the gap between raw and effective;
+- quarantined_votes: each new vote event marked quarantined (moving nothing);
 - pairs_emitted / tasks_queued: each pair_id or task_id published for the first time, under the
   model_version of each real answer in it, in the window of the pair's newest evidence.
 
@@ -59,6 +64,11 @@ class StatsCounts:
     thumbs_down: int = 0
     ratings: int = 0
     rating_sum: int = 0
+    effective_thumbs_up: int = 0
+    effective_thumbs_down: int = 0
+    effective_ratings: int = 0
+    effective_rating_sum: int = 0
+    quarantined_votes: int = 0
     pairs_emitted: int = 0
     tasks_queued: int = 0
 
@@ -88,10 +98,23 @@ class StatsDeltas:
             self.newest_at[key] = moment
 
     def add_vote(self, app_id: str, model_version: str, vote: Vote) -> None:
+        """A new vote event (raw counts; quarantined ones counted apart too)."""
+        if vote.quarantine_reason is not None:
+            self.add(app_id, model_version, vote.occurred_at, quarantined_votes=1)
         if isinstance(vote, ThumbVote):
             self.add(app_id, model_version, vote.occurred_at, **{"thumbs_up" if vote.value > 0 else "thumbs_down": 1})
         elif isinstance(vote, RatingVote):
             self.add(app_id, model_version, vote.occurred_at, ratings=1, rating_sum=vote.value)
+
+    def add_effective(self, app_id: str, model_version: str, vote: Vote, sign: int) -> None:
+        """A thumb or rating that starts (+1) or stops (-1) counting, in the window of its own time."""
+        if isinstance(vote, ThumbVote):
+            name = "effective_thumbs_up" if vote.value > 0 else "effective_thumbs_down"
+            self.add(app_id, model_version, vote.occurred_at, **{name: sign})
+        elif isinstance(vote, RatingVote):
+            self.add(
+                app_id, model_version, vote.occurred_at, effective_ratings=sign, effective_rating_sum=sign * vote.value
+            )
 
     def rows(self) -> list[tuple[WindowKey, datetime, StatsCounts, datetime]]:
         """(key, window_end, counts, newest event) sorted by key, the lock order of the stats rows."""
@@ -110,6 +133,8 @@ def _rate(part: int, whole: int) -> float | None:
 def stats_message(row: Mapping[str, Any], *, is_final: bool, now: datetime) -> FeedbackStats:
     """One window's FeedbackStats; its event_id is the same for the same counts (replays repeat it)."""
     up, down, ratings = row["thumbs_up"], row["thumbs_down"], row["ratings"]
+    # Never below 0: a window open when effective counting began may lose a vote it never gained.
+    effective_ratings = max(0, row["effective_ratings"])
     sid = stats_id(row["app_id"], row["model_version"], row["window_start"])
     counts = [row[f.name] for f in fields(StatsCounts)]
     return FeedbackStats(
@@ -126,6 +151,13 @@ def stats_message(row: Mapping[str, Any], *, is_final: bool, now: datetime) -> F
         rating_mean=round(row["rating_sum"] / ratings, 6) if ratings else None,
         thumbs_up_rate=_rate(up, up + down),
         thumbs_down_rate=_rate(down, up + down),
+        effective_thumbs_up=max(0, row["effective_thumbs_up"]),
+        effective_thumbs_down=max(0, row["effective_thumbs_down"]),
+        effective_ratings=effective_ratings,
+        effective_rating_mean=(
+            round(row["effective_rating_sum"] / effective_ratings, 6) if effective_ratings else None
+        ),
+        quarantined_votes=row["quarantined_votes"],
         pairs_emitted=row["pairs_emitted"],
         tasks_queued=row["tasks_queued"],
         is_final=is_final,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
 from services.aggregator.outputs import PairRow, TaskRow
 from services.aggregator.pairs import Answer, SftExample
-from services.aggregator.stats import StatsDeltas, columns
+from services.aggregator.stats import StatsCounts, StatsDeltas, columns
+from services.aggregator.vote_quality import VoteMarks
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
 from shared.exports import ExportFilters
@@ -39,8 +40,13 @@ class GroupRows:
     prompt: tuple[Message, ...]
     answers: list[Answer] = field(default_factory=list)
     votes: dict[str, Vote] = field(default_factory=dict)
+    marks: dict[str, VoteMarks] = field(default_factory=dict)
     emitted_pairs: dict[str, str] = field(default_factory=dict)
     emitted_tasks: dict[str, str] = field(default_factory=dict)
+
+    def counted_votes(self) -> dict[str, Vote]:
+        """The latest votes that count (their voter is not flagged: vote_quality.py)."""
+        return {slot: vote for slot, vote in self.votes.items() if self.marks.get(slot, VoteMarks()).is_counted}
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -66,6 +72,11 @@ class StatsWindow:
     thumbs_down: int
     ratings: int
     rating_sum: int
+    effective_thumbs_up: int
+    effective_thumbs_down: int
+    effective_ratings: int
+    effective_rating_sum: int
+    quarantined_votes: int
     pairs_emitted: int
     tasks_queued: int
     is_final: bool
@@ -232,23 +243,41 @@ async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows
         )
     for r in await conn.fetch(QUERIES["select_group_votes"], keys):
         groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
+        groups[r["prompt_key"]].marks[r["slot"]] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
     for r in await conn.fetch(QUERIES["select_group_pairs"], keys):
         groups[r["prompt_key"]].emitted_pairs[r["pair_id"]] = r["state_hash"]
     for r in await conn.fetch(QUERIES["select_group_requests"], keys):
         groups[r["prompt_key"]].emitted_tasks[r["task_id"]] = r["state_hash"]
 
 
-async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote]]) -> None:
-    """Store (prompt_key, vote) as the latest vote of its slot."""
+async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:
+    """Store (prompt_key, vote, marks) as the latest vote of its slot."""
     if not rows:
         return
     await conn.execute(
         QUERIES["upsert_votes"],
-        [key for key, _ in rows],
-        [vote_slot(v) for _, v in rows],
-        [v.event_id for _, v in rows],
-        [v.occurred_at for _, v in rows],
-        [v.model_dump(mode="json") for _, v in rows],
+        [key for key, _, _ in rows],
+        [vote_slot(v) for _, v, _ in rows],
+        [v.event_id for _, v, _ in rows],
+        [v.occurred_at for _, v, _ in rows],
+        [v.model_dump(mode="json") for _, v, _ in rows],
+        [v.app_id for _, v, _ in rows],
+        [v.user_ref if v.source == "end_user" else None for _, v, _ in rows],
+        [m.is_counted for _, _, m in rows],
+        [m.is_tested for _, _, m in rows],
+    )
+
+
+async def update_vote_marks(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, VoteMarks]]) -> None:
+    """(prompt_key, slot, marks) of stored votes that stay the latest of their slot."""
+    if not rows:
+        return
+    await conn.execute(
+        QUERIES["update_vote_marks"],
+        [key for key, _, _ in rows],
+        [slot for _, slot, _ in rows],
+        [m.is_counted for _, _, m in rows],
+        [m.is_tested for _, _, m in rows],
     )
 
 
@@ -301,7 +330,7 @@ async def add_stats(conn: asyncpg.Connection, deltas: StatsDeltas) -> None:
         [k.model_version for k, _, _, _ in rows],
         [k.window_start for k, _, _, _ in rows],
         [end for _, end, _, _ in rows],
-        *([v[i] for v in values] for i in range(7)),
+        *([v[i] for v in values] for i in range(len(fields(StatsCounts)))),
         [newest for _, _, _, newest in rows],
     )
 

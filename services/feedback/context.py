@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import ConsumerRecord
 
+from services.feedback.quarantine import BudgetMetrics, VoterBudgetGate
 from services.feedback.queue import QueueMetrics, TaskQueue
 from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import vote_stream
+from services.feedback.voter_budget import VoterBudget
 from shared import topics
 from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
 from shared.edge import EdgeMetrics, EdgePublisher
@@ -42,6 +44,7 @@ class FeedbackContext:
         settings: FeedbackSettings,
         edge_metrics: EdgeMetrics,
         queue_metrics: QueueMetrics,
+        budget_metrics: BudgetMetrics,
     ) -> FeedbackContext:
         relay = runtime.start_outbox_relay(
             batch_size=settings.outbox_batch_size, poll_interval_s=settings.outbox_poll_interval_s
@@ -51,7 +54,15 @@ class FeedbackContext:
         )
         runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
         runtime.every("queue_counts_compaction", settings.counts_compaction_interval_s, queue.compact_counts)
-        edge = start_edge(runtime, stream=vote_stream(settings.topic_prefix), metrics=edge_metrics, settings=settings)
+        gate = VoterBudgetGate(
+            pool=runtime.db,
+            budget=VoterBudget(max_votes_per_hour=settings.max_votes_per_voter_per_hour),
+            metrics=budget_metrics,
+            timeout_s=settings.db_acquire_timeout_s,
+        )
+        runtime.every("prune_voter_budget", settings.voter_budget_prune_interval_s, gate.prune)
+        stream = vote_stream(settings.topic_prefix, mark=gate.mark)
+        edge = start_edge(runtime, stream=stream, metrics=edge_metrics, settings=settings)
         send = outbox_dead_letters(
             pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
         )

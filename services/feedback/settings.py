@@ -53,6 +53,16 @@ class FeedbackSettings(EdgeServiceSettings):
         "a stats call reads the rows appended since.",
         gt=0,
     )
+    max_votes_per_voter_per_hour: int = Field(
+        60,
+        description="Votes one end user (app_id, user_ref) may give per hour (by the time feedback received them) "
+        "before the next ones are quarantined: accepted and kept, marked with quarantine_reason voter_hourly_budget, "
+        "counted apart in the stats, moving no pair.",
+        ge=1,
+    )
+    voter_budget_prune_interval_s: float = Field(
+        300.0, description="How often the per-voter budget's counts of past hours are pruned.", gt=0
+    )
     guidelines_dir: Path = Field(
         Path(__file__).parent / "guidelines",
         description="Folder of the annotation guidelines the web UI shows: one markdown file per domain "

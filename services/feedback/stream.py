@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import topics
-from shared.edge import EdgeStream
+from shared.edge import EdgeStream, Mark
 from shared.edge_view import refuse_cross_group
 from shared.events import END_USER_VOTE_ADAPTER, Event, parse_end_user_vote
 
@@ -18,7 +18,8 @@ def stamp_vote(event: Event, now: datetime) -> Event:
     return event.model_copy(update={"received_at": now})
 
 
-def vote_stream(topic_prefix: str) -> EdgeStream:
+def vote_stream(topic_prefix: str, mark: Mark | None = None) -> EdgeStream:
+    """`mark`: the per-voter hourly budget (services/feedback/quarantine.py), stamping votes past it."""
     return EdgeStream(
         name=STREAM_NAME,
         output_topic=topics.topic(topic_prefix, topics.VOTES),
@@ -28,6 +29,7 @@ def vote_stream(topic_prefix: str) -> EdgeStream:
         key=lambda event: event.interaction_id.encode(),  # type: ignore[attr-defined]
         # A comparison of two answers the edge's view knows in different prompt groups: 422 / dead letter.
         check=refuse_cross_group,
+        mark=mark,
     )
 
 

@@ -141,11 +141,20 @@ class _CommentFields(Contract):
     _content_size = field_validator("text")(check_text)
 
 
+# Why a vote was quarantined (accepted and kept, moving nothing): a reason code, e.g. voter_hourly_budget.
+QuarantineReason = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
 class _VoteBase(Event):
     interaction_id: Id
     source: Literal["end_user", "expert"] = "end_user"
     user_ref: Id | None = None
     annotator_id: Id | None = None
+    quarantine_reason: QuarantineReason | None = Field(
+        None,
+        description="Stamped by feedback on an end user's vote past a budget (voter_hourly_budget): the vote is "
+        "kept and counted in the stats as quarantined, and moves no pair. Apps cannot set it.",
+    )
 
     @model_validator(mode="after")
     def _voter_named(self) -> _VoteBase:
@@ -153,6 +162,8 @@ class _VoteBase(Event):
             raise PydanticCustomError("missing_voter", "user_ref is required when source is end_user")
         if self.source == "expert" and self.annotator_id is None:
             raise PydanticCustomError("missing_voter", "annotator_id is required when source is expert")
+        if self.source == "expert" and self.quarantine_reason is not None:
+            raise PydanticCustomError("expert_quarantined", "only end users' votes are quarantined")
         return self
 
     @property

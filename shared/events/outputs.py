@@ -80,12 +80,27 @@ class FeedbackStats(Contract):
     window_start: AwareDatetime
     window_end: AwareDatetime
     interactions: int = Field(ge=0)
-    thumbs_up: int = Field(ge=0)
-    thumbs_down: int = Field(ge=0)
-    ratings: int = Field(0, ge=0)
+    thumbs_up: int = Field(ge=0, description="Every 👍 vote event of the window (raw: a voter's repeats included).")
+    thumbs_down: int = Field(ge=0, description="Every 👎 vote event of the window (raw).")
+    ratings: int = Field(0, ge=0, description="Every rating event of the window (raw).")
     rating_mean: float | None = None
     thumbs_up_rate: float | None = Field(None, ge=0.0, le=1.0)
     thumbs_down_rate: float | None = Field(None, ge=0.0, le=1.0)
+    effective_thumbs_up: int = Field(
+        0,
+        ge=0,
+        description="👍 counted as the pair math counts them: the latest per voter and answer, "
+        "quarantined votes and flagged voters' votes left out (thumbs_up counts every vote event).",
+    )
+    effective_thumbs_down: int = Field(0, ge=0, description="👎 counted as effective_thumbs_up.")
+    effective_ratings: int = Field(0, ge=0, description="Ratings counted as effective_thumbs_up.")
+    effective_rating_mean: float | None = None
+    quarantined_votes: int = Field(
+        0,
+        ge=0,
+        description="Vote events of this window marked quarantined (e.g. past the per-voter hourly budget): "
+        "in the raw counts, never in the effective ones.",
+    )
     pairs_emitted: int = Field(ge=0)
     tasks_queued: int = Field(ge=0)
     is_final: bool = Field(description="False while the window may still change (allowed lateness).")

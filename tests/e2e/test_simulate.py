@@ -65,7 +65,12 @@ async def stack(kafka_bootstrap: str, database_url: str, topics: str) -> AsyncIt
         create_ingest(IngestSettings(**common, group_id=f"ingest-{topics}")),
         create_feedback(
             FeedbackSettings(
-                **common, group_id=f"feedback-{topics}", tasks_group_id=f"tasks-{topics}", outbox_poll_interval_s=0.1
+                **common,
+                group_id=f"feedback-{topics}",
+                tasks_group_id=f"tasks-{topics}",
+                outbox_poll_interval_s=0.1,
+                # The offline pair math has no hourly budget: the busiest simulated user sends 64 votes.
+                max_votes_per_voter_per_hour=10_000,
             )
         ),
         create_aggregator(AggregatorSettings(**common, group_id=f"aggregator-{topics}", outbox_poll_interval_s=0.1)),

@@ -130,15 +130,15 @@ async def test_the_aggregators_votes_consumer_dead_letters_its_poison(
     await send_on_one_partition(pipeline, topics.INTERACTIONS, [interaction(app, "Q?", "a", "A.").value or b""])
     records = [vote(app, "a", f"u{i}", kind="thumb", value=1) for i in range(3)]
     poison_id = json.loads(records[1].value or b"")["event_id"]
-    fold = batches.fold_votes
+    fold = batches.fold_and_test
 
-    def fold_failing(current: Any, new: Any) -> Any:
+    def fold_failing(current: Any, marks: Any, new: Any, *args: Any) -> Any:
         new = list(new)
         if any(str(v.event_id) == poison_id for v in new):
             raise RuntimeError("a step that never copes with this one vote")
-        return fold(current, new)
+        return fold(current, marks, new, *args)
 
-    monkeypatch.setattr(batches, "fold_votes", fold_failing)
+    monkeypatch.setattr(batches, "fold_and_test", fold_failing)
     origins = await send_on_one_partition(pipeline, topics.VOTES, [r.value or b"" for r in records])
     after_id = json.loads(records[2].value or b"")["event_id"]
     await in_table(pipeline, "SELECT count(*) = 1 FROM agg_votes WHERE event_id = $1", uuid.UUID(after_id))

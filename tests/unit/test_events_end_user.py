@@ -92,7 +92,8 @@ def test_every_end_user_kind_is_accepted_and_reads_back_as_a_vote_of_the_votes_t
     event = parse_end_user_vote(json.dumps(vote_body(**overrides)).encode())
     assert event.source == "end_user"
     on_votes = parse_vote(event.model_dump_json())
-    assert on_votes.model_dump(exclude={"annotator_id"}) == event.model_dump()
+    assert on_votes.model_dump(exclude={"annotator_id", "quarantine_reason"}) == event.model_dump()
+    assert on_votes.quarantine_reason is None  # only feedback stamps it, past the per-voter budget
     assert on_votes.voter == f"user:{event.user_ref}"
 
 
@@ -125,3 +126,20 @@ def test_the_votes_topic_still_carries_expert_verdicts() -> None:
     body = {k: v for k, v in vote_body(**FORGED_VERDICT).items() if v is not None}
     verdict = VOTE_ADAPTER.validate_python(body)
     assert (verdict.kind, verdict.source, verdict.voter) == ("verdict", "expert", "expert:mallory")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_app_cannot_mark_its_own_vote_quarantined(as_json: bool) -> None:
+    error = refusal(vote_body(quarantine_reason="voter_hourly_budget"), as_json=as_json)
+    assert types_by_field(error) == {"quarantine_reason": "extra_forbidden"}
+
+
+def test_the_votes_topic_carries_the_quarantine_mark_of_end_users_only() -> None:
+    marked = parse_vote(vote_body(quarantine_reason="voter_hourly_budget"))
+    assert marked.quarantine_reason == "voter_hourly_budget"
+    with pytest.raises(ContractError) as raised:
+        parse_vote({**{k: v for k, v in vote_body(**FORGED_VERDICT).items() if v is not None},
+                    "quarantine_reason": "voter_hourly_budget"})  # fmt: skip
+    assert [e["type"] for e in raised.value.errors] == ["expert_quarantined"]
+    with pytest.raises(ContractError):
+        parse_vote(vote_body(quarantine_reason="Not A Code"))

@@ -83,8 +83,8 @@ FROM agg_interactions WHERE prompt_key = ANY($1::text[])
 ORDER BY prompt_key, occurred_at, interaction_id
 
 -- name: select_group_votes
--- The latest vote of each slot of the locked groups.
-SELECT prompt_key, slot, vote FROM agg_votes WHERE prompt_key = ANY($1::text[])
+-- The latest vote of each slot of the locked groups, and whether it counts and was tested (vote_quality.py).
+SELECT prompt_key, slot, vote, is_counted, is_tested FROM agg_votes WHERE prompt_key = ANY($1::text[])
 
 -- name: select_group_pairs
 -- What was last published for each pair of the locked groups.
@@ -95,11 +95,19 @@ SELECT prompt_key, pair_id, state_hash FROM agg_pairs WHERE prompt_key = ANY($1:
 SELECT prompt_key, task_id, state_hash FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
 
 -- name: upsert_votes
--- Store the new latest vote of changed slots.
-INSERT INTO agg_votes (prompt_key, slot, event_id, occurred_at, vote)
-SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::jsonb[])
+-- Store the new latest vote of changed slots, with its voter (end users) and marks.
+INSERT INTO agg_votes (prompt_key, slot, event_id, occurred_at, vote, app_id, user_ref, is_counted, is_tested)
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::text[],
+    $8::boolean[], $9::boolean[])
 ON CONFLICT (prompt_key, slot) DO UPDATE
-SET event_id = excluded.event_id, occurred_at = excluded.occurred_at, vote = excluded.vote
+SET event_id = excluded.event_id, occurred_at = excluded.occurred_at, vote = excluded.vote, app_id = excluded.app_id,
+    user_ref = excluded.user_ref, is_counted = excluded.is_counted, is_tested = excluded.is_tested
+
+-- name: update_vote_marks
+-- New marks of stored votes that stay the latest of their slot (counted again or no more; tested).
+UPDATE agg_votes AS v SET is_counted = t.is_counted, is_tested = t.is_tested
+FROM unnest($1::text[], $2::text[], $3::boolean[], $4::boolean[]) AS t(prompt_key, slot, is_counted, is_tested)
+WHERE v.prompt_key = t.prompt_key AND v.slot = t.slot
 
 -- name: upsert_pairs
 -- Remember what was published per pair_id (pair NULL and 'retracted' after a tombstone).
@@ -125,15 +133,22 @@ WHERE agg_sft_examples.event_id <> excluded.event_id
 -- name: add_stats
 -- Add increments to windows (rows in key order: the lock order); a final window takes no more.
 INSERT INTO agg_stats AS s (app_id, model_version, window_start, window_end, interactions, thumbs_up,
-    thumbs_down, ratings, rating_sum, pairs_emitted, tasks_queued, newest_event_at)
+    thumbs_down, ratings, rating_sum, effective_thumbs_up, effective_thumbs_down, effective_ratings,
+    effective_rating_sum, quarantined_votes, pairs_emitted, tasks_queued, newest_event_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::integer[], $6::integer[],
-    $7::integer[], $8::integer[], $9::bigint[], $10::integer[], $11::integer[], $12::timestamptz[])
+    $7::integer[], $8::integer[], $9::bigint[], $10::integer[], $11::integer[], $12::integer[], $13::bigint[],
+    $14::integer[], $15::integer[], $16::integer[], $17::timestamptz[])
 ON CONFLICT (app_id, model_version, window_start) DO UPDATE
 SET interactions = s.interactions + excluded.interactions,
     thumbs_up = s.thumbs_up + excluded.thumbs_up,
     thumbs_down = s.thumbs_down + excluded.thumbs_down,
     ratings = s.ratings + excluded.ratings,
     rating_sum = s.rating_sum + excluded.rating_sum,
+    effective_thumbs_up = s.effective_thumbs_up + excluded.effective_thumbs_up,
+    effective_thumbs_down = s.effective_thumbs_down + excluded.effective_thumbs_down,
+    effective_ratings = s.effective_ratings + excluded.effective_ratings,
+    effective_rating_sum = s.effective_rating_sum + excluded.effective_rating_sum,
+    quarantined_votes = s.quarantined_votes + excluded.quarantined_votes,
     pairs_emitted = s.pairs_emitted + excluded.pairs_emitted,
     tasks_queued = s.tasks_queued + excluded.tasks_queued,
     newest_event_at = greatest(s.newest_event_at, excluded.newest_event_at),
@@ -147,7 +162,8 @@ SELECT max(newest_event_at) FROM agg_stats WHERE NOT is_final
 -- name: select_stats_to_publish
 -- Windows changed since last published, or due to close (skipping rows a handler is writing).
 SELECT app_id, model_version, window_start, window_end, interactions, thumbs_up, thumbs_down, ratings,
-       rating_sum, pairs_emitted, tasks_queued
+       rating_sum, effective_thumbs_up, effective_thumbs_down, effective_ratings, effective_rating_sum,
+       quarantined_votes, pairs_emitted, tasks_queued
 FROM agg_stats
 WHERE NOT is_final AND (is_dirty OR window_end <= $1)
 ORDER BY window_start, app_id, model_version
@@ -167,7 +183,8 @@ SELECT pair_id, prompt_key, state_hash, pair, first_emitted_at, updated_at FROM 
 -- name: select_stats
 -- Recent windows of an app (debugging endpoint).
 SELECT app_id, model_version, window_start, window_end, interactions, thumbs_up, thumbs_down, ratings,
-       rating_sum, pairs_emitted, tasks_queued, is_final
+       rating_sum, effective_thumbs_up, effective_thumbs_down, effective_ratings, effective_rating_sum,
+       quarantined_votes, pairs_emitted, tasks_queued, is_final
 FROM agg_stats
 WHERE ($1::text IS NULL OR app_id = $1)
 ORDER BY window_start DESC, app_id, model_version
@@ -209,8 +226,8 @@ WHERE p.pair IS NOT NULL
 ORDER BY p.prompt_key, p.pair->'chosen'->>'interaction_id', p.pair->'rejected'->>'interaction_id'
 
 -- name: select_export_approvals
--- Answers with their effective approval votes (latest per voter and answer: agg_votes' approval slots),
--- that are a side of no live pair; $5/$6: the rating at or above which it counts up, at or below which down.
+-- Answers with their effective approval votes (latest per voter and answer: agg_votes' approval slots that count:
+-- flagged voters' votes left out; quarantined votes are never stored), that are a side of no live pair; $5/$6: the rating at or above which it counts up, at or below which down.
 SELECT i.app_id, i.prompt_key, g.prompt::text AS prompt, i.interaction_id, i.content, i.model, i.model_version,
        (SELECT j.domain FROM agg_interactions j
         WHERE j.prompt_key = i.prompt_key AND j.domain IS NOT NULL
@@ -224,7 +241,7 @@ FROM (
                                OR (v.vote->>'kind' = 'rating' AND (v.vote->>'value')::int <= $6)) AS down,
            max(v.occurred_at) AS newest_vote_at
     FROM agg_votes v
-    WHERE v.vote->>'kind' IN ('thumb', 'rating') AND ($1::text IS NULL OR v.vote->>'app_id' = $1)
+    WHERE v.vote->>'kind' IN ('thumb', 'rating') AND v.is_counted AND ($1::text IS NULL OR v.vote->>'app_id' = $1)
     GROUP BY v.prompt_key, v.vote->>'app_id', v.vote->>'interaction_id'
 ) a
 JOIN agg_interactions i ON i.app_id = a.app_id AND i.interaction_id = a.interaction_id
@@ -239,7 +256,8 @@ WHERE a.up + a.down > 0
         AND i.interaction_id IN (p.pair->'chosen'->>'interaction_id', p.pair->'rejected'->>'interaction_id'))
 
 -- name: select_export_edits
--- End users' latest edits (SFT examples) with the answer they edit and, when live, their edit pair.
+-- End users' latest edits (SFT examples) with the answer they edit and, when live, their edit pair; a flagged
+-- voter's edits left out (quarantined edits are never stored).
 SELECT g.app_id, s.prompt_key, g.prompt::text AS prompt, s.event_id::text AS event_id, s.content,
        s.interaction_id, i.model, i.model_version, s.updated_at,
        (SELECT j.domain FROM agg_interactions j
@@ -262,3 +280,6 @@ WHERE ($1::text IS NULL OR g.app_id = $1)
   AND ($2::text IS NULL OR i.model_version = $2)
   AND ($3::timestamptz IS NULL OR s.updated_at >= $3)
   AND ($4::timestamptz IS NULL OR s.updated_at < $4)
+  AND NOT EXISTS (
+      SELECT 1 FROM agg_voters f
+      WHERE f.flagged AND f.app_id = g.app_id AND left(s.voter, 5) = 'user:' AND f.user_ref = substr(s.voter, 6))

@@ -345,3 +345,32 @@ RETURNING annotator_id
 -- Give back every lease a revoked annotator held.
 UPDATE tasks SET leases = leases - $1::text, updated_at = now()
 WHERE status = 'open' AND leases ? $1
+
+-- The per-voter hourly budget (services/feedback/voter_budget.py, shell: services/feedback/quarantine.py).
+
+-- name: select_budget_decisions
+-- Decisions already taken on these votes (a publish that failed and is retried keeps its mark).
+SELECT event_id, quarantine_reason FROM voter_budget_votes WHERE event_id = ANY($1::uuid[])
+
+-- name: add_budget_votes
+-- Count a batch's fresh votes per (app, voter, hour), rows in key order (the lock order); the new totals.
+INSERT INTO voter_budget_hours AS h (app_id, voter_hash, hour, votes)
+SELECT t.app_id, t.voter_hash, t.hour, t.votes
+FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::integer[]) WITH ORDINALITY AS t(app_id, voter_hash, hour, votes, ord)
+ORDER BY t.ord
+ON CONFLICT (app_id, voter_hash, hour) DO UPDATE SET votes = h.votes + excluded.votes
+RETURNING app_id, voter_hash, hour, votes
+
+-- name: insert_budget_decisions
+-- Remember the decision on each fresh vote (the first decision of an event_id stays).
+INSERT INTO voter_budget_votes (event_id, hour, ordinal, quarantine_reason)
+SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::integer[], $4::text[])
+ON CONFLICT (event_id) DO NOTHING
+
+-- name: delete_budget_hours_before
+-- Forget the counts of hours that are over.
+DELETE FROM voter_budget_hours WHERE hour < $1
+
+-- name: delete_budget_decisions_before
+-- Forget the decisions on votes of hours that are over.
+DELETE FROM voter_budget_votes WHERE hour < $1

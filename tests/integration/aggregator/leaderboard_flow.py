@@ -156,10 +156,11 @@ ApprovalCell = tuple[str, str, str]  # app, model, version
 
 
 async def approval_recount(board: Board) -> Counter[tuple[ApprovalCell, str]]:
-    """Effective approval votes per app and version, from the stored latest vote of each slot."""
+    """Effective approval votes per app and version, from the stored latest vote of each slot that counts."""
     rows = await board.fetch(
         "SELECT g.app_id, v.vote, i.model, i.model_version FROM agg_votes v JOIN agg_groups g USING (prompt_key)"
         " JOIN agg_interactions i ON i.app_id = g.app_id AND i.interaction_id = v.vote->>'interaction_id'"
+        " WHERE v.is_counted"  # flagged voters' votes do not count (vote_quality.py)
     )
     recount: Counter[tuple[ApprovalCell, str]] = Counter()
     for r in rows:

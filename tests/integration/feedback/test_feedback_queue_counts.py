@@ -209,7 +209,8 @@ async def test_the_migration_backfills_the_counts_of_an_existing_queue(pg_server
             await fill_old_schema(old)
         finally:
             await old.close()
-        assert await db.migrate(url, MIGRATIONS) == ["feedback/0005_keep_queue_counts.sql"]
+        applied = await db.migrate(url, MIGRATIONS)
+        assert applied[0] == "feedback/0005_keep_queue_counts.sql", applied  # later ones may follow
         async with task_queue(url) as queue:
             await assert_counts_exact(queue)
             await assert_agreement_exact(queue)

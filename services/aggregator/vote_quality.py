@@ -1,0 +1,224 @@
+"""What each vote of a group is worth now, pure: counted or not, the outlier test's observations, effective votes.
+
+The rules (ARCHITECTURE.md, "Vote quality"; the outlier test itself is in voters.py):
+
+- A quarantined vote (feedback stamps `quarantine_reason` past the per-voter hourly budget) never enters a
+  group's state: the shell counts it in the stats (raw and quarantined) and folds nothing with it.
+- A vote *counts* unless its voter (an end user, (app_id, user_ref)) is flagged. Only counted votes are
+  evidence for the pair rules, effective votes in the stats, approval on the leaderboard and rows of the
+  exports. A flagged voter's votes stay stored (the latest per slot, as ever) and count again once an
+  admin clears the flag.
+- Effective votes: a stored thumb or rating that counted and no longer does (its voter was flagged, or a
+  later vote replaced it) leaves the stats window of its own time; one that counts now enters the window
+  of its time. A window's effective counts are so the counted latest votes of its time (while it is
+  open), and a ballot stuffer's 50 👍 on one answer count once.
+- The outlier test: each counted end-user thumb, rating (not 3) or comparison is tested once per slot
+  (a voter who changes their mind is not tested again on the same question), the first time its
+  question is settled without it: against the group's counted evidence minus the vote itself.
+- A voter's tally takes its new observations in vote order (occurred_at, event_id). A flagged voter is
+  not tested any more; the flag records how many votes the voter had sent by then (`flagged_after_votes`).
+  Clearing a flag starts the tally again (its peak would flag the voter at once) and asks for the
+  voter's groups to be decided again, as flagging does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from services.aggregator.evidence import Evidence, Tally, approval_of, collect_evidence, fold_votes
+from services.aggregator.voters import (
+    Observation,
+    VoterRules,
+    VoterTally,
+    comparison_observation,
+    decide,
+    thumb_observation,
+)
+from shared.events import ComparisonVote, RatingVote, ThumbVote, Vote
+
+VoterKey = tuple[str, str]  # (app_id, user_ref)
+
+
+def voter_of(vote: Vote) -> VoterKey | None:
+    """The end user behind a vote; None for an expert's verdict (never tested, never flagged)."""
+    if vote.source != "end_user" or vote.user_ref is None:
+        return None
+    return vote.app_id, vote.user_ref
+
+
+def _order(vote: Vote) -> tuple[datetime, str]:
+    return vote.occurred_at, str(vote.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class VoteMarks:
+    """What is stored beside a slot's latest vote."""
+
+    is_counted: bool = True
+    is_tested: bool = False
+
+
+def observe(vote: Vote, evidence: Evidence, rules: VoterRules) -> Observation | None:
+    """The outlier test's observation of a counted vote against the group's counted evidence minus itself."""
+    if isinstance(vote, ComparisonVote):
+        first, second = sorted((vote.preferred_interaction_id, vote.other_interaction_id))
+        prefers_first = vote.preferred_interaction_id == first
+        first_wins, second_wins = evidence.comparison_counts(first, second)
+        first_wins, second_wins = (first_wins - 1, second_wins) if prefers_first else (first_wins, second_wins - 1)
+        return comparison_observation(prefers_first, first_wins, second_wins, rules)
+    approval = approval_of(vote)
+    if not approval:
+        return None
+    tally = evidence.tally(vote.interaction_id)
+    others = Tally(tally.up - (approval > 0), tally.down - (approval < 0))
+    return thumb_observation(approval, others, rules)
+
+
+@dataclass(frozen=True)
+class TestedGroup:
+    """A group's latest votes after the batch, and the outlier test's new observations of them."""
+
+    state: dict[str, Vote]
+    changed: set[str]  # slots whose vote this batch replaced or added
+    tested: set[str]  # slots tested, before or now
+    observations: list[tuple[VoterKey, Vote, Observation]] = field(default_factory=list)
+
+
+def fold_and_test(
+    stored: Mapping[str, Vote],
+    marks: Mapping[str, VoteMarks],
+    new: Iterable[Vote],
+    flagged: set[VoterKey],
+    rules: VoterRules,
+) -> TestedGroup:
+    """Fold the new votes in, then test every counted, untested vote whose question is settled without it."""
+    state, changed = fold_votes(stored, new)
+    tested = {slot for slot, mark in marks.items() if mark.is_tested}
+    evidence = collect_evidence(v for v in state.values() if voter_of(v) not in flagged)
+    group = TestedGroup(state=state, changed=changed, tested=tested)
+    for slot, vote in sorted(state.items(), key=lambda item: _order(item[1])):
+        voter = voter_of(vote)
+        if voter is None or voter in flagged or slot in tested:
+            continue
+        observation = observe(vote, evidence, rules)
+        if observation is not None:
+            tested.add(slot)
+            group.observations.append((voter, vote, observation))
+    return group
+
+
+def _is_stat_vote(vote: Vote | None) -> bool:
+    return isinstance(vote, (ThumbVote, RatingVote))
+
+
+@dataclass(frozen=True)
+class CountedGroup:
+    """What counts in a group now, the slots to write, and the effective-vote changes for the stats."""
+
+    state: dict[str, Vote]
+    marks: dict[str, VoteMarks]
+    written: list[str]  # the vote of the slot is new: write it with its marks
+    remarked: list[str]  # the vote stays, its marks changed
+    effective: list[tuple[Vote, int]]  # (vote, +1 / -1) in the window of the vote's time
+    before: dict[str, Vote]  # the votes that counted before the batch
+    after: dict[str, Vote]  # the votes that count now
+
+    @property
+    def is_changed(self) -> bool:
+        return bool(self.written or self.remarked)
+
+
+def _effective_change(before: Vote | None, was_counted: bool, after: Vote, counts: bool) -> list[tuple[Vote, int]]:
+    same = before is not None and before.event_id == after.event_id
+    changes = []
+    if was_counted and _is_stat_vote(before) and not (same and counts):
+        changes.append((before, -1))
+    if counts and _is_stat_vote(after) and not (same and was_counted):
+        changes.append((after, 1))
+    return changes  # type: ignore[return-value]
+
+
+def count_group(
+    stored: Mapping[str, Vote], marks: Mapping[str, VoteMarks], tested: TestedGroup, flagged: set[VoterKey]
+) -> CountedGroup:
+    """Which latest votes count now (voters flagged now left out), what to write, what the stats gain and lose."""
+    now = {
+        slot: VoteMarks(is_counted=voter_of(vote) not in flagged, is_tested=slot in tested.tested)
+        for slot, vote in tested.state.items()
+    }
+    written = sorted(tested.changed)
+    remarked = sorted(s for s in tested.state if s not in tested.changed and now[s] != marks.get(s, VoteMarks()))
+    effective = []
+    for slot in (*written, *remarked):
+        before = stored.get(slot)
+        was_counted = before is not None and marks.get(slot, VoteMarks()).is_counted
+        effective += _effective_change(before, was_counted, tested.state[slot], now[slot].is_counted)
+    return CountedGroup(
+        state=tested.state,
+        marks=now,
+        written=written,
+        remarked=remarked,
+        effective=effective,
+        before={s: v for s, v in stored.items() if marks.get(s, VoteMarks()).is_counted},
+        after={s: v for s, v in tested.state.items() if now[s].is_counted},
+    )
+
+
+def observations_by_voter(groups: Iterable[TestedGroup]) -> dict[VoterKey, list[Observation]]:
+    """Each voter's new observations across the groups, in vote order (the tally depends on the order)."""
+    found: dict[VoterKey, list[tuple[Vote, Observation]]] = defaultdict(list)
+    for group in groups:
+        for voter, vote, observation in group.observations:
+            found[voter].append((vote, observation))
+    return {voter: [o for _, o in sorted(items, key=lambda item: _order(item[0]))] for voter, items in found.items()}
+
+
+@dataclass(frozen=True)
+class VoterState:
+    """One voter's stored row: the tally, votes taken in, the flag."""
+
+    app_id: str
+    user_ref: str
+    tally: VoterTally = field(default_factory=VoterTally)
+    votes_seen: int = 0
+    flagged: bool = False
+    flagged_at: datetime | None = None
+    flagged_after_votes: int | None = None
+    cleared_at: datetime | None = None
+    redecide_pending: bool = False
+
+    @property
+    def key(self) -> VoterKey:
+        return self.app_id, self.user_ref
+
+
+def update_voter(
+    state: VoterState, observations: Sequence[Observation], seen: int, rules: VoterRules, now: datetime
+) -> VoterState:
+    """The voter after a batch: `seen` more votes taken in, the new observations added, flagged if the test says so."""
+    votes_seen = state.votes_seen + seen
+    if state.flagged or not observations:
+        return replace(state, votes_seen=votes_seen)
+    tally = state.tally
+    for observation in observations:
+        tally = tally.add(observation, rules)
+    updated = replace(state, tally=tally, votes_seen=votes_seen)
+    if not decide(state.user_ref, tally, rules).flagged:
+        return updated
+    return replace(updated, flagged=True, flagged_at=now, flagged_after_votes=votes_seen, redecide_pending=True)
+
+
+def cleared(state: VoterState, now: datetime) -> VoterState:
+    """An admin cleared the flag: the tally starts again and the voter's groups are decided again with the votes."""
+    return replace(
+        state,
+        tally=VoterTally(),
+        flagged=False,
+        flagged_at=None,
+        flagged_after_votes=None,
+        cleared_at=now,
+        redecide_pending=True,
+    )
