@@ -1,14 +1,19 @@
-"""Ingest throughput: HTTP batch and single posts through services.ingest against a raw aiokafka producer.
+"""Ingest throughput: batch and single posts through services.ingest, each against its own baseline.
 
 `python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync off),
 runs `python -m services.ingest` as a real process, and measures on that one broker, with the same
-~1 KB interactions (distinct event_ids):
+~1 KB interactions (distinct event_ids), every baseline in the same run:
 
-1. baseline: a raw aiokafka producer (the service's producer settings) sends N events to a topic of
-   its own: events/s until all are acknowledged, and until a reader of that topic has seen them all;
+1. raw producer, tuned: a raw aiokafka producer sends N events to a topic of its own, timed until
+   the broker acknowledged all; first a sweep of linger and batch size on N/2 events each, then the
+   fastest setting on N events (a baseline must be the fastest its tool goes);
 2. batch: concurrent clients post `POST /v1/interactions/batch`: events/s from the first request until
-   a reader of `interactions` has seen every event of the phase;
-3. single: many concurrent clients post `POST /v1/interactions`, one event each, timed the same way.
+   a reader of `interactions` has seen every event of the phase; its ratio is to (1);
+3. bare endpoint: `python -m bench.bare_endpoint` (uvicorn, one worker as the service; the handler
+   only parses the body and awaits the acknowledged send) gets the single posts of (4) from the same
+   load generator, timed until a reader of its topic has seen every event;
+4. single: many concurrent clients post `POST /v1/interactions`, one event each, timed as (3); its
+   ratio is to (3).
 
 HTTP goes over a minimal keep-alive HTTP/1.1 client on raw asyncio streams (one connection per
 client): httpx costs more CPU per request than the service on this 2-core box, which would measure
@@ -49,6 +54,15 @@ from shared.settings import PipelineSettings
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PREFIX = "baseline."
+BARE_PREFIX = "bare."
+# The raw producer's sweep: linger (ms) x batch size (bytes per partition); the fastest is the baseline.
+SWEEP_LINGER_MS = (2, 10, 50)
+SWEEP_BATCH_BYTES = (64 * 1024, 512 * 1024)
+# Issue 15's goals: each a ratio to its baseline measured in the same run.
+GOAL_RATIO = 0.5
+GOAL_SINGLE_P99_MS = 50.0
+# ingest.md below this line is written by hand and kept when the bench rewrites the file.
+NOTES_MARKER = "<!-- notes: kept by bench.ingest -->"
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
 SERVICE_STOP_TIMEOUT_S = 15.0
@@ -79,6 +93,9 @@ class PhaseResult:
     requests: int | None = None
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
+    baseline: str | None = None
+    """The mode this one is a ratio to (None: it is a baseline)."""
+    note: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
@@ -89,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--batch-clients", type=int, default=4, help="concurrent batch clients")
     parser.add_argument("--single-clients", type=int, default=32, help="concurrent single-post clients")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic")
-    parser.add_argument("--linger-ms", type=int, default=2, help="producer linger, baseline and service alike")
+    parser.add_argument("--linger-ms", type=int, default=2, help="producer linger of the service and the bare endpoint")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="deadline for a phase to reach the topic")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated interactions")
     args = parser.parse_args(argv)
@@ -119,37 +136,60 @@ class _MessageView:
     content: str
 
 
-async def run_baseline(
-    bootstrap: str, config: BenchConfig, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
-) -> PhaseResult:
-    """Raw aiokafka: send every record without awaiting each, then wait until the broker acknowledged all.
-
-    Timed to the last ack with no reader running: a reader in this process would take CPU from the
-    producer (it halves the rate on 2 cores). That every event arrived is checked afterwards.
-    """
-    topic = topics.topic(BASELINE_PREFIX, topics.INTERACTIONS)
-    warmup_records = [canonical_value(item) for item in warmup]
-    records = [canonical_value(item) for item in items]
+async def _produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], *, linger_ms: int, batch_bytes: int
+) -> float:
+    """Raw aiokafka: send every record without awaiting each, then wait for every ack; seconds taken."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         **LOCAL_CLIENT_SECURITY,  # the bench's own Tansu (deploy.local_broker): PLAINTEXT
         acks="all",
         enable_idempotence=False,
-        linger_ms=config.linger_ms,
-        max_request_size=2 * 1024 * 1024,
+        linger_ms=linger_ms,
+        max_batch_size=batch_bytes,
+        max_request_size=max(2 * 1024 * 1024, batch_bytes),
     )
     await producer.start()
     try:
         # Warm-up (metadata, connections), not counted, as for the service.
-        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in warmup_records])
+        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records[:64]])
         started = time.perf_counter()
-        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records])
-        acked = time.perf_counter() - started
+        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records[64:]])
+        return time.perf_counter() - started
     finally:
         await producer.stop()
+
+
+async def run_baseline(
+    bootstrap: str, config: BenchConfig, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
+) -> PhaseResult:
+    """The raw producer tuned for throughput: a sweep of linger x batch size, then the fastest on every item.
+
+    Timed to the last ack with no reader running: a reader in this process would take CPU from the
+    producer (it halves the rate on 2 cores). That every event arrived is checked afterwards.
+    """
+    topic = topics.topic(BASELINE_PREFIX, topics.INTERACTIONS)
+    head = [canonical_value(item) for item in warmup[:64]]
+    records = [canonical_value(item) for item in items]
+    probe = records[: max(1, len(records) // 2)]
+    rates = {}
+    for linger_ms in SWEEP_LINGER_MS:
+        for batch_bytes in SWEEP_BATCH_BYTES:
+            seconds = await _produce(bootstrap, topic, head + probe, linger_ms=linger_ms, batch_bytes=batch_bytes)
+            rates[(linger_ms, batch_bytes)] = len(probe) / seconds
+    linger_ms, batch_bytes = max(rates, key=rates.__getitem__)
+    acked = await _produce(bootstrap, topic, head + records, linger_ms=linger_ms, batch_bytes=batch_bytes)
     async with TopicReader(bootstrap, topic) as reader:
         await reader.wait_for({item["event_id"] for item in items}, config.drain_timeout_s)
-    return PhaseResult("baseline (raw aiokafka)", "broker ack", len(items), acked, len(items) / acked)
+    sweep = ", ".join(f"{lg} ms/{bb // 1024} KB {rate:,.0f}/s" for (lg, bb), rate in rates.items())
+    return PhaseResult(
+        f"raw aiokafka producer, tuned (linger {linger_ms} ms, batch {batch_bytes // 1024} KB)",
+        "broker ack",
+        len(items),
+        acked,
+        len(items) / acked,
+        note=f"sweep on {len(probe):,} events: {sweep}",
+    )
 
 
 async def _post_all(
@@ -174,7 +214,14 @@ async def _post_all(
 
 
 async def run_http_phase(
-    mode: str, base: tuple[str, int], reader: TopicReader, items: list[dict[str, Any]], config: BenchConfig
+    mode: str,
+    base: tuple[str, int],
+    reader: TopicReader,
+    items: list[dict[str, Any]],
+    config: BenchConfig,
+    *,
+    label: str | None = None,
+    baseline: str | None = None,
 ) -> PhaseResult:
     """Post `items` in batches (mode "batch") or one by one, timed until the reader saw every event."""
     if mode == "batch":
@@ -188,7 +235,9 @@ async def run_http_phase(
     latencies, acked_at = await _post_all(base, path, bodies, clients, expected)
     seen = await reader.wait_for({item["event_id"] for item in items}, config.drain_timeout_s) - started
     acked = acked_at - started
-    label = f"ingest {mode} ({clients} clients" + (f", {config.batch_size}/request)" if mode == "batch" else ")")
+    label = label or f"ingest {mode} ({clients} clients" + (
+        f", {config.batch_size}/request)" if mode == "batch" else ")"
+    )
     return PhaseResult(
         label,
         "seen on topic",
@@ -200,14 +249,13 @@ async def run_http_phase(
         len(bodies),
         percentile(latencies, 50) * 1000,
         percentile(latencies, 99) * 1000,
+        baseline=baseline,
     )
 
 
-@contextlib.contextmanager
-def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Iterator[int]:
-    """`python -m services.ingest` on `port`; yields its pid; SIGTERM (graceful shutdown) on exit."""
+def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Any:
+    """`python -m services.ingest` on `port` (a context manager yielding its pid)."""
     env = {
-        **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": database_url,
         "INGEST_HTTP_PORT": str(port),
@@ -217,9 +265,31 @@ def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchCo
         "KAFKA_LINGER_MS": str(config.linger_ms),
         "LOG_LEVEL": "WARNING",
     }
+    return _process("services.ingest", env, log_path)
+
+
+def bare_process(bootstrap: str, port: int, config: BenchConfig, log_path: Path) -> Any:
+    """`python -m bench.bare_endpoint` on `port`, with the service's producer settings."""
+    env = {
+        "BARE_BOOTSTRAP": bootstrap,
+        "BARE_PORT": str(port),
+        "BARE_TOPIC": topics.topic(BARE_PREFIX, topics.INTERACTIONS),
+        "BARE_LINGER_MS": str(config.linger_ms),
+        "BARE_MAX_BATCH_BYTES": str(PipelineSettings.model_fields["kafka_max_batch_bytes"].default),
+    }
+    return _process("bench.bare_endpoint", env, log_path)
+
+
+@contextlib.contextmanager
+def _process(module: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
+    """`python -m <module>`; yields its pid; SIGTERM (graceful shutdown) on exit."""
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.ingest"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module],
+            cwd=REPO_ROOT,
+            env={**without_kafka_security(os.environ), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield process.pid
@@ -242,12 +312,12 @@ async def wait_ready(base: tuple[str, int], log_path: Path) -> None:
                 if status == 200:
                     return
         await asyncio.sleep(READY_POLL_S)
-    raise RuntimeError(f"ingest not ready within {READY_TIMEOUT_S} s; log:\n{read_tail(log_path)}")
+    raise RuntimeError(f"{log_path.stem} not ready within {READY_TIMEOUT_S} s; log:\n{read_tail(log_path)}")
 
 
 async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdir: Path) -> list[PhaseResult]:
     await migrate_all(database_url)
-    for prefix in ("", BASELINE_PREFIX):
+    for prefix in ("", BASELINE_PREFIX, BARE_PREFIX):
         await ensure_topics(
             PipelineSettings(
                 kafka_bootstrap_servers=bootstrap,
@@ -256,11 +326,10 @@ async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdi
                 **LOCAL_BROKER_SECURITY,
             )
         )
-    warmup, baseline, batch, single = _split(
-        make_interactions(64 + 2 * config.batch_size + 2 * config.events + config.single_events, config.seed),
-        [64 + 2 * config.batch_size, config.events, config.events, config.single_events],
-    )
-    results = [await run_baseline(bootstrap, config, warmup, baseline)]
+    sizes = [64 + 2 * config.batch_size, config.events, config.events, config.single_events, config.single_events]
+    warmup, baseline, batch, single, bare = _split(make_interactions(sum(sizes), config.seed), sizes)
+    raw = await run_baseline(bootstrap, config, warmup, baseline)
+    bare_result = await run_bare(bootstrap, config, workdir, warmup[:64], bare)
     base = ("127.0.0.1", free_port())
     log_path = workdir / "ingest.log"
     with ingest_process(bootstrap, database_url, base[1], config, log_path):
@@ -269,9 +338,23 @@ async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdi
             # Warm-up: connections, the database pool and code paths, not counted.
             await run_http_phase("batch", base, reader, warmup[64:], config)
             await run_http_phase("single", base, reader, warmup[:64], config)
-            results.append(await run_http_phase("batch", base, reader, batch, config))
-            results.append(await run_http_phase("single", base, reader, single, config))
-    return results
+            batch_result = await run_http_phase("batch", base, reader, batch, config, baseline=raw.mode)
+            single_result = await run_http_phase("single", base, reader, single, config, baseline=bare_result.mode)
+    return [raw, batch_result, bare_result, single_result]
+
+
+async def run_bare(
+    bootstrap: str, config: BenchConfig, workdir: Path, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
+) -> PhaseResult:
+    """The bare endpoint's single posts: same load generator, clients and timing as ingest's."""
+    base = ("127.0.0.1", free_port())
+    log_path = workdir / "bare_endpoint.log"
+    with bare_process(bootstrap, base[1], config, log_path):
+        await wait_ready(base, log_path)
+        async with TopicReader(bootstrap, topics.topic(BARE_PREFIX, topics.INTERACTIONS)) as reader:
+            await run_http_phase("single", base, reader, warmup, config)
+            label = f"bare endpoint: uvicorn, parse + acked send ({config.single_clients} clients)"
+            return await run_http_phase("single", base, reader, items, config, label=label)
 
 
 def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
@@ -282,17 +365,34 @@ def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str,
     return parts
 
 
-def write_results(results: list[PhaseResult], config: BenchConfig, payload_bytes: float) -> dict[str, Any]:
-    baseline = results[0].events_per_s
+def write_results(
+    results: list[PhaseResult], config: BenchConfig, payload_bytes: float, notes: str = ""
+) -> dict[str, Any]:
+    rates = {r.mode: r.events_per_s for r in results}
     report = {
         **run_header("ingest"),
         "settings": {**asdict(config), "mean_payload_bytes": round(payload_bytes)},
-        "results": [{**asdict(r), "ratio_to_baseline": round(r.events_per_s / baseline, 4)} for r in results],
+        "goals": {"ratio": GOAL_RATIO, "single_p99_ms": GOAL_SINGLE_P99_MS},
+        "results": [
+            {**asdict(r), "ratio_to_baseline": round(r.events_per_s / rates[r.baseline], 4) if r.baseline else None}
+            for r in results
+        ],
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / "ingest.md").write_text(_markdown(report))
+    (RESULTS_DIR / "ingest.md").write_text(_markdown(report) + notes)
     return report
+
+
+def _goal(r: dict[str, Any], goals: dict[str, float]) -> str:
+    if r["ratio_to_baseline"] is None:
+        return "baseline"
+    met = r["ratio_to_baseline"] >= goals["ratio"]
+    text = f"≥ {goals['ratio']}×: {'met' if met else 'not met'}"
+    if "single" in r["mode"]:
+        p99_met = r["latency_p99_ms"] < goals["single_p99_ms"]
+        text += f"; p99 < {goals['single_p99_ms']:.0f} ms: {'met' if p99_met else 'not met'}"
+    return text
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -307,18 +407,23 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Settings: `{json.dumps(report['settings'])}`.",
         "",
-        "events/s runs from the first send/request until the baseline's last broker ack, or until a reader "
-        'of `interactions` has seen every event of the phase (ingest); "acked" stops at the last HTTP 202.',
+        "events/s runs from the first send/request until the raw producer's last broker ack, or until a reader "
+        'of the phase\'s topic has seen every event of the phase (HTTP); "acked" stops at the last HTTP 202. '
+        "Batch ingest is a ratio to the tuned raw producer, single posts to the bare endpoint (same load "
+        "generator, same clients), both measured in this run.",
         "",
-        "| mode | timed until | events | events/s | × baseline | events/s (acked) | requests | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | timed until | events | events/s | × its baseline | goal | events/s (acked) | requests "
+        "| p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
+        ratio = "-" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:.3f}"
         lines.append(
-            f"| {r['mode']} | {r['timed_until']} | {r['events']:,} | {fmt(r['events_per_s'], 0)} | "
-            f"{r['ratio_to_baseline']:.3f} | {fmt(r['acked_events_per_s'], 0)} | {r['requests'] or '-'} | "
+            f"| {r['mode']} | {r['timed_until']} | {r['events']:,} | {fmt(r['events_per_s'], 0)} | {ratio} | "
+            f"{_goal(r, report['goals'])} | {fmt(r['acked_events_per_s'], 0)} | {r['requests'] or '-'} | "
             f"{fmt(r['latency_p50_ms'])} | {fmt(r['latency_p99_ms'])} |"
         )
+    lines += ["", *(f"- {r['mode']}: {r['note']}." for r in report["results"] if r["note"])]
     return "\n".join(lines) + "\n"
 
 
@@ -329,8 +434,16 @@ def main(argv: list[str] | None = None) -> None:
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
             results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
     sample = make_interactions(200, config.seed)
-    report = write_results(results, config, sum(len(orjson.dumps(i)) for i in sample) / len(sample))
+    report = write_results(results, config, sum(len(orjson.dumps(i)) for i in sample) / len(sample), kept_notes())
     print(_markdown(report))
+
+
+def kept_notes() -> str:
+    """What follows NOTES_MARKER in the current ingest.md (the profile, before/after tables): kept across runs."""
+    path = RESULTS_DIR / "ingest.md"
+    text = path.read_text() if path.is_file() else ""
+    _, marker, notes = text.partition(NOTES_MARKER)
+    return "\n" + marker + notes if marker else ""
 
 
 if __name__ == "__main__":
