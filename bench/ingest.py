@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
-from bench.provenance import run_header
+from bench.ingest_report import PhaseResult, kept_notes, markdown, write_results
 from deploy.init import migrate_all
 from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
 from deploy.local_database import start_database
@@ -51,18 +50,12 @@ from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
 from shared.settings import PipelineSettings
 
-RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PREFIX = "baseline."
 BARE_PREFIX = "bare."
 # The raw producer's sweep: linger (ms) x batch size (bytes per partition); the fastest is the baseline.
 SWEEP_LINGER_MS = (2, 10, 50)
 SWEEP_BATCH_BYTES = (64 * 1024, 512 * 1024)
-# Issue 15's goals: each a ratio to its baseline measured in the same run.
-GOAL_RATIO = 0.5
-GOAL_SINGLE_P99_MS = 50.0
-# ingest.md below this line is written by hand and kept when the bench rewrites the file.
-NOTES_MARKER = "<!-- notes: kept by bench.ingest -->"
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
 SERVICE_STOP_TIMEOUT_S = 15.0
@@ -79,23 +72,6 @@ class BenchConfig:
     linger_ms: int
     drain_timeout_s: float
     seed: int
-
-
-@dataclass(frozen=True)
-class PhaseResult:
-    mode: str
-    timed_until: str
-    events: int
-    seconds: float
-    events_per_s: float
-    acked_seconds: float | None = None
-    acked_events_per_s: float | None = None
-    requests: int | None = None
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-    baseline: str | None = None
-    """The mode this one is a ratio to (None: it is a baseline)."""
-    note: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
@@ -222,6 +198,7 @@ async def run_http_phase(
     *,
     label: str | None = None,
     baseline: str | None = None,
+    server_pid: int | None = None,
 ) -> PhaseResult:
     """Post `items` in batches (mode "batch") or one by one, timed until the reader saw every event."""
     if mode == "batch":
@@ -231,10 +208,13 @@ async def run_http_phase(
     else:
         path, clients, bodies = "/v1/interactions", config.single_clients, [orjson.dumps(i) for i in items]
         expected = [1] * len(items)
+    cpu_before = process_cpu_s(server_pid)
     started = time.perf_counter()
     latencies, acked_at = await _post_all(base, path, bodies, clients, expected)
     seen = await reader.wait_for({item["event_id"] for item in items}, config.drain_timeout_s) - started
     acked = acked_at - started
+    cpu_after = process_cpu_s(server_pid)
+    cpu_ms = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1000 / len(items)
     label = label or f"ingest {mode} ({clients} clients" + (
         f", {config.batch_size}/request)" if mode == "batch" else ")"
     )
@@ -250,7 +230,20 @@ async def run_http_phase(
         percentile(latencies, 50) * 1000,
         percentile(latencies, 99) * 1000,
         baseline=baseline,
+        server_cpu_ms_per_event=cpu_ms,
     )
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux /proc); None without a pid or /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of proc(5) (utime, stime), counted after the command name's closing parenthesis.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Any:
@@ -332,14 +325,16 @@ async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdi
     bare_result = await run_bare(bootstrap, config, workdir, warmup[:64], bare)
     base = ("127.0.0.1", free_port())
     log_path = workdir / "ingest.log"
-    with ingest_process(bootstrap, database_url, base[1], config, log_path):
+    with ingest_process(bootstrap, database_url, base[1], config, log_path) as pid:
         await wait_ready(base, log_path)
         async with TopicReader(bootstrap, topics.topic("", topics.INTERACTIONS)) as reader:
             # Warm-up: connections, the database pool and code paths, not counted.
             await run_http_phase("batch", base, reader, warmup[64:], config)
             await run_http_phase("single", base, reader, warmup[:64], config)
-            batch_result = await run_http_phase("batch", base, reader, batch, config, baseline=raw.mode)
-            single_result = await run_http_phase("single", base, reader, single, config, baseline=bare_result.mode)
+            batch_result = await run_http_phase("batch", base, reader, batch, config, baseline=raw.mode, server_pid=pid)
+            single_result = await run_http_phase(
+                "single", base, reader, single, config, baseline=bare_result.mode, server_pid=pid
+            )
     return [raw, batch_result, bare_result, single_result]
 
 
@@ -349,12 +344,12 @@ async def run_bare(
     """The bare endpoint's single posts: same load generator, clients and timing as ingest's."""
     base = ("127.0.0.1", free_port())
     log_path = workdir / "bare_endpoint.log"
-    with bare_process(bootstrap, base[1], config, log_path):
+    with bare_process(bootstrap, base[1], config, log_path) as pid:
         await wait_ready(base, log_path)
         async with TopicReader(bootstrap, topics.topic(BARE_PREFIX, topics.INTERACTIONS)) as reader:
             await run_http_phase("single", base, reader, warmup, config)
             label = f"bare endpoint: uvicorn, parse + acked send ({config.single_clients} clients)"
-            return await run_http_phase("single", base, reader, items, config, label=label)
+            return await run_http_phase("single", base, reader, items, config, label=label, server_pid=pid)
 
 
 def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
@@ -365,68 +360,6 @@ def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str,
     return parts
 
 
-def write_results(
-    results: list[PhaseResult], config: BenchConfig, payload_bytes: float, notes: str = ""
-) -> dict[str, Any]:
-    rates = {r.mode: r.events_per_s for r in results}
-    report = {
-        **run_header("ingest"),
-        "settings": {**asdict(config), "mean_payload_bytes": round(payload_bytes)},
-        "goals": {"ratio": GOAL_RATIO, "single_p99_ms": GOAL_SINGLE_P99_MS},
-        "results": [
-            {**asdict(r), "ratio_to_baseline": round(r.events_per_s / rates[r.baseline], 4) if r.baseline else None}
-            for r in results
-        ],
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / "ingest.md").write_text(_markdown(report) + notes)
-    return report
-
-
-def _goal(r: dict[str, Any], goals: dict[str, float]) -> str:
-    if r["ratio_to_baseline"] is None:
-        return "baseline"
-    met = r["ratio_to_baseline"] >= goals["ratio"]
-    text = f"≥ {goals['ratio']}×: {'met' if met else 'not met'}"
-    if "single" in r["mode"]:
-        p99_met = r["latency_p99_ms"] < goals["single_p99_ms"]
-        text += f"; p99 < {goals['single_p99_ms']:.0f} ms: {'met' if p99_met else 'not met'}"
-    return text
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    def fmt(value: float | None, digits: int = 1) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-
-    lines = [
-        "# Ingest throughput",
-        "",
-        f"{report['date']}, commit `{report['git_commit']}`, Python {report['python']}, {report['platform']}, "
-        f"{report['cpus']} CPUs (load average {report['load_average_1m_after']}).",
-        "",
-        f"Settings: `{json.dumps(report['settings'])}`.",
-        "",
-        "events/s runs from the first send/request until the raw producer's last broker ack, or until a reader "
-        'of the phase\'s topic has seen every event of the phase (HTTP); "acked" stops at the last HTTP 202. '
-        "Batch ingest is a ratio to the tuned raw producer, single posts to the bare endpoint (same load "
-        "generator, same clients), both measured in this run.",
-        "",
-        "| mode | timed until | events | events/s | × its baseline | goal | events/s (acked) | requests "
-        "| p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
-    ]
-    for r in report["results"]:
-        ratio = "-" if r["ratio_to_baseline"] is None else f"{r['ratio_to_baseline']:.3f}"
-        lines.append(
-            f"| {r['mode']} | {r['timed_until']} | {r['events']:,} | {fmt(r['events_per_s'], 0)} | {ratio} | "
-            f"{_goal(r, report['goals'])} | {fmt(r['acked_events_per_s'], 0)} | {r['requests'] or '-'} | "
-            f"{fmt(r['latency_p50_ms'])} | {fmt(r['latency_p99_ms'])} |"
-        )
-    lines += ["", *(f"- {r['mode']}: {r['note']}." for r in report["results"] if r["note"])]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -434,16 +367,10 @@ def main(argv: list[str] | None = None) -> None:
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
             results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
     sample = make_interactions(200, config.seed)
-    report = write_results(results, config, sum(len(orjson.dumps(i)) for i in sample) / len(sample), kept_notes())
-    print(_markdown(report))
-
-
-def kept_notes() -> str:
-    """What follows NOTES_MARKER in the current ingest.md (the profile, before/after tables): kept across runs."""
-    path = RESULTS_DIR / "ingest.md"
-    text = path.read_text() if path.is_file() else ""
-    _, marker, notes = text.partition(NOTES_MARKER)
-    return "\n" + marker + notes if marker else ""
+    report = write_results(
+        results, asdict(config), sum(len(orjson.dumps(i)) for i in sample) / len(sample), kept_notes()
+    )
+    print(markdown(report))
 
 
 if __name__ == "__main__":
