@@ -149,3 +149,29 @@ async def test_a_batch_and_singles_in_flight_together_are_judged_in_arrival_orde
     responses = await asyncio.gather(batch, *singles)
     statuses = [r["status"] for r in responses[0].json()["results"]] + [r.json()["status"] for r in responses[1:]]
     assert Counter(statuses[1:]) == Counter({"accepted": 1, "duplicate": 5}), statuses
+
+
+async def test_a_failed_shared_publish_fails_each_post_as_it_fails_a_lone_one(
+    kafka_bootstrap: str, pg_server_url: str, template_db: str
+) -> None:
+    """A broker that never acknowledges in time (a deadline no publish meets): 503 alike, alone or together."""
+    async with isolated_pipeline(kafka_bootstrap, pg_server_url, template_db) as (url, prefix):
+        settings = IngestSettings(
+            kafka_bootstrap_servers=kafka_bootstrap,
+            database_url=url,
+            topic_prefix=prefix,
+            group_id=f"ingest-{prefix}",
+            publish_timeout_s=1e-6,
+            log_format="console",
+        )
+        async with running_apps(create_ingest(settings)) as (ingest,):
+            lone = await ingest.post("/v1/interactions", json=interaction_body())
+            posts = [interaction_body() for _ in range(12)]
+            together = await post_concurrently(ingest, "/v1/interactions", posts)
+            assert lone.status_code == 503, lone.text
+            assert {(r.status_code, r.text, r.headers.get("retry-after")) for r in together} == {
+                (503, lone.text, lone.headers.get("retry-after"))
+            }
+            assert await flushes(ingest, "interactions") == 0, "nothing was acknowledged"
+            again = await ingest.post("/v1/interactions", json=posts[0])
+            assert again.status_code == 503, "nothing was recorded as published: a retry is judged afresh"
