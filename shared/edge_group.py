@@ -21,10 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-import structlog
-
-log = structlog.get_logger(__name__)
-
 T = TypeVar("T")
 R = TypeVar("R")
 
