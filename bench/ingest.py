@@ -1,14 +1,19 @@
-"""Ingest throughput: HTTP batch and single posts through services.ingest against a raw aiokafka producer.
+"""Ingest throughput: batch and single posts through services.ingest, each against its own baseline.
 
 `python -m bench.ingest` starts its own Tansu broker and PostgreSQL (deploy/local_*.py, fsync off),
 runs `python -m services.ingest` as a real process, and measures on that one broker, with the same
-~1 KB interactions (distinct event_ids):
+~1 KB interactions (distinct event_ids), every baseline in the same run:
 
-1. baseline: a raw aiokafka producer (the service's producer settings) sends N events to a topic of
-   its own: events/s until all are acknowledged, and until a reader of that topic has seen them all;
+1. raw producer, tuned: a raw aiokafka producer sends N events to a topic of its own, timed until
+   the broker acknowledged all; first a sweep of linger and batch size on N/2 events each, then the
+   fastest setting on N events (a baseline must be the fastest its tool goes);
 2. batch: concurrent clients post `POST /v1/interactions/batch`: events/s from the first request until
-   a reader of `interactions` has seen every event of the phase;
-3. single: many concurrent clients post `POST /v1/interactions`, one event each, timed the same way.
+   a reader of `interactions` has seen every event of the phase; its ratio is to (1);
+3. bare endpoint: `python -m bench.bare_endpoint` (uvicorn, one worker as the service; the handler
+   only parses the body and awaits the acknowledged send) gets the single posts of (4) from the same
+   load generator, timed until a reader of its topic has seen every event;
+4. single: many concurrent clients post `POST /v1/interactions`, one event each, timed as (3); its
+   ratio is to (3).
 
 HTTP goes over a minimal keep-alive HTTP/1.1 client on raw asyncio streams (one connection per
 client): httpx costs more CPU per request than the service on this 2-core box, which would measure
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +40,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
-from bench.provenance import run_header
+from bench.ingest_report import PhaseResult, kept_notes, markdown, write_results
 from deploy.init import migrate_all
 from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
 from deploy.local_database import start_database
@@ -46,9 +50,12 @@ from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
 from shared.settings import PipelineSettings
 
-RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PREFIX = "baseline."
+BARE_PREFIX = "bare."
+# The raw producer's sweep: linger (ms) x batch size (bytes per partition); the fastest is the baseline.
+SWEEP_LINGER_MS = (2, 10, 50)
+SWEEP_BATCH_BYTES = (64 * 1024, 512 * 1024)
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
 SERVICE_STOP_TIMEOUT_S = 15.0
@@ -67,20 +74,6 @@ class BenchConfig:
     seed: int
 
 
-@dataclass(frozen=True)
-class PhaseResult:
-    mode: str
-    timed_until: str
-    events: int
-    seconds: float
-    events_per_s: float
-    acked_seconds: float | None = None
-    acked_events_per_s: float | None = None
-    requests: int | None = None
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-
-
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="events in the baseline and the batch phase")
@@ -89,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--batch-clients", type=int, default=4, help="concurrent batch clients")
     parser.add_argument("--single-clients", type=int, default=32, help="concurrent single-post clients")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic")
-    parser.add_argument("--linger-ms", type=int, default=2, help="producer linger, baseline and service alike")
+    parser.add_argument("--linger-ms", type=int, default=2, help="producer linger of the service and the bare endpoint")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="deadline for a phase to reach the topic")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated interactions")
     args = parser.parse_args(argv)
@@ -119,37 +112,60 @@ class _MessageView:
     content: str
 
 
-async def run_baseline(
-    bootstrap: str, config: BenchConfig, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
-) -> PhaseResult:
-    """Raw aiokafka: send every record without awaiting each, then wait until the broker acknowledged all.
-
-    Timed to the last ack with no reader running: a reader in this process would take CPU from the
-    producer (it halves the rate on 2 cores). That every event arrived is checked afterwards.
-    """
-    topic = topics.topic(BASELINE_PREFIX, topics.INTERACTIONS)
-    warmup_records = [canonical_value(item) for item in warmup]
-    records = [canonical_value(item) for item in items]
+async def _produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], *, linger_ms: int, batch_bytes: int
+) -> float:
+    """Raw aiokafka: send every record without awaiting each, then wait for every ack; seconds taken."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         **LOCAL_CLIENT_SECURITY,  # the bench's own Tansu (deploy.local_broker): PLAINTEXT
         acks="all",
         enable_idempotence=False,
-        linger_ms=config.linger_ms,
-        max_request_size=2 * 1024 * 1024,
+        linger_ms=linger_ms,
+        max_batch_size=batch_bytes,
+        max_request_size=max(2 * 1024 * 1024, batch_bytes),
     )
     await producer.start()
     try:
         # Warm-up (metadata, connections), not counted, as for the service.
-        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in warmup_records])
+        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records[:64]])
         started = time.perf_counter()
-        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records])
-        acked = time.perf_counter() - started
+        await asyncio.gather(*[await producer.send(topic, value, key=key) for key, value in records[64:]])
+        return time.perf_counter() - started
     finally:
         await producer.stop()
+
+
+async def run_baseline(
+    bootstrap: str, config: BenchConfig, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
+) -> PhaseResult:
+    """The raw producer tuned for throughput: a sweep of linger x batch size, then the fastest on every item.
+
+    Timed to the last ack with no reader running: a reader in this process would take CPU from the
+    producer (it halves the rate on 2 cores). That every event arrived is checked afterwards.
+    """
+    topic = topics.topic(BASELINE_PREFIX, topics.INTERACTIONS)
+    head = [canonical_value(item) for item in warmup[:64]]
+    records = [canonical_value(item) for item in items]
+    probe = records[: max(1, len(records) // 2)]
+    rates = {}
+    for linger_ms in SWEEP_LINGER_MS:
+        for batch_bytes in SWEEP_BATCH_BYTES:
+            seconds = await _produce(bootstrap, topic, head + probe, linger_ms=linger_ms, batch_bytes=batch_bytes)
+            rates[(linger_ms, batch_bytes)] = len(probe) / seconds
+    linger_ms, batch_bytes = max(rates, key=rates.__getitem__)
+    acked = await _produce(bootstrap, topic, head + records, linger_ms=linger_ms, batch_bytes=batch_bytes)
     async with TopicReader(bootstrap, topic) as reader:
         await reader.wait_for({item["event_id"] for item in items}, config.drain_timeout_s)
-    return PhaseResult("baseline (raw aiokafka)", "broker ack", len(items), acked, len(items) / acked)
+    sweep = ", ".join(f"{lg} ms/{bb // 1024} KB {rate:,.0f}/s" for (lg, bb), rate in rates.items())
+    return PhaseResult(
+        f"raw aiokafka producer, tuned (linger {linger_ms} ms, batch {batch_bytes // 1024} KB)",
+        "broker ack",
+        len(items),
+        acked,
+        len(items) / acked,
+        note=f"sweep on {len(probe):,} events: {sweep}",
+    )
 
 
 async def _post_all(
@@ -174,7 +190,15 @@ async def _post_all(
 
 
 async def run_http_phase(
-    mode: str, base: tuple[str, int], reader: TopicReader, items: list[dict[str, Any]], config: BenchConfig
+    mode: str,
+    base: tuple[str, int],
+    reader: TopicReader,
+    items: list[dict[str, Any]],
+    config: BenchConfig,
+    *,
+    label: str | None = None,
+    baseline: str | None = None,
+    server_pid: int | None = None,
 ) -> PhaseResult:
     """Post `items` in batches (mode "batch") or one by one, timed until the reader saw every event."""
     if mode == "batch":
@@ -184,11 +208,16 @@ async def run_http_phase(
     else:
         path, clients, bodies = "/v1/interactions", config.single_clients, [orjson.dumps(i) for i in items]
         expected = [1] * len(items)
+    cpu_before = process_cpu_s(server_pid)
     started = time.perf_counter()
     latencies, acked_at = await _post_all(base, path, bodies, clients, expected)
     seen = await reader.wait_for({item["event_id"] for item in items}, config.drain_timeout_s) - started
     acked = acked_at - started
-    label = f"ingest {mode} ({clients} clients" + (f", {config.batch_size}/request)" if mode == "batch" else ")")
+    cpu_after = process_cpu_s(server_pid)
+    cpu_ms = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1000 / len(items)
+    label = label or f"ingest {mode} ({clients} clients" + (
+        f", {config.batch_size}/request)" if mode == "batch" else ")"
+    )
     return PhaseResult(
         label,
         "seen on topic",
@@ -200,14 +229,26 @@ async def run_http_phase(
         len(bodies),
         percentile(latencies, 50) * 1000,
         percentile(latencies, 99) * 1000,
+        baseline=baseline,
+        server_cpu_ms_per_event=cpu_ms,
     )
 
 
-@contextlib.contextmanager
-def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Iterator[int]:
-    """`python -m services.ingest` on `port`; yields its pid; SIGTERM (graceful shutdown) on exit."""
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux /proc); None without a pid or /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of proc(5) (utime, stime), counted after the command name's closing parenthesis.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchConfig, log_path: Path) -> Any:
+    """`python -m services.ingest` on `port` (a context manager yielding its pid)."""
     env = {
-        **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": database_url,
         "INGEST_HTTP_PORT": str(port),
@@ -217,9 +258,31 @@ def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchCo
         "KAFKA_LINGER_MS": str(config.linger_ms),
         "LOG_LEVEL": "WARNING",
     }
+    return _process("services.ingest", env, log_path)
+
+
+def bare_process(bootstrap: str, port: int, config: BenchConfig, log_path: Path) -> Any:
+    """`python -m bench.bare_endpoint` on `port`, with the service's producer settings."""
+    env = {
+        "BARE_BOOTSTRAP": bootstrap,
+        "BARE_PORT": str(port),
+        "BARE_TOPIC": topics.topic(BARE_PREFIX, topics.INTERACTIONS),
+        "BARE_LINGER_MS": str(config.linger_ms),
+        "BARE_MAX_BATCH_BYTES": str(PipelineSettings.model_fields["kafka_max_batch_bytes"].default),
+    }
+    return _process("bench.bare_endpoint", env, log_path)
+
+
+@contextlib.contextmanager
+def _process(module: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
+    """`python -m <module>`; yields its pid; SIGTERM (graceful shutdown) on exit."""
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.ingest"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module],
+            cwd=REPO_ROOT,
+            env={**without_kafka_security(os.environ), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield process.pid
@@ -242,12 +305,12 @@ async def wait_ready(base: tuple[str, int], log_path: Path) -> None:
                 if status == 200:
                     return
         await asyncio.sleep(READY_POLL_S)
-    raise RuntimeError(f"ingest not ready within {READY_TIMEOUT_S} s; log:\n{read_tail(log_path)}")
+    raise RuntimeError(f"{log_path.stem} not ready within {READY_TIMEOUT_S} s; log:\n{read_tail(log_path)}")
 
 
 async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdir: Path) -> list[PhaseResult]:
     await migrate_all(database_url)
-    for prefix in ("", BASELINE_PREFIX):
+    for prefix in ("", BASELINE_PREFIX, BARE_PREFIX):
         await ensure_topics(
             PipelineSettings(
                 kafka_bootstrap_servers=bootstrap,
@@ -256,22 +319,37 @@ async def measure(bootstrap: str, database_url: str, config: BenchConfig, workdi
                 **LOCAL_BROKER_SECURITY,
             )
         )
-    warmup, baseline, batch, single = _split(
-        make_interactions(64 + 2 * config.batch_size + 2 * config.events + config.single_events, config.seed),
-        [64 + 2 * config.batch_size, config.events, config.events, config.single_events],
-    )
-    results = [await run_baseline(bootstrap, config, warmup, baseline)]
+    sizes = [64 + 2 * config.batch_size, config.events, config.events, config.single_events, config.single_events]
+    warmup, baseline, batch, single, bare = _split(make_interactions(sum(sizes), config.seed), sizes)
+    raw = await run_baseline(bootstrap, config, warmup, baseline)
+    bare_result = await run_bare(bootstrap, config, workdir, warmup[:64], bare)
     base = ("127.0.0.1", free_port())
     log_path = workdir / "ingest.log"
-    with ingest_process(bootstrap, database_url, base[1], config, log_path):
+    with ingest_process(bootstrap, database_url, base[1], config, log_path) as pid:
         await wait_ready(base, log_path)
         async with TopicReader(bootstrap, topics.topic("", topics.INTERACTIONS)) as reader:
             # Warm-up: connections, the database pool and code paths, not counted.
             await run_http_phase("batch", base, reader, warmup[64:], config)
             await run_http_phase("single", base, reader, warmup[:64], config)
-            results.append(await run_http_phase("batch", base, reader, batch, config))
-            results.append(await run_http_phase("single", base, reader, single, config))
-    return results
+            batch_result = await run_http_phase("batch", base, reader, batch, config, baseline=raw.mode, server_pid=pid)
+            single_result = await run_http_phase(
+                "single", base, reader, single, config, baseline=bare_result.mode, server_pid=pid
+            )
+    return [raw, batch_result, bare_result, single_result]
+
+
+async def run_bare(
+    bootstrap: str, config: BenchConfig, workdir: Path, warmup: list[dict[str, Any]], items: list[dict[str, Any]]
+) -> PhaseResult:
+    """The bare endpoint's single posts: same load generator, clients and timing as ingest's."""
+    base = ("127.0.0.1", free_port())
+    log_path = workdir / "bare_endpoint.log"
+    with bare_process(bootstrap, base[1], config, log_path) as pid:
+        await wait_ready(base, log_path)
+        async with TopicReader(bootstrap, topics.topic(BARE_PREFIX, topics.INTERACTIONS)) as reader:
+            await run_http_phase("single", base, reader, warmup, config)
+            label = f"bare endpoint: uvicorn, parse + acked send ({config.single_clients} clients)"
+            return await run_http_phase("single", base, reader, items, config, label=label, server_pid=pid)
 
 
 def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
@@ -282,46 +360,6 @@ def _split(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str,
     return parts
 
 
-def write_results(results: list[PhaseResult], config: BenchConfig, payload_bytes: float) -> dict[str, Any]:
-    baseline = results[0].events_per_s
-    report = {
-        **run_header("ingest"),
-        "settings": {**asdict(config), "mean_payload_bytes": round(payload_bytes)},
-        "results": [{**asdict(r), "ratio_to_baseline": round(r.events_per_s / baseline, 4)} for r in results],
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / "ingest.md").write_text(_markdown(report))
-    return report
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    def fmt(value: float | None, digits: int = 1) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-
-    lines = [
-        "# Ingest throughput",
-        "",
-        f"{report['date']}, commit `{report['git_commit']}`, Python {report['python']}, {report['platform']}, "
-        f"{report['cpus']} CPUs (load average {report['load_average_1m_after']}).",
-        "",
-        f"Settings: `{json.dumps(report['settings'])}`.",
-        "",
-        "events/s runs from the first send/request until the baseline's last broker ack, or until a reader "
-        'of `interactions` has seen every event of the phase (ingest); "acked" stops at the last HTTP 202.',
-        "",
-        "| mode | timed until | events | events/s | × baseline | events/s (acked) | requests | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['mode']} | {r['timed_until']} | {r['events']:,} | {fmt(r['events_per_s'], 0)} | "
-            f"{r['ratio_to_baseline']:.3f} | {fmt(r['acked_events_per_s'], 0)} | {r['requests'] or '-'} | "
-            f"{fmt(r['latency_p50_ms'])} | {fmt(r['latency_p99_ms'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -329,8 +367,10 @@ def main(argv: list[str] | None = None) -> None:
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
             results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
     sample = make_interactions(200, config.seed)
-    report = write_results(results, config, sum(len(orjson.dumps(i)) for i in sample) / len(sample))
-    print(_markdown(report))
+    report = write_results(
+        results, asdict(config), sum(len(orjson.dumps(i)) for i in sample) / len(sample), kept_notes()
+    )
+    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ the body first published under each id (`body_hash`: the validated event without
 stamps), so a re-post with the same body is a `duplicate` and one with another body a `conflict`;
 neither publishes anything, and two items of one request with the same id are judged the same way,
 in order. The table is written only after the broker acknowledged the publish, so a crash in between
-publishes again rather than losing (at-least-once); two first posts of one id racing each other may
-both be published, and the consumers' own dedupe by event_id keeps the first.
+publishes again rather than losing (at-least-once).
+
+HTTP posts in flight at once share the work (a group commit, shared.edge_group): one check, one
+dedupe query, one acknowledged publish and one insert of the published ids carry all of them, and
+each caller gets its own items' results once that publish was acknowledged. Their items are judged
+in arrival order as one list, so concurrent posts of one event_id within a process are judged like
+items of one batch (first accepted, later duplicate or conflict). A raw-topic batch and an HTTP post
+of one id racing each other (or two processes) may both be published; the consumers' own dedupe by
+event_id keeps the first.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared import db
 from shared.consumer import broker_dead_letters, consumer_policy
+from shared.edge_group import GroupCommit
 from shared.edge_view import prune_edge_view
 from shared.errors import ConflictError, ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
@@ -69,6 +77,8 @@ class Admission:
 
     status: ItemStatus
     error: PipelineError | None = None
+    body_hash: bytes | None = None
+    """Of an accepted event: what `published_events` records for it (computed once)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -176,6 +186,10 @@ class EdgePublisher:
         )
         # Built once per publisher, not once per event.
         self.limits = limits_from(settings)
+        # Concurrent HTTP posts share one admit and one publish (see the module's docstring).
+        self.http_group: GroupCommit[Event, Admission] = GroupCommit(
+            self._admit_and_publish_http, max_items=settings.edge_group_max_events, name=stream.name
+        )
 
     def validate(self, item: bytes | dict[str, Any]) -> Event:
         """Parse and stamp one event; raises ContractError naming the bad fields."""
@@ -197,12 +211,25 @@ class EdgePublisher:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
                 results[index] = _refused(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
-        admissions = await self.admit([event for _, event in good])
-        await self.publish([e for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"], via=via)
+        events = [event for _, event in good]
+        if via == "http":
+            admissions = await self.http_group.submit(events)
+        else:
+            admissions = await self._admit_and_publish(events, via=via)
         for (index, event), admission in zip(good, admissions, strict=True):
             results[index] = _refused(index, str(event.event_id), admission.status, admission.error)
             self._count(admission, via)
         return [results[index] for index in sorted(results)]
+
+    async def _admit_and_publish_http(self, events: list[Event]) -> list[Admission]:
+        return await self._admit_and_publish(events, via="http")
+
+    async def _admit_and_publish(self, events: Sequence[Event], *, via: str) -> list[Admission]:
+        """Admit `events` in order and publish the accepted: one check, one dedupe query, one acknowledged publish."""
+        admissions = await self.admit(events)
+        accepted = [(e, a.body_hash) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
+        await self.publish([e for e, _ in accepted], via=via, digests=[d for _, d in accepted])
+        return admissions
 
     async def consume(self, records: Sequence[ConsumerRecord]) -> None:
         """A raw-topic batch under the consumers' failure policy (shared.consumer): nothing blocks a partition."""
@@ -222,8 +249,8 @@ class EdgePublisher:
             if admission.error is not None:
                 letters.append(self._dead_letter(record, admission.error))
             self._count(admission, "kafka")
-        fresh = [e for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
-        await self.publish(fresh, via="kafka", extra=letters)
+        fresh = [(e, a.body_hash) for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
+        await self.publish([e for e, _ in fresh], via="kafka", extra=letters, digests=[d for _, d in fresh])
 
     async def _dead_letter_poison(self, record: ConsumerRecord, error: PipelineError) -> None:
         """A record the policy gave up on (it failed alone `consumer_max_attempts` times)."""
@@ -278,15 +305,25 @@ class EdgePublisher:
             digest = body_hash(event)
             if event.event_id not in published:
                 published[event.event_id] = digest
-                admissions.append(Admission(status="accepted"))
+                admissions.append(Admission(status="accepted", body_hash=digest))
             elif published[event.event_id] in (None, digest):
                 admissions.append(Admission(status="duplicate"))
             else:
                 admissions.append(Admission(status="conflict", error=conflict_with(event.event_id)))
         return admissions
 
-    async def publish(self, events: Sequence[Event], *, via: str, extra: Sequence[OutRecord] = ()) -> None:
-        """Publish `events` (admitted: first of their id) and `extra` records, then record the ids as published."""
+    async def publish(
+        self,
+        events: Sequence[Event],
+        *,
+        via: str,
+        extra: Sequence[OutRecord] = (),
+        digests: Sequence[bytes | None] | None = None,
+    ) -> None:
+        """Publish `events` (admitted: first of their id) and `extra` records, then record the ids as published.
+
+        `digests`: each event's body_hash when the caller has it (admit computed it), else computed here.
+        """
         started = asyncio.get_running_loop().time()
         if self.stream.mark is not None and events:
             events = await self.stream.mark(events)
@@ -298,7 +335,7 @@ class EdgePublisher:
             for e in events
         ]
         await publish_records(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
-        await self._record_published(events)
+        await self._record_published(events, digests)
         self.metrics.accepted.labels(self.stream.name, via).inc(len(events))
         self.metrics.publish_latency.labels(self.stream.name).observe(asyncio.get_running_loop().time() - started)
 
@@ -326,7 +363,7 @@ class EdgePublisher:
             return {}
         return {row["event_id"]: row["body_hash"] for row in rows}
 
-    async def _record_published(self, events: Sequence[Event]) -> None:
+    async def _record_published(self, events: Sequence[Event], digests: Sequence[bytes | None] | None) -> None:
         if not events:
             return
         try:
@@ -339,7 +376,10 @@ class EdgePublisher:
                 await conn.execute(
                     QUERIES["insert_published_bodies"],
                     [e.event_id for e in events],
-                    [body_hash(e) for e in events],
+                    [
+                        d if d is not None else body_hash(e)
+                        for e, d in zip(events, digests or [None] * len(events), strict=True)
+                    ],
                     self.stream.name,
                 )
                 if self.stream.remember is not None:

@@ -239,6 +239,13 @@ class PipelineSettings(BaseSettings):
         "max_clock_skew_s", 86_400.0, "How far in the future an event's occurred_at may be (producer clocks).", gt=0
     )
     max_batch_items: int = _shared("max_batch_items", 500, "Most items in one HTTP batch request.", ge=1)
+    edge_group_max_events: int = _shared(
+        "edge_group_max_events",
+        1000,
+        "Most events one group commit at an edge carries: the HTTP posts in flight share one dedupe query, one "
+        "producer flush and one insert of their ids (a post with more goes alone).",
+        ge=1,
+    )
     redrive_read_idle_s: float = _shared(
         "redrive_read_idle_s",
         1.0,

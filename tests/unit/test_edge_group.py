@@ -1,0 +1,183 @@
+"""The edge's group commit (shared.edge_group): grouping, arrival order, splitting, failure, cancellation.
+
+No sockets: the flush functions are in-memory judges that record what each flush carried. The
+judge mimics the edge's dedupe (one event_id, one body; first accepted, later duplicate or
+conflict), with state kept across flushes as `published_events` keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.edge_group import GroupCommit, take_group
+
+Item = tuple[str, str]  # (event_id, body)
+
+
+class Judge:
+    """A flush: judges items in order against what earlier flushes published; records each flush's items."""
+
+    def __init__(self, *, gate: asyncio.Event | None = None, fail_on: int | None = None) -> None:
+        self.published: dict[str, str] = {}
+        self.flushes: list[list[Item]] = []
+        self.gate = gate
+        self.fail_on = fail_on
+
+    async def __call__(self, items: list[Item]) -> list[str]:
+        self.flushes.append(list(items))
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(0)
+        if self.fail_on == len(self.flushes):
+            raise ConnectionError("broker away")
+        results, fresh = [], dict(self.published)
+        for event_id, body in items:
+            if event_id not in fresh:
+                fresh[event_id] = body
+                results.append("accepted")
+            else:
+                results.append("duplicate" if fresh[event_id] == body else "conflict")
+        self.published = fresh
+        return results
+
+
+def sequential(calls: list[list[Item]]) -> list[list[str]]:
+    """What judging every call's items one after another, in order, gives."""
+    published: dict[str, str] = {}
+    out = []
+    for call in calls:
+        results = []
+        for event_id, body in call:
+            if event_id not in published:
+                published[event_id] = body
+                results.append("accepted")
+            else:
+                results.append("duplicate" if published[event_id] == body else "conflict")
+        out.append(results)
+    return out
+
+
+async def test_a_lone_caller_is_flushed_at_once_with_its_own_items() -> None:
+    judge = Judge()
+    group = GroupCommit(judge, max_items=10, name="t")
+    assert await group.submit([("a", "x"), ("b", "y")]) == ["accepted", "accepted"]
+    assert judge.flushes == [[("a", "x"), ("b", "y")]]
+    assert await group.submit([]) == []
+    assert len(judge.flushes) == 1, "nothing to carry: no flush"
+
+
+async def test_callers_arriving_during_a_flush_share_the_next_one_in_arrival_order() -> None:
+    gate = asyncio.Event()
+    judge = Judge(gate=gate)
+    group = GroupCommit(judge, max_items=100, name="t")
+    first = asyncio.create_task(group.submit([("a", "x")]))
+    await asyncio.sleep(0.01)  # the first flush is running, held at the gate
+    later = [asyncio.create_task(group.submit([(f"id{n}", "x")])) for n in range(5)]
+    await asyncio.sleep(0.01)
+    assert len(judge.flushes) == 1
+    gate.set()
+    results = await asyncio.gather(first, *later)
+    assert results == [["accepted"]] * 6
+    assert judge.flushes == [[("a", "x")], [(f"id{n}", "x") for n in range(5)]], "one flush for the five"
+
+
+async def test_one_event_id_in_concurrent_calls_is_judged_in_arrival_order() -> None:
+    gate = asyncio.Event()
+    group = GroupCommit(Judge(gate=gate), max_items=100, name="t")
+    calls = [[("warm", "x")], [("e", "body")], [("e", "body")], [("e", "other")], [("f", "x"), ("e", "body")]]
+    tasks = []
+    for call in calls:
+        tasks.append(asyncio.create_task(group.submit(call)))
+        await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*tasks) == [
+        ["accepted"],
+        ["accepted"],
+        ["duplicate"],
+        ["conflict"],
+        ["accepted", "duplicate"],
+    ]
+
+
+@given(
+    calls=st.lists(
+        st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("xy")), min_size=0, max_size=4),
+        min_size=1,
+        max_size=12,
+    ),
+    max_items=st.integers(1, 6),
+)
+@settings(max_examples=60, deadline=None)
+def test_grouped_results_equal_judging_every_call_in_turn(calls: list[list[Item]], max_items: int) -> None:
+    async def run() -> tuple[list[list[str]], Judge]:
+        judge = Judge()
+        group = GroupCommit(judge, max_items=max_items, name="t")
+        return list(await asyncio.gather(*(group.submit(call) for call in calls))), judge
+
+    results, judge = asyncio.run(run())
+    assert results == sequential(calls)
+    carried = [item for flush in judge.flushes for item in flush]
+    assert carried == [item for call in calls for item in call], "every item carried once, in arrival order"
+    sizes = [len(call) for call in calls if call]
+    assert all(len(f) <= max_items or len(f) in sizes for f in judge.flushes), "only a call alone passes the cap"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_items", "taken"),
+    [([1, 1, 1], 2, 2), ([3], 2, 1), ([1, 3], 3, 1), ([2, 1, 5], 8, 3), ([5, 1], 4, 1), ([1] * 10, 100, 10)],
+)
+def test_a_flush_takes_whole_callers_up_to_the_cap(sizes: list[int], max_items: int, taken: int) -> None:
+    assert take_group(sizes, max_items) == taken
+
+
+async def test_a_failed_flush_fails_each_of_its_callers_and_not_the_next_group() -> None:
+    gate = asyncio.Event()
+    judge = Judge(gate=gate, fail_on=2)
+    group = GroupCommit(judge, max_items=3, name="t")
+    first = asyncio.create_task(group.submit([("a", "x")]))
+    await asyncio.sleep(0.01)
+    failing = [asyncio.create_task(group.submit([(f"f{n}", "x")])) for n in range(3)]
+    after = asyncio.create_task(group.submit([("g", "x")]))  # past the cap: the third flush
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == ["accepted"]
+    for task in failing:
+        with pytest.raises(ConnectionError, match="broker away"):
+            await task
+    assert await after == ["accepted"]
+    assert [len(f) for f in judge.flushes] == [1, 3, 1]
+    assert "f0" not in judge.published, "the failed flush recorded nothing"
+
+
+async def test_a_flush_returning_the_wrong_count_fails_its_callers() -> None:
+    async def short(items: list[Item]) -> list[str]:
+        return ["accepted"] * (len(items) - 1)
+
+    group = GroupCommit(short, max_items=10, name="t")
+    with pytest.raises(RuntimeError, match="2 items"):
+        await group.submit([("a", "x"), ("b", "x")])
+
+
+async def test_a_cancelled_caller_stops_waiting_and_its_flush_still_carries_the_others() -> None:
+    gate = asyncio.Event()
+    judge = Judge(gate=gate)
+    group = GroupCommit(judge, max_items=10, name="t")
+    gone = asyncio.create_task(group.submit([("a", "x")]))
+    stays = asyncio.create_task(group.submit([("b", "x")]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    gate.set()
+    assert await stays == ["accepted"]
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert set(judge.published) == {"a", "b"}, "the cancelled caller's items were carried all the same"
+    assert await group.submit([("a", "x")]) == ["duplicate"], "and later calls see them"
+
+
+def test_max_items_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommit(Judge(), max_items=0, name="t")
