@@ -1,7 +1,8 @@
 """Export throughput and memory: rows/s and peak RSS exporting N live pairs to Parquet, by file and by HTTP.
 
 `python -m bench.export [--sizes 100000,1000000] [--answer-chars 1000]` writes synthetic state straight
-into PostgreSQL with COPY (agg_groups and agg_pairs: N live pairs, each with two ~1 KB answers),
+into PostgreSQL with COPY (agg_groups, counted for the leaderboard in agg_counted_groups as a
+pipeline-built state is, and agg_pairs: N live pairs, each with two ~1 KB answers),
 then for each size runs the aggregator (`python -m services.aggregator`, a fresh process per
 measurement, so its peak RSS is the export's) and measures:
 
@@ -124,6 +125,12 @@ async def fill(dsn: str, start: int, stop: int, answer_chars: int) -> float:
             rows = [synthetic_pair(n, pool, answer_chars) for n in range(first, min(first + COPY_BATCH, stop))]
             groups = [(key, "bench", json.dumps({"messages": orjson.loads(p)["prompt"]})) for _, key, p in rows]
             await conn.copy_records_to_table("agg_groups", records=groups, columns=["prompt_key", "app_id", "prompt"])
+            # Counted for the leaderboard, as a pipeline-built state is: else every fresh aggregator's
+            # leaderboard backfill would route all N groups while the export is being measured.
+            counted = [(key, "bench", "general") for _, key, _ in rows]
+            await conn.copy_records_to_table(
+                "agg_counted_groups", records=counted, columns=["prompt_key", "app_id", "domain"]
+            )
             pairs = [(pid, key, "bench", pair) for pid, key, pair in rows]
             await conn.copy_records_to_table(
                 "agg_pairs", records=pairs, columns=["pair_id", "prompt_key", "state_hash", "pair"]

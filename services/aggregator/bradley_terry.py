@@ -28,11 +28,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
-from scipy.optimize import minimize
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.special import expit
+import scipy  # its submodules load on first use (a refit), not when the aggregator starts
 
 LOGIT_TO_RATING = 400.0 / math.log(10.0)
 RATING_MEAN = 1000.0
@@ -98,8 +94,8 @@ def has_mle(counts: PairCounts) -> bool:
     won_first, won_second = counts.first_wins > 0, counts.second_wins > 0
     rows = np.concatenate([counts.first[won_first], counts.second[won_second]])
     cols = np.concatenate([counts.second[won_first], counts.first[won_second]])
-    graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(counts.size, counts.size)).tocsr()
-    n_components, _ = connected_components(graph, directed=True, connection="strong")
+    graph = scipy.sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(counts.size, counts.size)).tocsr()
+    n_components, _ = scipy.sparse.csgraph.connected_components(graph, directed=True, connection="strong")
     return n_components == 1
 
 
@@ -110,7 +106,7 @@ def _objective(
     diff = theta[counts.first] - theta[counts.second]
     # first_wins * softplus(-d) + second_wins * softplus(d), with softplus(d) = softplus(-d) + d.
     loss = played @ np.logaddexp(0.0, -diff) + counts.second_wins @ diff
-    slope = played * expit(diff) - counts.first_wins
+    slope = played * scipy.special.expit(diff) - counts.first_wins
     grad = np.bincount(counts.first, slope, counts.size) - np.bincount(counts.second, slope, counts.size)
     if l2:
         loss += 0.5 * l2 * (theta @ theta)
@@ -135,7 +131,7 @@ def fit(
     scale = max(1.0, 2.0 * float(played.sum()) / counts.size)
     l2 = 0.0 if is_mle else 1.0 / prior_sd_logit**2
     x0 = np.zeros(counts.size) if start is None else np.asarray(start, dtype=np.float64) - np.mean(start)
-    result = minimize(
+    result = scipy.optimize.minimize(
         _objective,
         x0,
         args=(counts, played, scale, l2),
@@ -154,7 +150,7 @@ def information(counts: PairCounts, logits: np.ndarray, l2: float = 0.0) -> np.n
     solving it with a right-hand side that sums to zero gives the mean-zero solution.
     """
     n = counts.size
-    p = expit(logits[counts.first] - logits[counts.second])
+    p = scipy.special.expit(logits[counts.first] - logits[counts.second])
     conductance = (counts.first_wins + counts.second_wins) * p * (1.0 - p)
     diagonal = np.bincount(counts.first, conductance, n) + np.bincount(counts.second, conductance, n)
     off = np.bincount(counts.first * n + counts.second, conductance, n * n).reshape(n, n)
@@ -175,8 +171,9 @@ def refit(counts: PairCounts, start: np.ndarray, *, prior_sd_logit: float = DEFA
     loss, grad = _objective(theta, counts, played, 1.0, l2)
     for _ in range(_NEWTON_ITERATIONS):
         try:
-            step = -cho_solve(cho_factor(information(counts, theta, l2), check_finite=False), grad, check_finite=False)
-        except LinAlgError:
+            factor = scipy.linalg.cho_factor(information(counts, theta, l2), check_finite=False)
+            step = -scipy.linalg.cho_solve(factor, grad, check_finite=False)
+        except scipy.linalg.LinAlgError:
             break
         t = 1.0
         while t > 1e-6:

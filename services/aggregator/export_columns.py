@@ -1,14 +1,19 @@
 """Export shaping of live pairs, columnar: the rows `exports.rows_from_pair` gives, built with Arrow at once.
 
-A chunk of PreferencePair JSON texts is parsed into Arrow columns, and each kind's
-columns are assembled from them with no Python object per row: an export of a million pairs spends
-its time here, and per-row Python would cost it most of a minute. `exports.rows_from_pair` is the
-reference: tests/unit/aggregator/test_export_columns.py checks with Hypothesis that both give the same
-batch for any pairs, filters, test size and split. Pure: no I/O, no settings.
+A chunk of live pairs becomes one Arrow table of their fields (`PAIR_JSON_SCHEMA`), and each kind's
+columns are assembled from it with no Python object per row: an export of a million pairs spends
+its time here, and per-row Python would cost it most of a minute. The export reads the fields as
+columns PostgreSQL took out of the JSON (`pairs_from_records`, the columns of `select_export_pairs`:
+no JSON is parsed in Python); `parse_pairs` builds the same table from PreferencePair JSON texts
+(tests/integration/aggregator/test_export_columns_sql.py checks that both agree on stored pairs).
+`exports.rows_from_pair` is the reference: tests/unit/aggregator/test_export_columns.py checks with
+Hypothesis that both give the same batch for any pairs, filters, test size and split. Pure: no I/O,
+no settings.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +77,49 @@ def parse_pairs(texts: Sequence[str]) -> pa.Table:
     columns["evidence"] = pa.StructArray.from_arrays(
         [pa.array([counts.get(name, 0) for counts in evidence], pa.int64()) for name in EVIDENCE_FIELDS],
         names=list(EVIDENCE_FIELDS),
+    )
+    return pa.Table.from_arrays([columns[field.name] for field in PAIR_JSON_SCHEMA], schema=PAIR_JSON_SCHEMA)
+
+
+_TEXT_FIELDS = ("pair_id", "prompt_key", "app_id", "method", "domain", "occurred_at", "updated_at")
+# The columns of the queries select_export_pairs and select_export_rewrites, in their order.
+PAIR_COLUMNS = (
+    *_TEXT_FIELDS,
+    "confidence",
+    "prompt_roles",
+    "prompt_contents",
+    *(f"{side}_{field}" for side in _SIDES for field in _CANDIDATE.names),
+    *EVIDENCE_FIELDS,
+)
+
+
+def pairs_from_records(records: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows of `PAIR_COLUMNS` (PostgreSQL took the pair JSON apart) -> the table `parse_pairs` gives.
+
+    One transpose (zip, in C) and one Arrow array per column: no Python code runs per row.
+    """
+    if records and hasattr(records[0], "keys") and tuple(records[0].keys()) != PAIR_COLUMNS:
+        raise ValueError(f"pair columns {tuple(records[0].keys())} are not {PAIR_COLUMNS}")
+    values = dict(zip(PAIR_COLUMNS, zip(*records, strict=True), strict=True)) if records else {}
+
+    def column(name: str) -> Sequence[Any]:
+        return values.get(name, ())
+
+    columns: dict[str, pa.Array] = {name: _strings(column(name)) for name in _TEXT_FIELDS}
+    roles = column("prompt_roles")
+    offsets = list(itertools.accumulate((len(turns) for turns in roles), initial=0))
+    prompt_values = pa.StructArray.from_arrays(
+        [_strings(list(itertools.chain.from_iterable(column(f"prompt_{part}s")))) for part in ("role", "content")],
+        names=["role", "content"],
+    )
+    columns["prompt"] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), prompt_values)
+    for side in _SIDES:
+        children = [_strings(column(f"{side}_{field}")) for field in _CANDIDATE.names]
+        columns[side] = pa.StructArray.from_arrays(children, names=_CANDIDATE.names)
+    columns["confidence"] = pa.array(column("confidence"), pa.float64())
+    # A count the pair does not have is NULL in SQL: 0, as parse_pairs makes it.
+    columns["evidence"] = pa.StructArray.from_arrays(
+        [pc.fill_null(pa.array(column(name), pa.int64()), 0) for name in EVIDENCE_FIELDS], names=list(EVIDENCE_FIELDS)
     )
     return pa.Table.from_arrays([columns[field.name] for field in PAIR_JSON_SCHEMA], schema=PAIR_JSON_SCHEMA)
 
@@ -245,10 +293,19 @@ def _kept(kind: str, pairs: pa.Table, selection: Selection) -> np.ndarray:
 
 def pairs_batch(kind: str, texts: Sequence[str], selection: Selection) -> pa.RecordBatch:
     """The rows of `kind` that these live pairs (PreferencePair JSON texts) give, with a `split` column."""
+    return table_batch(kind, parse_pairs(texts), selection)
+
+
+def records_batch(kind: str, records: Sequence[Sequence[Any]], selection: Selection) -> pa.RecordBatch:
+    """The same from rows of `PAIR_COLUMNS` (the export queries' columns)."""
+    return table_batch(kind, pairs_from_records(records), selection)
+
+
+def table_batch(kind: str, pairs: pa.Table, selection: Selection) -> pa.RecordBatch:
+    """The rows of `kind` that these live pairs (a `PAIR_JSON_SCHEMA` table) give, with a `split` column."""
     schema = schema_of(kind, with_split=True)
-    if not texts:
+    if not pairs.num_rows:
         return pa.RecordBatch.from_pylist([], schema=schema)
-    pairs = parse_pairs(texts)
     splits = np.array([split_of(key, selection.test_size) for key in _column(pairs, "prompt_key").to_pylist()])
     keep = _kept(kind, pairs, selection)
     if selection.split != "all":
@@ -257,4 +314,5 @@ def pairs_batch(kind: str, texts: Sequence[str], selection: Selection) -> pa.Rec
     columns = _shaped(kind, pairs)
     columns["split"] = pa.array(np.repeat(splits, rows_per_pair), pa.string())
     batch = pa.RecordBatch.from_arrays([columns[field.name] for field in schema], schema=schema)
-    return batch.filter(pa.array(np.repeat(keep, rows_per_pair)))
+    # Most chunks keep every row: filtering them would only copy the batch.
+    return batch if keep.all() else batch.filter(pa.array(np.repeat(keep, rows_per_pair)))

@@ -131,7 +131,7 @@ class Shaper:
 
     def batch(self, source: str, records: list[Any]) -> pa.RecordBatch:
         if source == "pairs":
-            return export_columns.pairs_batch(self.kind, [record["pair"] for record in records], self.selection)
+            return export_columns.records_batch(self.kind, records, self.selection)
         rows: list[exports.Row] = []
         if source == "approvals":
             for record in records:

@@ -39,8 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
-from scipy.special import expit
+import scipy  # its submodules load on first use (a refit), not when the aggregator starts
 
 from services.aggregator import bradley_terry as bt
 
@@ -104,9 +103,9 @@ def _influence_order(refitter: _Refitter, factor: tuple, upper: int, lower: int)
     n = refitter.counts.size
     target = np.zeros(n)
     target[upper], target[lower] = 1.0, -1.0
-    v = cho_solve(factor, target)
+    v = scipy.linalg.cho_solve(factor, target)
     cells, logits = refitter.cells, refitter.point.logits
-    p = expit(logits[cells.winner] - logits[cells.loser])
+    p = scipy.special.expit(logits[cells.winner] - logits[cells.loser])
     effect = -(1.0 - p) * (v[cells.winner] - v[cells.loser])
     useful = np.flatnonzero((effect < 0) & (cells.count > 0))
     order = useful[np.argsort(effect[useful], kind="stable")]
@@ -251,7 +250,7 @@ def adjacent_swap_costs(
         return ()
     refitter = _Refitter(counts, point, prior_sd_logit)
     l2 = 0.0 if point.is_mle else 1.0 / prior_sd_logit**2
-    factor = cho_factor(bt.information(counts, point.logits, l2))
+    factor = scipy.linalg.cho_factor(bt.information(counts, point.logits, l2))
     return tuple(
         _swap_cost(refitter, factor, upper, lower, exact_refit_budget) for upper, lower in itertools.pairwise(order)
     )

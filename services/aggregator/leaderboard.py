@@ -27,9 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.stats import beta
+import scipy  # its submodules load on first use (a refit), not when the aggregator starts
 
 from services.aggregator import bradley_terry as bt
 from services.aggregator.fragility import adjacent_swap_costs
@@ -135,7 +133,7 @@ class Leaderboard:
 def approval(up: int, down: int, *, level: float = 0.95) -> Approval:
     """The approval rate and the equal-tailed `level` interval of Beta(1 + up, 1 + down)."""
     tail = (1.0 - level) / 2.0
-    low, high = beta.ppf([tail, 1.0 - tail], 1 + up, 1 + down)
+    low, high = scipy.stats.beta.ppf([tail, 1.0 - tail], 1 + up, 1 + down)
     rate = up / (up + down) if up + down else None
     return Approval(up=up, down=down, rate=rate, ci_low=float(low), ci_high=float(high))
 
@@ -163,7 +161,7 @@ def _rated_indices(wins: np.ndarray, min_battles: int) -> tuple[np.ndarray, np.n
     if eligible.size == 0:
         return eligible, eligible
     among = played[np.ix_(eligible, eligible)]
-    n_groups, labels = connected_components(coo_matrix(among > 0), directed=False)
+    n_groups, labels = scipy.sparse.csgraph.connected_components(scipy.sparse.coo_matrix(among > 0), directed=False)
     battles_in = np.bincount(labels, among.sum(axis=1), n_groups)
     # The largest group by battles; ties go to the group with more versions, then the first.
     sizes = np.bincount(labels, minlength=n_groups)

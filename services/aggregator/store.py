@@ -418,14 +418,14 @@ async def _chunks(conn: asyncpg.Connection, query: str, args: Sequence[Any], chu
 
 
 def select_export_pairs(conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int) -> AsyncIterator[list]:
-    """Chunks of live pairs (records with `pair`: the PreferencePair JSON text)."""
+    """Chunks of live pairs (records of the columns `export_columns.PAIR_COLUMNS` names, in its order)."""
     return _chunks(conn, "select_export_pairs", _export_filter_args(filters), chunk_rows)
 
 
 def select_export_rewrites(
     conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int, expert_model: str
 ) -> AsyncIterator[list]:
-    """Chunks of live expert-rewrite pairs, one per rewrite (records with `pair`)."""
+    """Chunks of live expert-rewrite pairs, one per rewrite (records as `select_export_pairs` gives them)."""
     return _chunks(conn, "select_export_rewrites", [*_export_filter_args(filters), expert_model], chunk_rows)
 
 
