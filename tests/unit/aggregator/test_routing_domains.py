@@ -13,6 +13,7 @@ from shared.events import Message
 
 SHIPPED = parse_domain_rules(json.loads(DEFAULT_DOMAIN_RULES.read_text()))
 KEYWORDS = [p.pattern for rule in SHIPPED for p in rule.patterns]
+TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=12)  # messages refuse NUL
 WORDS = st.sampled_from(["insulin", "lawsuit", "python", "the", "my", "contract", "pain", "Diabetes", "x", "é"])
 
 
@@ -28,7 +29,7 @@ def rules_of(domain_rules: tuple) -> RoutingRules:
     return RoutingRules(domain_rules=domain_rules, priority_step=0.1)
 
 
-@given(words=st.lists(WORDS | st.text(max_size=12), max_size=30), separator=st.sampled_from([" ", "-", "_", "\n", ""]))
+@given(words=st.lists(WORDS | TEXT, max_size=30), separator=st.sampled_from([" ", "-", "_", "\n", ""]))
 def test_the_shipped_rules_route_as_each_pattern_would_alone(words: list[str], separator: str) -> None:
     rules = rules_of(SHIPPED)
     text = separator.join(words)
@@ -52,3 +53,11 @@ def test_a_long_prompt_is_matched_without_the_cache_and_the_answers_own_domain_w
         long_text, rules
     )
     assert route_domain(["code", None], [Message(role="user", content="insulin")], rules) == "code"
+
+
+def test_keywords_that_begin_alike_each_match_as_a_whole_word() -> None:
+    rules = rules_of(parse_domain_rules({"rules": [{"domain": "code", "keywords": ["c", "c++", "go lang", "go"]}]}))
+    for text, domain in [("I write c++ daily", "code"), ("cat", GENERAL_DOMAIN), ("go lang", "code"),
+                         ("going", GENERAL_DOMAIN), ("in C.", "code"), ("golang", GENERAL_DOMAIN)]:  # fmt: skip
+        prompt = [Message(role="user", content=text)]
+        assert route_domain([None], prompt, rules) == one_pattern_at_a_time(text, rules) == domain, text
