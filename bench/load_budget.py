@@ -112,18 +112,23 @@ def markdown_rows(budget: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def quality_row(budget: dict[str, Any], seconds: float) -> str:
-    """The "open tasks under load" row of bench/results/quality.md."""
+    """The "open tasks under load" row of bench/results/quality.md's table (measure | goal | pipeline | offline)."""
     kept = "yes" if budget["open_is_top_cap"] else "no"
     return (
-        f"{QUALITY_ROW_PREFIX} (python -m bench.load --seconds {seconds:g}, cap {budget['cap']} per domain) "
+        f"{QUALITY_ROW_PREFIX} (annotation budget, `python -m bench.load --seconds {seconds:g}`, cap "
+        f"{budget['cap']} per domain; bench/results/load.md) | at or under the cap "
         f"| max {budget['max_open_aggregator']} per domain in the aggregator, {budget['max_open_feedback']} in "
-        f"feedback's queue; kept set = top {budget['cap']} by priority at the end: {kept} |"
+        f"feedback's queue; kept set = top {budget['cap']} by priority at the end: {kept} |  |"
     )
 
 
 def write_quality_row(path: Path, row: str) -> None:
-    """Put the row into quality.md: replace the previous one, else append it (the rest is another bench's)."""
+    """Put the row into quality.md: in place of the previous one (inside the table), else at the end."""
     lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if not line.startswith(QUALITY_ROW_PREFIX)]
+    at = next((i for i, line in enumerate(lines) if line.startswith(QUALITY_ROW_PREFIX)), None)
+    if at is None:
+        lines.append(row)
+    else:
+        lines[at] = row
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([*kept, row]) + "\n")
+    path.write_text("\n".join(lines) + "\n")

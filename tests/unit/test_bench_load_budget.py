@@ -43,4 +43,9 @@ def test_the_quality_row_replaces_its_previous_version_and_keeps_the_rest(tmp_pa
     load_budget.write_quality_row(path, load_budget.quality_row(load_budget.summary([], final), 60))
     lines = path.read_text().splitlines()
     assert lines[:5] == ["# Quality", "", "| what | measured |", "|---|---|", "| flag latency | 12 votes |"]
-    assert len(lines) == 6 and lines[5].startswith(load_budget.QUALITY_ROW_PREFIX) and lines[5].endswith(": no |")
+    assert len(lines) == 6 and lines[5].startswith(load_budget.QUALITY_ROW_PREFIX) and lines[5].endswith(": no |  |")
+    path.write_text("\n".join([*lines[:5], "", "After the table."]) + "\n")
+    path.write_text(path.read_text().replace("| flag latency | 12 votes |", "| flag latency | 12 votes |\n" + lines[5]))
+    load_budget.write_quality_row(path, load_budget.quality_row(load_budget.summary([], FINAL), 60))
+    assert path.read_text().splitlines()[5].endswith(": yes |  |")  # replaced where it stood, inside the table
+    assert path.read_text().splitlines()[-1] == "After the table."
