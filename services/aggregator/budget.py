@@ -30,6 +30,7 @@ lock, the few tasks at the two ends that a batch's decisions can reach, and deci
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -209,3 +210,83 @@ class DomainQueue:
         if decision.promoted is not None:
             open_[decision.promoted] = waiting.pop(decision.promoted)
         return replace(self, open=open_, waiting=waiting), decision
+
+    def apply(self, steps: Sequence[tuple[str, float | None]]) -> tuple[DomainQueue, list[Admission | Release]]:
+        """Offers (`(task_id, priority)`) and releases (`(task_id, None)`) in order, with their decisions.
+
+        The same decisions as `offer` and `release` one at a time, in O(log n) each: one copy of the sets
+        and heaps with lazy deletion (an entry counts while its task holds that priority on that side),
+        where a step at a time copies both sets and scans them (quadratic in a batch's offers per domain).
+        """
+        open_, waiting = dict(self.open), dict(self.waiting)
+        lowest = _Ends(open_, largest=False)
+        best = _Ends(waiting, largest=True)
+        decisions: list[Admission | Release] = []
+        for task_id, priority in steps:
+            is_open = task_id in open_
+            if priority is None:
+                decision: Admission | Release = release(task_id, was_open=is_open, best_waiting=best.top(task_id))
+            else:
+                decision = admit(
+                    Ranked(priority, task_id),
+                    is_open=is_open,
+                    open_count=len(open_) + self.hidden_open - is_open,
+                    lowest_open=lowest.top(task_id),
+                    best_waiting=best.top(task_id),
+                    cap=self.cap,
+                )
+            open_.pop(task_id, None)
+            waiting.pop(task_id, None)
+            if isinstance(decision, Admission):
+                (lowest if decision.is_open else best).put(task_id, priority)
+                if decision.withdrawn is not None and decision.withdrawn != task_id:
+                    best.put(decision.withdrawn, open_.pop(decision.withdrawn))
+            if decision.promoted is not None:
+                lowest.put(decision.promoted, waiting.pop(decision.promoted))
+            decisions.append(decision)
+        return replace(self, open=open_, waiting=waiting), decisions
+
+
+class _Ends:
+    """One side's tasks (the caller's dict, kept in step) and a heap of them: the lowest, or the best, first."""
+
+    def __init__(self, tasks: dict[str, float], *, largest: bool) -> None:
+        self.tasks = tasks
+        self.sign = -1 if largest else 1
+        self.heap = [self._entry(task_id, priority) for task_id, priority in tasks.items()]
+        heapq.heapify(self.heap)
+
+    def _entry(self, task_id: str, priority: float) -> tuple[float, _Key, str]:
+        return (self.sign * priority, _Key(task_id, reverse=self.sign < 0), task_id)
+
+    def put(self, task_id: str, priority: float | None) -> None:
+        assert priority is not None
+        self.tasks[task_id] = priority
+        heapq.heappush(self.heap, self._entry(task_id, priority))
+
+    def top(self, without: str) -> Ranked | None:
+        """The first task at this end other than `without` (stale entries dropped on the way)."""
+        held = []
+        while self.heap:
+            signed, _, task_id = self.heap[0]
+            if self.tasks.get(task_id) != self.sign * signed:
+                heapq.heappop(self.heap)  # that task left this side, or holds another priority now
+            elif task_id == without:
+                held.append(heapq.heappop(self.heap))
+            else:
+                break
+        found = Ranked(self.sign * self.heap[0][0], self.heap[0][2]) if self.heap else None
+        for entry in held:
+            heapq.heappush(self.heap, entry)
+        return found
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A task_id ordered as a rank orders it at equal priority: the greater first at the best end."""
+
+    task_id: str
+    reverse: bool
+
+    def __lt__(self, other: _Key) -> bool:
+        return self.task_id > other.task_id if self.reverse else self.task_id < other.task_id

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.aggregator import store
-from services.aggregator.budget import DomainQueue, Ranked, rebalance
+from services.aggregator.budget import Admission, DomainQueue, Ranked, rebalance
 from services.aggregator.outputs import Emission, TaskOffer, TaskState, plan_task_emissions
 from services.aggregator.store import SQL_DIR
 from shared import db
@@ -138,17 +138,14 @@ def _decide(
 ) -> dict[str, DomainQueue]:
     """Apply each domain's operations to its window with the pure rules; count the decisions."""
     for domain, steps in operations.items():
-        queue = queues[domain]
-        for task_id, offer in steps:
-            if offer is None:
-                queue, released = queue.release(task_id)
-                tally["released"] += 1
-                tally["promoted"] += released.promoted is not None
+        queue, decisions = queues[domain].apply([(t, None if o is None else o.priority) for t, o in steps])
+        for decision in decisions:
+            if isinstance(decision, Admission):
+                tally[decision.outcome] += 1
+                tally["withdrawn"] += decision.withdrawn is not None
             else:
-                queue, admission = queue.offer(task_id, offer.priority)
-                tally[admission.outcome] += 1
-                tally["withdrawn"] += admission.withdrawn is not None
-                tally["promoted"] += admission.promoted is not None
+                tally["released"] += 1
+            tally["promoted"] += decision.promoted is not None
         queues[domain] = queue
     return queues
 

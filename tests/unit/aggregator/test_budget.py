@@ -226,3 +226,29 @@ def test_task_priority_reads_the_tasks_own_counts() -> None:
     assert task_priority(split, 10) == pytest.approx(5.0)  # a coin flip: half the traffic
     disliked = spec("rewrite", a_down=3)
     assert task_priority(disliked, 8) == pytest.approx(8 * rewrite_change_probability(Tally(0, 3)))
+
+
+STEPS = st.lists(
+    st.tuples(st.sampled_from([f"t{i}" for i in range(12)]), st.none() | st.sampled_from([0.1, 0.2, 0.5, 0.9, 1.0])),
+    max_size=60,
+)
+
+
+@given(cap=st.integers(1, 6), steps=STEPS, start=STEPS, hidden=st.integers(0, 3))
+def test_applying_a_batch_of_steps_decides_as_one_step_at_a_time(
+    cap: int, steps: list[tuple[str, float | None]], start: list[tuple[str, float | None]], hidden: int
+) -> None:
+    # A queue some steps in (ties of priority included), then a window with open tasks hidden above it.
+    queue = DomainQueue(cap)
+    for task_id, priority in start:
+        queue = queue.offer(task_id, priority)[0] if priority is not None else queue.release(task_id)[0]
+    queue = DomainQueue(cap, queue.open, queue.waiting, hidden_open=hidden)
+    one_at_a_time, decisions = queue, []
+    for task_id, priority in steps:
+        one_at_a_time, decision = (
+            one_at_a_time.offer(task_id, priority) if priority is not None else one_at_a_time.release(task_id)
+        )
+        decisions.append(decision)
+    applied, applied_decisions = queue.apply(steps)
+    assert applied_decisions == decisions
+    assert (dict(applied.open), dict(applied.waiting)) == (dict(one_at_a_time.open), dict(one_at_a_time.waiting))
