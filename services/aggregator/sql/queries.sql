@@ -198,71 +198,29 @@ LIMIT $2
 SELECT now() AS taken_at, pg_current_snapshot()::text AS snapshot
 
 -- name: select_export_pairs
--- Live pairs (a retracted pair's row holds NULL), one column per field an export reads: the columns of
--- export_columns.PAIR_COLUMNS, in its order (PostgreSQL takes the JSON apart, so the aggregator parses none).
--- jsonb_to_record reads each stored pair once (an operator per field would detoast it once per field).
-SELECT
-  j.pair_id, j.prompt_key, j.app_id, j.method, j.domain, j.occurred_at, j.updated_at, j.confidence,
-  ARRAY(SELECT m.value->>'role' FROM jsonb_array_elements(j.prompt) WITH ORDINALITY m ORDER BY m.ordinality)
-    AS prompt_roles,
-  ARRAY(SELECT m.value->>'content' FROM jsonb_array_elements(j.prompt) WITH ORDINALITY m ORDER BY m.ordinality)
-    AS prompt_contents,
-  j.chosen->>'interaction_id' AS chosen_interaction_id, j.chosen->>'content' AS chosen_content,
-  j.chosen->>'model' AS chosen_model, j.chosen->>'model_version' AS chosen_model_version,
-  j.rejected->>'interaction_id' AS rejected_interaction_id, j.rejected->>'content' AS rejected_content,
-  j.rejected->>'model' AS rejected_model, j.rejected->>'model_version' AS rejected_model_version,
-  (j.evidence->>'chosen_up')::int8 AS chosen_up, (j.evidence->>'chosen_down')::int8 AS chosen_down,
-  (j.evidence->>'rejected_up')::int8 AS rejected_up, (j.evidence->>'rejected_down')::int8 AS rejected_down,
-  (j.evidence->>'comparisons_for')::int8 AS comparisons_for,
-  (j.evidence->>'comparisons_against')::int8 AS comparisons_against,
-  (j.evidence->>'edits')::int8 AS edits, (j.evidence->>'experts')::int8 AS experts
-FROM agg_pairs p
-CROSS JOIN LATERAL jsonb_to_record(p.pair) AS j(
-  pair_id text, prompt_key text, app_id text, method text, domain text, occurred_at text, updated_at text,
-  confidence float8, prompt jsonb, chosen jsonb, rejected jsonb, evidence jsonb
-)
-WHERE p.pair IS NOT NULL
-  AND ($1::text IS NULL OR j.app_id = $1)
-  AND ($2::text IS NULL OR j.domain = $2)
-  AND ($3::text IS NULL OR j.method = $3)
-  AND ($4::text IS NULL OR j.chosen->>'model_version' = $4 OR j.rejected->>'model_version' = $4)
-  AND ($5::float8 IS NULL OR j.confidence >= $5)
-  AND ($6::timestamptz IS NULL OR j.updated_at::timestamptz >= $6)
-  AND ($7::timestamptz IS NULL OR j.updated_at::timestamptz < $7)
+-- Live pairs, one column per field an export reads (the view agg_export_pairs, migration 0006).
+SELECT * FROM agg_export_pairs
+WHERE ($1::text IS NULL OR app_id = $1)
+  AND ($2::text IS NULL OR domain = $2)
+  AND ($3::text IS NULL OR method = $3)
+  AND ($4::text IS NULL OR chosen_model_version = $4 OR rejected_model_version = $4)
+  AND ($5::float8 IS NULL OR confidence >= $5)
+  AND ($6::timestamptz IS NULL OR updated_at::timestamptz >= $6)
+  AND ($7::timestamptz IS NULL OR updated_at::timestamptz < $7)
 
 -- name: select_export_rewrites
 -- Live pairs whose chosen side is an expert's rewrite ($8: the expert model name), once per rewrite (the
 -- columns of select_export_pairs).
-SELECT DISTINCT ON (p.prompt_key, j.chosen->>'interaction_id')
-  j.pair_id, j.prompt_key, j.app_id, j.method, j.domain, j.occurred_at, j.updated_at, j.confidence,
-  ARRAY(SELECT m.value->>'role' FROM jsonb_array_elements(j.prompt) WITH ORDINALITY m ORDER BY m.ordinality)
-    AS prompt_roles,
-  ARRAY(SELECT m.value->>'content' FROM jsonb_array_elements(j.prompt) WITH ORDINALITY m ORDER BY m.ordinality)
-    AS prompt_contents,
-  j.chosen->>'interaction_id' AS chosen_interaction_id, j.chosen->>'content' AS chosen_content,
-  j.chosen->>'model' AS chosen_model, j.chosen->>'model_version' AS chosen_model_version,
-  j.rejected->>'interaction_id' AS rejected_interaction_id, j.rejected->>'content' AS rejected_content,
-  j.rejected->>'model' AS rejected_model, j.rejected->>'model_version' AS rejected_model_version,
-  (j.evidence->>'chosen_up')::int8 AS chosen_up, (j.evidence->>'chosen_down')::int8 AS chosen_down,
-  (j.evidence->>'rejected_up')::int8 AS rejected_up, (j.evidence->>'rejected_down')::int8 AS rejected_down,
-  (j.evidence->>'comparisons_for')::int8 AS comparisons_for,
-  (j.evidence->>'comparisons_against')::int8 AS comparisons_against,
-  (j.evidence->>'edits')::int8 AS edits, (j.evidence->>'experts')::int8 AS experts
-FROM agg_pairs p
-CROSS JOIN LATERAL jsonb_to_record(p.pair) AS j(
-  pair_id text, prompt_key text, app_id text, method text, domain text, occurred_at text, updated_at text,
-  confidence float8, prompt jsonb, chosen jsonb, rejected jsonb, evidence jsonb
-)
-WHERE p.pair IS NOT NULL
-  AND j.method = 'expert' AND j.chosen->>'model' = $8
-  AND ($1::text IS NULL OR j.app_id = $1)
-  AND ($2::text IS NULL OR j.domain = $2)
+SELECT DISTINCT ON (prompt_key, chosen_interaction_id) * FROM agg_export_pairs
+WHERE method = 'expert' AND chosen_model = $8
+  AND ($1::text IS NULL OR app_id = $1)
+  AND ($2::text IS NULL OR domain = $2)
   AND ($3::text IS NULL OR $3 = 'expert')
-  AND ($4::text IS NULL OR j.rejected->>'model_version' = $4)
-  AND ($5::float8 IS NULL OR j.confidence >= $5)
-  AND ($6::timestamptz IS NULL OR j.updated_at::timestamptz >= $6)
-  AND ($7::timestamptz IS NULL OR j.updated_at::timestamptz < $7)
-ORDER BY p.prompt_key, j.chosen->>'interaction_id', j.rejected->>'interaction_id'
+  AND ($4::text IS NULL OR rejected_model_version = $4)
+  AND ($5::float8 IS NULL OR confidence >= $5)
+  AND ($6::timestamptz IS NULL OR updated_at::timestamptz >= $6)
+  AND ($7::timestamptz IS NULL OR updated_at::timestamptz < $7)
+ORDER BY prompt_key, chosen_interaction_id, rejected_interaction_id
 
 -- name: select_export_approvals
 -- Answers with their effective approval votes (latest per voter and answer: agg_votes' approval slots that count:
