@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.errors import NotFoundError
 
@@ -49,6 +50,13 @@ def load_assets(folder: Path) -> dict[str, Asset]:
                 media_type = "text/javascript"
             assets[path.name] = Asset(body, f"{media_type}; charset=utf-8", hashlib.sha256(body).hexdigest()[:16])
     return assets
+
+
+def render_page(templates: Path, name: str, assets: dict[str, Asset]) -> bytes:
+    """The page `name` of `templates`, rendered once, its assets' URLs versioned by their ETags (autoescaped)."""
+    environment = Environment(loader=FileSystemLoader(templates), autoescape=select_autoescape(["html"]))
+    versions = {asset_name: asset.etag for asset_name, asset in assets.items()}
+    return environment.get_template(name).render(versions=versions).encode()
 
 
 def with_headers(response: Response) -> Response:

@@ -23,7 +23,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.aggregator import analytics, analytics_store
 from services.aggregator.context import AggregatorContext
@@ -33,7 +32,7 @@ from shared.admin import check_admin
 from shared.events import utcnow
 from shared.runtime import ContextDependency
 from shared.security_settings import secret_value
-from shared.web_pages import Asset, add_page_routes, json_response, load_assets
+from shared.web_pages import add_page_routes, json_response, load_assets, render_page
 
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
@@ -52,17 +51,11 @@ Domain = Annotated[
 Range = Annotated[RangeName, Query(alias="range", description="How far back, and so the bucket size.")]
 
 
-def render_page(assets: dict[str, Asset]) -> bytes:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
-    versions = {name: asset.etag for name, asset in assets.items()}
-    return environment.get_template("analyst.html").render(versions=versions).encode()
-
-
 def analyst_router(dependency: ContextDependency[AggregatorContext], settings: AggregatorSettings) -> APIRouter:
     """The page and its assets (public), and the data routes (admin token)."""
     router = APIRouter(prefix="/ui", tags=["analyst UI"])
     assets = load_assets(STATIC_DIR)
-    add_page_routes(router, render_page(assets), assets)
+    add_page_routes(router, render_page(TEMPLATES_DIR, "analyst.html", assets), assets)
     router.include_router(_data_router(dependency, settings))
     return router
 

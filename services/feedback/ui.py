@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.feedback import auth, store, ui_view
@@ -33,7 +32,7 @@ from services.feedback.queue_rules import check_domain, task_view
 from services.feedback.settings import FeedbackSettings
 from shared.events import Domain
 from shared.runtime import ContextDependency
-from shared.web_pages import Asset, add_page_routes, json_response, load_assets, with_headers
+from shared.web_pages import add_page_routes, json_response, load_assets, render_page, with_headers
 
 log = structlog.get_logger(__name__)
 
@@ -49,12 +48,6 @@ class UiLeaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domain: Domain | None = Field(None, description="Lease only in this domain (one of the token's).")
-
-
-def render_page(assets: dict[str, Asset]) -> bytes:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
-    versions = {name: asset.etag for name, asset in assets.items()}
-    return environment.get_template("annotate.html").render(versions=versions).encode()
 
 
 class GuidelinesCache:
@@ -89,7 +82,7 @@ def ui_router(dependency: ContextDependency[FeedbackContext], settings: Feedback
     """The page, its assets, and the UI-support routes; no state beyond the assets and rendered guidelines."""
     router = APIRouter(prefix="/ui", tags=["annotator UI"])
     assets = load_assets(STATIC_DIR)
-    page = render_page(assets)
+    page = render_page(TEMPLATES_DIR, "annotate.html", assets)
     guidelines = GuidelinesCache()
 
     async def current_annotator(
