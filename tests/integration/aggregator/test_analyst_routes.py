@@ -232,8 +232,13 @@ async def test_every_dead_letter_is_counted_once_by_service_reason_and_hour(anal
     by_hour = {h["start"]: {(x["service"], x["error_code"]): x["letters"] for x in h["letters"]} for h in view["hours"]}
     hour = hours_ago.replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
     assert by_hour[hour][("feedback", code)] == 1
-    # The aggregator's own dead letter (the poison vote), counted by the same consumer.
-    assert any(r["service"] == "aggregator" and r["error_code"] == "contract_violation" for r in view["reasons"])
+
+    # The aggregator's own dead letter (the poison vote), counted by the same consumer once it is on the topic.
+    async def own_letter_counted() -> bool:
+        reasons = (await analytics.api("dead-letters", range="1h"))["reasons"]
+        return any(r["service"] == "aggregator" and r["error_code"] == "contract_violation" for r in reasons)
+
+    await eventually(own_letter_counted, timeout=20)
 
     # Delivered again (a replay, a second instance): counted once still.
     await analytics.letters.send(letters)

