@@ -37,11 +37,15 @@ from shared.http import (
     ops_router,
 )
 from shared.kafka import ensure_topics, make_broker
+from shared.log_end_guard import LogEndGuard
 from shared.logging import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
+
+# How often the consumers' positions are compared with their partitions' ends (shared.log_end_guard).
+LOG_END_CHECK_S = 5.0
 
 
 class ServiceContext(Protocol):
@@ -178,6 +182,8 @@ class Runtime(Generic[C]):
         await self.broker.connect()
         self.context.set(await start_context(self))
         await self.broker.start()
+        guard = LogEndGuard()
+        self.every("log_end_guard", LOG_END_CHECK_S, lambda: guard.check(self._consumers()))
         log.info("service_started", service=self.service, http_port=settings.http_port)
 
     async def aclose(self) -> None:
@@ -214,6 +220,10 @@ class Runtime(Generic[C]):
         """Stop every subscriber (each waits for its in-flight handler); the producer stays open."""
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
+
+    def _consumers(self) -> list[Any]:
+        """The aiokafka consumers of the started subscribers."""
+        return [consumer for s in self.broker.subscribers if (consumer := getattr(s, "consumer", None)) is not None]
 
     async def is_broker_ready(self) -> bool:
         return await self.broker.ping(timeout=2.0)

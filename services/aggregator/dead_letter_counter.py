@@ -32,6 +32,7 @@ from shared import db, topics
 from shared.events import utcnow
 from shared.kafka import RedeliveryPause, batch_log_context
 from shared.kafka_security import kafka_client_kwargs
+from shared.log_end_guard import LogEndGuard
 from shared.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class DeadLetterCounter:
         self.pool = pool
         self.settings = settings
         self.keep_seen = timedelta(milliseconds=settings.dead_letter_retention_ms) + SEEN_MARGIN
+        self.guard = LogEndGuard()
         self.pause = RedeliveryPause(settings.retry_initial_backoff_s, settings.retry_max_backoff_s)
         self.outcomes = Counter(
             "aggregator_dead_letters_read",
@@ -100,6 +102,7 @@ class DeadLetterCounter:
             )
             records = [record for partition in batches.values() for record in partition]
             if not records:
+                await self.guard.check([consumer])
                 continue
             try:
                 await self.count(records)
