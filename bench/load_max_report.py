@@ -72,7 +72,7 @@ def _processes(report: dict[str, Any]) -> str:
     held, failed = _held_and_failed(report)
     if held is None:
         return ""
-    failed_header = "—" if failed is None else f"{failed['rate']:,} events/s (failed)"
+    failed_header = "a failed rate (none above)" if failed is None else f"{failed['rate']:,} events/s (failed)"
     return f"""
 Each process at the held rate, {held["rate"]:,} events/s: CPU seconds (user + system) per wall second of
 the load (1.0 = one core busy throughout), read from /proc at the load's start and end; resident memory
