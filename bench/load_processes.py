@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -66,7 +67,7 @@ class ProcessWatch:
     parts: dict[str, int | None]
     rss_samples: list[dict[str, float | None]] = field(default_factory=list)
 
-    def _read(self, measure) -> dict[str, float | None]:  # measure: cpu_seconds or rss_mb
+    def _read(self, measure: Callable[..., float]) -> dict[str, float | None]:
         found: dict[str, float | None] = {}
         for name, pid in self.parts.items():
             try:
