@@ -14,7 +14,8 @@ lag, end to end through both edges, the broker and the aggregator), and the resi
 service process (psutil). After the load it keeps sampling until the lag is zero. Then every accepted
 event_id is looked up in the aggregator's state (agg_interactions, agg_seen_votes): missing ones are
 loss. Tansu's end_offsets() is wrong after multi-record batches, so no lag is computed from it.
-Results: bench/results/load.json and load.md.
+Results: bench/results/load.json and load.md. `--find-max` searches the highest rate that holds
+instead (bench/load_max.py; results in load_max.json and load_max.md).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import psutil
 
 from bench import load_budget
 from bench.ingest_load import HttpConnection, PromptMix, make_interactions, percentile
+from bench.load_search import add_search_options
 from bench.provenance import run_header
 from deploy.stack import Stack
 from services.aggregator.settings import AggregatorSettings
@@ -84,7 +86,7 @@ class Counters:
         return len(self.accepted_interactions) + len(self.accepted_votes)
 
 
-def parse_args(argv: list[str] | None = None) -> LoadConfig:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the load is offered")
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s (interactions + votes)")
@@ -102,7 +104,11 @@ def parse_args(argv: list[str] | None = None) -> LoadConfig:
         default=LoadConfig.max_open_tasks,
         help="AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN of the stack (default: the setting's)",
     )
-    a = parser.parse_args(argv)
+    add_search_options(parser)
+    return parser
+
+
+def config_from(a: argparse.Namespace) -> LoadConfig:
     return LoadConfig(
         a.seconds,
         a.rate,
@@ -116,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> LoadConfig:
         a.popular_prompts,
         a.max_open_tasks,
     )
+
+
+def parse_args(argv: list[str] | None = None) -> LoadConfig:
+    return config_from(build_parser().parse_args(argv))
 
 
 class Workload:
@@ -473,7 +483,13 @@ feedback's open tasks are the same set.
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.find_max:
+        from bench import load_max  # it builds on this module: imported only when asked for
+
+        load_max.main(args)
+        return
+    config = config_from(args)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         result = asyncio.run(run(config, Path(tmp)))
     report = write_results(config, result)
