@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -136,9 +137,20 @@ class Run:
             assert is_stable, "outputs still changing"
             return state
 
-        state = await eventually(check, timeout=timeout, interval=0.25)
+        try:
+            state = await eventually(check, timeout=timeout, interval=0.25)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not taken in, by channel: {await self.lost_by_channel()}") from exc
         self.settle_s = time.monotonic() - started
         return state
+
+    async def lost_by_channel(self) -> dict[str, int]:
+        """How many acknowledged events the aggregator has not taken in, by the way they were sent (a diagnosis)."""
+        lost = await self.lost_events()
+        channels = Counter(
+            str(send.channel) for phase in self.workload.phases for send in phase if send.event_id in lost
+        )
+        return dict(channels)
 
     async def lost_events(self) -> set[str]:
         """Events a client got a 2xx (or a broker ack) for that the aggregator never took in."""
