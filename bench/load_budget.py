@@ -122,6 +122,12 @@ def quality_row(budget: dict[str, Any], seconds: float) -> str:
     )
 
 
+def read_quality_row(path: Path) -> str | None:
+    """The "open tasks under load" row quality.md holds now (None: no file or no row)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((line for line in lines if line.startswith(QUALITY_ROW_PREFIX)), None)
+
+
 def write_quality_row(path: Path, row: str) -> None:
     """Put the row into quality.md: in place of the previous one (inside the table), else at the end."""
     lines = path.read_text().splitlines() if path.exists() else []
