@@ -14,7 +14,8 @@ Round trips on the annotators' hot path (the pool's release sends nothing, share
   lease ended), or the lease was taken elsewhere, one statement reads the task and its verdicts and
   the verdict decides again: each retry means another write went through.
 The stats read the counts the database keeps in step with the tables (migration 0005), never the
-tables themselves, and roll them up with `queue_stats` (pure).
+tables themselves, and roll them up with `queue_stats` (pure). Requests over the per-domain cap wait
+held until a tombstone or a closing verdict makes room (task_cap.py).
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ class TaskQueue:
         self.limits = limits_from(settings)
         self.leased = LeaseMemory(settings.leased_tasks_remembered)
 
-    async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
-        """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
+    def _latest(self, records: Sequence[ConsumerRecord]) -> tuple[dict[str, AnnotationRequest | str], list[OutRecord]]:
+        """The latest request (or tombstone: the task_id) per task_id, and the dead letters of the invalid ones."""
         latest: dict[str, AnnotationRequest | str] = {}
         dead: list[OutRecord] = []
         for record in records:
@@ -186,6 +187,12 @@ class TaskQueue:
             seen = latest.get(request.task_id)
             if not isinstance(seen, AnnotationRequest) or request.updated_at >= seen.updated_at:
                 latest[request.task_id] = request
+        return latest, dead
+
+    async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
+        """Upsert a batch of requests (latest per task_id wins), held over the cap and offered as room allows
+        (task_cap.py); dead-letter the invalid ones; one transaction."""
+        latest, dead = self._latest(records)
         rows = [self.task_row(r) for r in latest.values() if isinstance(r, AnnotationRequest)]
         withdrawn = [task_id for task_id, r in latest.items() if isinstance(r, str)]
         async with store.transaction(self.pool) as conn:
