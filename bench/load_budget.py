@@ -2,13 +2,13 @@
 
 Sampled once a second beside the lag: open tasks per domain in the aggregator's budget (agg_task_budget,
 status open: what it has published and not withdrawn, changed only in its batch transactions) and in
-feedback's queue (tasks with status open: what feedback read from annotation-requests; it trails the
-topic, and reads its partitions in no fixed order, so a new request may arrive there a moment before
-the tombstone of the task it displaced). At the end (after the drain, and once feedback's queue caught
-up or `settle_s` passed): per domain, whether the open tasks are exactly the `cap` best by rank
-(priority, then task_id, as budget.Ranked orders them) among every task the pair math still asks for,
-and whether feedback's open tasks are the same set.
-"""
+feedback's queue (tasks with status open: what annotators are offered; feedback holds a request back,
+status held, while its domain already offers the cap, e.g. when the request arrives before the tombstone
+of the task it displaced, which travels on another partition: services/feedback/task_cap.py), and the
+held ones apart. At the end (after the drain, and once feedback's queue caught up or `settle_s` passed):
+per domain, whether the open tasks are exactly the `cap` best by rank (priority, then task_id, as
+budget.Ranked orders them) among every task the pair math still asks for, and whether feedback's open
+tasks are the same set."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ from services.aggregator.budget import Ranked
 QUALITY_ROW_PREFIX = "| open tasks under load"
 _AGGREGATOR_OPEN = "SELECT domain, count(*) AS n FROM agg_task_budget WHERE status = 'open' GROUP BY domain"
 _FEEDBACK_OPEN = "SELECT domain, count(*) AS n FROM tasks WHERE status = 'open' GROUP BY domain"
+_FEEDBACK_HELD = "SELECT domain, count(*) AS n FROM tasks WHERE status = 'held' GROUP BY domain"
 
 
 async def open_per_domain(connection: asyncpg.Connection) -> dict[str, dict[str, int]]:
-    """{"aggregator": domain -> open tasks, "feedback": domain -> open tasks} right now."""
+    """{"aggregator": domain -> open tasks, "feedback": domain -> offered, "feedback_held": domain -> held} now."""
     return {
         "aggregator": {r["domain"]: r["n"] for r in await connection.fetch(_AGGREGATOR_OPEN)},
         "feedback": {r["domain"]: r["n"] for r in await connection.fetch(_FEEDBACK_OPEN)},
+        "feedback_held": {r["domain"]: r["n"] for r in await connection.fetch(_FEEDBACK_HELD)},
     }
 
 
@@ -85,12 +87,17 @@ async def final_check(database_url: str, cap: int, settle_s: float = 60.0) -> di
 
 
 def summary(samples: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
-    """The most open tasks seen in one domain (aggregator, feedback) over the samples, and the final check."""
+    """The most open (held) tasks seen in one domain (aggregator, feedback) over the samples, and the final check."""
 
     def most(side: str) -> int:
         return max((n for s in samples for n in s.get("open_tasks", {}).get(side, {}).values()), default=0)
 
-    return {**final, "max_open_aggregator": most("aggregator"), "max_open_feedback": most("feedback")}
+    return {
+        **final,
+        "max_open_aggregator": most("aggregator"),
+        "max_open_feedback": most("feedback"),
+        "max_held_feedback": most("feedback_held"),
+    }
 
 
 def markdown_rows(budget: dict[str, Any]) -> list[tuple[str, str]]:
@@ -101,7 +108,8 @@ def markdown_rows(budget: dict[str, Any]) -> list[tuple[str, str]]:
         (
             f"open annotation tasks per domain, max over the run (cap {budget['cap']})",
             f"{budget['max_open_aggregator']} in the aggregator's budget,"
-            f" {budget['max_open_feedback']} in feedback's queue",
+            f" {budget['max_open_feedback']} offered in feedback's queue"
+            f" (at most {budget.get('max_held_feedback', 0)} held back there, over the cap)",
         ),
         ("open / asked-for tasks per domain at the end", domains or "none"),
         (
@@ -117,9 +125,16 @@ def quality_row(budget: dict[str, Any], seconds: float) -> str:
     return (
         f"{QUALITY_ROW_PREFIX} (annotation budget, `python -m bench.load --seconds {seconds:g}`, cap "
         f"{budget['cap']} per domain; bench/results/load.md) | at or under the cap "
-        f"| max {budget['max_open_aggregator']} per domain in the aggregator, {budget['max_open_feedback']} in "
-        f"feedback's queue; kept set = top {budget['cap']} by priority at the end: {kept} |  |"
+        f"| max {budget['max_open_aggregator']} per domain in the aggregator, {budget['max_open_feedback']} offered "
+        f"in feedback's queue ({budget.get('max_held_feedback', 0)} held back at most); kept set = top "
+        f"{budget['cap']} by priority at the end: {kept} |  |"
     )
+
+
+def read_quality_row(path: Path) -> str | None:
+    """The "open tasks under load" row quality.md holds now (None: no file or no row)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((line for line in lines if line.startswith(QUALITY_ROW_PREFIX)), None)
 
 
 def write_quality_row(path: Path, row: str) -> None:

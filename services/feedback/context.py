@@ -54,6 +54,7 @@ class FeedbackContext:
         )
         runtime.every("queue_gauges", settings.stats_refresh_interval_s, queue.refresh_gauges)
         runtime.every("queue_counts_compaction", settings.counts_compaction_interval_s, queue.compact_counts)
+        runtime.every("held_tasks", settings.held_tasks_interval_s, queue.offer_held)
         gate = VoterBudgetGate(
             pool=runtime.db,
             budget=VoterBudget(max_votes_per_hour=settings.max_votes_per_voter_per_hour),

@@ -257,6 +257,7 @@ def _check_lengths(body: VerdictBody, max_chars: int) -> None:
 def _stats_json(stats: QueueStats) -> dict[str, Any]:
     body = {
         "queued": stats.total("queued"),
+        "held": stats.total("held"),
         "completed": stats.total("completed"),
         "contested": stats.total("contested"),
         "withdrawn": stats.total("withdrawn"),
@@ -274,6 +275,7 @@ def _stats_json(stats: QueueStats) -> dict[str, Any]:
 def _domain_json(entry: DomainStats) -> dict[str, Any]:
     return {
         "queued": entry.queued,
+        "held": entry.held,
         "leased": entry.leased,
         "completed": entry.completed,
         "contested": entry.contested,

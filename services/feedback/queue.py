@@ -14,7 +14,8 @@ Round trips on the annotators' hot path (the pool's release sends nothing, share
   lease ended), or the lease was taken elsewhere, one statement reads the task and its verdicts and
   the verdict decides again: each retry means another write went through.
 The stats read the counts the database keeps in step with the tables (migration 0005), never the
-tables themselves, and roll them up with `queue_stats` (pure).
+tables themselves, and roll them up with `queue_stats` (pure). Requests over the per-domain cap wait
+held until a tombstone or a closing verdict makes room (task_cap.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from services.feedback import auth, store
+from services.feedback import auth, store, task_cap
 from services.feedback import queue_rules as rules
-from services.feedback.queue_stats import AnnotatorProgress, QueueStats, queue_stats, start_of_day
+from services.feedback.queue_stats import STATES, AnnotatorProgress, QueueStats, queue_stats, start_of_day
 from services.feedback.settings import FeedbackSettings
 from shared import topics
 from shared.errors import AuthError, ConflictError, ContractError, NotFoundError, PipelineError
@@ -63,6 +64,9 @@ class QueueMetrics:
             "task_escalations", "Split verdicts that asked for one more reviewer", ["domain"], registry=registry
         )
         self.depth = Gauge("task_queue_depth", "Tasks per domain and status", ["domain", "status"], registry=registry)
+        self.held_opened = Counter(
+            "held_tasks_opened", "Held tasks opened once their domain had room under the cap", registry=registry
+        )
         self.leased = Gauge("task_leased", "Live leases per domain", ["domain"], registry=registry)
         self.domain_alpha = Gauge(
             "task_agreement_alpha", "Krippendorff's alpha (nominal) per domain", ["domain"], registry=registry
@@ -165,8 +169,8 @@ class TaskQueue:
         self.limits = limits_from(settings)
         self.leased = LeaseMemory(settings.leased_tasks_remembered)
 
-    async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
-        """Upsert a batch of requests (latest per task_id wins); dead-letter the invalid ones, same transaction."""
+    def _latest(self, records: Sequence[ConsumerRecord]) -> tuple[dict[str, AnnotationRequest | str], list[OutRecord]]:
+        """The latest request (or tombstone: the task_id) per task_id, and the dead letters of the invalid ones."""
         latest: dict[str, AnnotationRequest | str] = {}
         dead: list[OutRecord] = []
         for record in records:
@@ -183,15 +187,26 @@ class TaskQueue:
             seen = latest.get(request.task_id)
             if not isinstance(seen, AnnotationRequest) or request.updated_at >= seen.updated_at:
                 latest[request.task_id] = request
+        return latest, dead
+
+    async def ingest(self, records: Sequence[ConsumerRecord]) -> None:
+        """Upsert a batch of requests (latest per task_id wins), held over the cap and offered as room allows
+        (task_cap.py); dead-letter the invalid ones; one transaction."""
+        latest, dead = self._latest(records)
         rows = [self.task_row(r) for r in latest.values() if isinstance(r, AnnotationRequest)]
         withdrawn = [task_id for task_id, r in latest.items() if isinstance(r, str)]
         async with store.transaction(self.pool) as conn:
+            # The domains where this batch may make room or add tasks, locked before any task row (task_cap.py).
+            domains = {row.domain for row in rows} | await task_cap.select_task_domains(conn, sorted(latest))
+            await task_cap.lock_domains(conn, domains)
             await store.withdraw_tasks(conn, withdrawn)
             await store.upsert_tasks(conn, rows)
+            opened = await task_cap.offer_held_tasks(conn, domains, self.settings.max_open_tasks_per_domain)
             await insert_outbox(conn, self.service, dead)
         if dead:
             self.relay.notify()
         self.metrics.requests.labels("queued").inc(len(rows))
+        self.metrics.held_opened.inc(len(opened))
         self.metrics.requests.labels("withdrawn").inc(len(withdrawn))
         self.metrics.requests.labels("dead_lettered").inc(len(dead))
         log.debug("annotation_requests_queued", tasks=len(rows), dead_lettered=len(dead))
@@ -266,12 +281,15 @@ class TaskQueue:
                 annotator, task = remembered or await self._read_for_verdict(conn, caller, task_id)
                 remembered = None
                 decision = self._decide(annotator, task, judgement)
-                if await store.record_verdict(
+                written = await store.record_verdict(
                     conn, caller, task, decision.verdict, decision.outcome, decision.decided_at, decision.vote
-                ):
+                )
+                if written is not None:
                     break
             else:
                 raise ConflictError("the task kept changing while the verdict was recorded; retry", task_id=task_id)
+        if written.held_waiting:  # the closed task made room: offer the best held one now (task_cap.py)
+            await self.offer_held([task.state.domain])
         outcome = decision.outcome
         self._observe_verdict(task.state.domain, outcome)
         log.info(
@@ -348,6 +366,22 @@ class TaskQueue:
             progress=progress,
         )
 
+    async def offer_held(self, domains: Sequence[str] | None = None) -> int:
+        """Open held tasks of `domains` (None: every domain holding some) while there is room; how many opened.
+
+        The periodic pass and a verdict that closed a task call it; the annotation-requests consumer fills
+        its batch's domains in its own transaction (task_cap.py).
+        """
+        async with store.transaction(self.pool) as conn:
+            if domains is None:
+                domains = sorted(await task_cap.select_held_domains(conn))
+            await task_cap.lock_domains(conn, domains)
+            opened = await task_cap.offer_held_tasks(conn, domains, self.settings.max_open_tasks_per_domain)
+        self.metrics.held_opened.inc(len(opened))
+        if opened:
+            log.info("held_tasks_opened", tasks=len(opened))
+        return len(opened)
+
     async def compact_counts(self) -> None:
         """Fold the maintained counts (a background job: reading them costs the rows appended since)."""
         folded = await store.compact_queue_counts(self.pool)
@@ -361,7 +395,7 @@ class TaskQueue:
             log.warning("queue_gauges_not_refreshed", **exc.to_log_context())
             return
         for domain, entry in stats.domains.items():
-            for state in ("queued", "completed", "contested", "withdrawn"):
+            for state in STATES:
                 self.metrics.depth.labels(domain, state).set(getattr(entry, state))
             self.metrics.leased.labels(domain).set(entry.leased)
             if entry.agreement is not None and entry.agreement.alpha is not None:

@@ -2,7 +2,8 @@
 
 Its inputs are the counts the database keeps in step with the tasks and verdicts (migration 0005),
 already summed per key, so the roll-up costs the same whatever the queue holds:
-- tasks per domain and status (queued = open), live leases per domain;
+- tasks per domain and status (queued = open: offered to annotators; held: kept over the cap, task_cap.py),
+  live leases per domain;
 - agreement (agreement.py) per domain and per annotator;
 - position bias (position_bias.py) per domain;
 - for one annotator, its verdicts since the start of its day ("done today" in the web UI).
@@ -18,8 +19,8 @@ from typing import Literal
 from services.feedback.agreement import Agreement, AgreementCount, CoincidenceCell, agreement_from_counts
 from services.feedback.position_bias import PositionBias, PositionRow, position_bias
 
-State = Literal["queued", "completed", "contested", "withdrawn"]
-STATES: tuple[State, ...] = ("queued", "completed", "contested", "withdrawn")
+State = Literal["queued", "held", "completed", "contested", "withdrawn"]
+STATES: tuple[State, ...] = ("queued", "held", "completed", "contested", "withdrawn")
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -36,6 +37,7 @@ class DomainStats:
     """One domain's tasks by state (queued = open), and its agreement (None: no multi-reviewer task yet)."""
 
     queued: int = 0
+    held: int = 0  # requests kept, not offered: the domain was at the cap (task_cap.py)
     leased: int = 0
     completed: int = 0
     contested: int = 0

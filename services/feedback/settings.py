@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import EdgeServiceSettings
@@ -32,6 +32,23 @@ class FeedbackSettings(EdgeServiceSettings):
         description="Cap on reviewers when verdicts disagree: a split adds one reviewer up to this, then the "
         "task is contested (never below the domain's own count).",
         ge=1,
+    )
+    max_open_tasks_per_domain: int = Field(
+        200,
+        description="Most tasks offered to annotators (open) per domain at once; a request beyond it is kept, held, "
+        "and offered when a withdrawal or a closed task makes room (services/feedback/task_cap.py). The "
+        "aggregator's cap, read from the same variable unless FEEDBACK_MAX_OPEN_TASKS_PER_DOMAIN is set: "
+        "set it where feedback runs too. Lower than the aggregator's: annotators see the best this many of what "
+        "the aggregator opened, the rest wait held. Higher: a displaced task and its replacement may both be "
+        "offered for a moment, as without this cap.",
+        validation_alias=AliasChoices("FEEDBACK_MAX_OPEN_TASKS_PER_DOMAIN", "AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN"),
+        ge=1,
+    )
+    held_tasks_interval_s: float = Field(
+        5.0,
+        description="How often held tasks are opened wherever their domain has room without a tombstone saying so "
+        "(a contested task, or a cap lower than the aggregator's); tombstones fill their domain at once.",
+        gt=0,
     )
     outbox_batch_size: int = Field(500, description="Most outbox rows the relay publishes at once.", ge=1)
     outbox_poll_interval_s: float = Field(

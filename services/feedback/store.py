@@ -45,6 +45,13 @@ class NewTask:
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
+class VerdictWritten:
+    """A verdict's write went through; `held_waiting`: it closed its task while the domain holds tasks back."""
+
+    held_waiting: bool
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
 class LeasedTask:
     task_id: str
     kind: str
@@ -257,8 +264,8 @@ async def record_verdict(
     outcome: Outcome,
     decided_at: datetime,
     vote: tuple[str, OutRecord] | None,
-) -> bool:
-    """Write the verdict decided on `task` as given; False (nothing written) when the task or the caller changed.
+) -> VerdictWritten | None:
+    """Write the verdict decided on `task` as given; None (nothing written) when the task or the caller changed.
 
     `vote` is the outbox row (service, record) of a completed task's expert vote.
     """
@@ -284,7 +291,7 @@ async def record_verdict(
         record.value if record is not None else None,
         dict(record.headers) if record is not None else None,
     )
-    return row is not None
+    return None if row is None else VerdictWritten(held_waiting=row["held_waiting"])
 
 
 def _domains(domains: Sequence[str] | None) -> list[str] | None:

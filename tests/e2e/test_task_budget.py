@@ -112,7 +112,12 @@ async def budget(kafka_bootstrap: str, database_url: str, topics: str) -> AsyncI
         "log_level": "WARNING",
     }
     feedback = create_feedback(
-        FeedbackSettings(**common, group_id=f"feedback-{prefix}", tasks_group_id=f"feedback-tasks-{prefix}")
+        FeedbackSettings(
+            **common,
+            group_id=f"feedback-{prefix}",
+            tasks_group_id=f"feedback-tasks-{prefix}",
+            max_open_tasks_per_domain=CAP,  # the same cap as the aggregator's (one variable in a deployment)
+        )
     )
     aggregator = create_aggregator(
         AggregatorSettings(**common, group_id=f"aggregator-{prefix}", max_open_tasks_per_domain=CAP)

@@ -20,11 +20,12 @@ FINAL = {
 def test_the_summary_takes_the_most_open_tasks_in_any_domain_on_each_side() -> None:
     samples = [
         {"open_tasks": {"aggregator": {"general": 2, "legal": 1}, "feedback": {"general": 1}}},
-        {"open_tasks": {"aggregator": {"general": 3}, "feedback": {"general": 4, "legal": 2}}},
+        {"open_tasks": {"aggregator": {"general": 3}, "feedback": {"general": 4, "legal": 2}, "feedback_held": {}}},
+        {"open_tasks": {"aggregator": {"general": 3}, "feedback": {"general": 3}, "feedback_held": {"general": 2}}},
         {"t_s": 0.0},  # a sample from before the budget was sampled
     ]
     summary = load_budget.summary(samples, FINAL)
-    assert (summary["max_open_aggregator"], summary["max_open_feedback"]) == (3, 4)
+    assert (summary["max_open_aggregator"], summary["max_open_feedback"], summary["max_held_feedback"]) == (3, 4, 2)
     assert summary["domains"] == FINAL["domains"]
 
 
@@ -49,3 +50,5 @@ def test_the_quality_row_replaces_its_previous_version_and_keeps_the_rest(tmp_pa
     load_budget.write_quality_row(path, load_budget.quality_row(load_budget.summary([], FINAL), 60))
     assert path.read_text().splitlines()[5].endswith(": yes |  |")  # replaced where it stood, inside the table
     assert path.read_text().splitlines()[-1] == "After the table."
+    assert load_budget.read_quality_row(path) == path.read_text().splitlines()[5]
+    assert load_budget.read_quality_row(tmp_path / "absent.md") is None

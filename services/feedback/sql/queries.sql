@@ -1,21 +1,57 @@
 -- name: upsert_tasks
--- Insert requested tasks; a re-request refreshes priority and payload of an open task, never its verdicts.
-INSERT INTO tasks (task_id, app_id, kind, domain, priority, request, request_updated_at, reviewers_needed)
-SELECT r.task_id, r.app_id, r.kind, r.domain, r.priority, r.request, r.request_updated_at, r.reviewers_needed
+-- Insert requested tasks, held (offer_held_tasks opens them while their domain has room); a re-request
+-- refreshes priority and payload of an open or held task, never its verdicts; a withdrawn task is held again.
+INSERT INTO tasks (task_id, app_id, kind, domain, priority, request, request_updated_at, reviewers_needed, status)
+SELECT r.task_id, r.app_id, r.kind, r.domain, r.priority, r.request, r.request_updated_at, r.reviewers_needed, 'held'
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::jsonb[], $7::timestamptz[], $8::int[])
     AS r(task_id, app_id, kind, domain, priority, request, request_updated_at, reviewers_needed)
 ON CONFLICT (task_id) DO UPDATE
 SET priority = excluded.priority,
     request = excluded.request,
     request_updated_at = excluded.request_updated_at,
-    status = 'open',
+    status = CASE WHEN tasks.status = 'open' THEN 'open' ELSE 'held' END,
     updated_at = now()
-WHERE tasks.status IN ('open', 'withdrawn') AND excluded.request_updated_at >= tasks.request_updated_at
+WHERE tasks.status IN ('open', 'held', 'withdrawn') AND excluded.request_updated_at >= tasks.request_updated_at
 
 -- name: withdraw_tasks
--- Withdraw open tasks the aggregator no longer needs (a tombstone on annotation-requests); leases end.
+-- Withdraw open or held tasks the aggregator no longer needs (a tombstone on annotation-requests); leases end.
 UPDATE tasks SET status = 'withdrawn', leases = '{}'::jsonb, updated_at = now()
-WHERE task_id = ANY($1::text[]) AND status = 'open'
+WHERE task_id = ANY($1::text[]) AND status IN ('open', 'held')
+
+-- name: select_task_domains
+-- The domains of these tasks, whatever their status (where a tombstone may make room).
+SELECT DISTINCT domain FROM tasks WHERE task_id = ANY($1::text[])
+
+-- name: select_held_domains
+-- The domains holding tasks back (the cap's periodic pass).
+SELECT DISTINCT domain FROM tasks WHERE status = 'held'
+
+-- name: lock_task_domains
+-- Advisory-lock domains for the transaction, in the caller's (sorted) key order: whoever opens held
+-- tasks of a domain holds its lock, so two never count the same room.
+SELECT pg_advisory_xact_lock($1::integer, k.key) FROM unnest($2::integer[]) WITH ORDINALITY AS k(key, ord) ORDER BY k.ord
+
+-- name: offer_held_tasks
+-- Open the best held tasks of each (locked) domain $1 while it has fewer than $2 open; the tasks opened.
+-- Run after the lock statement, so this statement's snapshot sees every open task of those domains.
+WITH room AS (
+    SELECT d.domain, $2::integer - (SELECT count(*) FROM tasks AS o WHERE o.domain = d.domain AND o.status = 'open') AS n
+    FROM unnest($1::text[]) AS d (domain)
+),
+best AS (
+    SELECT h.task_id
+    FROM room
+    CROSS JOIN LATERAL (
+        SELECT t.task_id FROM tasks AS t
+        WHERE t.domain = room.domain AND t.status = 'held'
+        ORDER BY t.priority DESC, t.task_id DESC
+        LIMIT greatest(room.n, 0)
+    ) AS h
+)
+UPDATE tasks AS t SET status = 'open', updated_at = now()
+FROM best
+WHERE t.task_id = best.task_id AND t.status = 'held'
+RETURNING t.task_id, t.domain
 
 -- name: lease_next_task
 -- Authenticate the caller and lease it the best open task with a free reviewer slot that it has not
@@ -148,7 +184,7 @@ LEFT JOIN tasks AS t ON t.task_id = $4
 -- when the task completes ($17 not NULL). Writes nothing and returns no row when the caller is not the
 -- live annotator $5 of the task's domain, or when the task changed since the state the verdict was
 -- decided on ($6 reviewers, $7 request): another verdict, a re-request, a withdrawal, or the lease
--- ended. The caller then reads the task again and decides again.
+-- ended. The caller then reads the task again and decides again. Never opens a task (task_cap.py).
 WITH me AS (
     SELECT a.annotator_id, a.domains
     FROM annotator_tokens AS k
@@ -174,7 +210,7 @@ judged AS (
       AND t.reviewed_by = $6::text[]
       AND t.request_updated_at = $7
       AND (t.leases ->> me.annotator_id)::timestamptz > now()
-    RETURNING t.task_id
+    RETURNING t.task_id, t.domain
 ),
 verdict AS (
     INSERT INTO task_verdicts (task_id, annotator_id, verdict, rewrite, comment, shown_left, created_at)
@@ -184,7 +220,10 @@ vote AS (
     INSERT INTO outbox (service, topic, key, value, headers)
     SELECT $16, $17, $18, $19, $20::jsonb FROM judged WHERE $17::text IS NOT NULL
 )
-SELECT task_id FROM judged
+-- held_waiting: the verdict closed the task while its domain holds tasks back (task_cap.py: make room now).
+SELECT j.task_id,
+       $8 <> 'open' AND EXISTS (SELECT 1 FROM tasks AS h WHERE h.domain = j.domain AND h.status = 'held') AS held_waiting
+FROM judged AS j
 
 -- name: count_tasks_by_domain
 -- Tasks per domain and status (all domains when $1 is NULL), from the maintained counts.

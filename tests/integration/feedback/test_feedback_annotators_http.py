@@ -183,6 +183,7 @@ async def test_unknown_tasks_bad_verdicts_and_stats_scope(service: Service) -> N
     everything = await service.client.get("/v1/tasks/stats", headers=bearer(ADMIN))
     assert everything.json()["domains"][domain] == {
         "queued": 1,
+        "held": 0,
         "leased": 1,
         "completed": 0,
         "contested": 0,

@@ -18,6 +18,7 @@ def test_counts_roll_up_per_domain_with_totals_and_every_asked_domain() -> None:
     counts = [
         TaskCount(domain="medical", status="open", tasks=7),
         TaskCount(domain="medical", status="completed", tasks=3),
+        TaskCount(domain="medical", status="held", tasks=4),
         TaskCount(domain="legal", status="withdrawn", tasks=2),
         TaskCount(domain="legal", status="contested", tasks=1),
     ]
@@ -26,6 +27,7 @@ def test_counts_roll_up_per_domain_with_totals_and_every_asked_domain() -> None:
     medical = stats.domains["medical"]
     assert (medical.queued, medical.leased, medical.completed, medical.contested, medical.withdrawn) == (7, 2, 3, 0, 0)
     assert (stats.total("queued"), stats.total("withdrawn"), stats.total("contested")) == (7, 2, 1)
+    assert (medical.held, stats.total("held")) == (4, 4), "held (over the cap) is not queued"
     assert stats.domains["empty"].queued == 0 and stats.domains["empty"].agreement is None
 
 
