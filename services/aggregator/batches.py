@@ -337,11 +337,14 @@ async def _update_voters(
     outcome: BatchOutcome,
 ) -> None:
     """Lock the voters (new votes, new observations) in key order and add what this batch saw of each."""
-    seen = Counter(voter for votes in applied.values() for v in votes if (voter := voter_of(v)) is not None)
+    seen: dict[VoterKey, list[Vote]] = defaultdict(list)
+    for vote in (v for votes in applied.values() for v in votes):
+        if (voter := voter_of(vote)) is not None:
+            seen[voter].append(vote)
     observations = observations_by_voter(tested_groups)
     states = await voter_store.lock_voters(conn, [*seen, *observations, *also_lock])
     updated = [
-        update_voter(states[key], observations.get(key, []), seen.get(key, 0), rules.voters, now)
+        update_voter(states[key], observations.get(key, []), seen.get(key, []), rules.voters, now)
         for key in sorted(seen.keys() | observations.keys())
     ]
     await voter_store.update_voters(conn, updated)

@@ -16,7 +16,8 @@ The rules (ARCHITECTURE.md, "Vote quality"; the outlier test itself is in voters
   (a voter who changes their mind is not tested again on the same question), the first time its
   question is settled without it: against the group's counted evidence minus the vote itself.
 - A voter's tally takes its new observations in vote order (occurred_at, event_id). A flagged voter is
-  not tested any more; the flag records how many votes the voter had sent by then (`flagged_after_votes`).
+  not tested any more; the flag records how many votes the voter had sent up to the vote whose test
+  decided it (`flagged_after_votes`, see `update_voter`).
   Clearing a flag starts the tally again (its peak would flag the voter at once) and asks for the
   voter's groups to be decided again, as flagging does.
 """
@@ -167,13 +168,14 @@ def count_group(
     )
 
 
-def observations_by_voter(groups: Iterable[TestedGroup]) -> dict[VoterKey, list[Observation]]:
-    """Each voter's new observations across the groups, in vote order (the tally depends on the order)."""
+def observations_by_voter(groups: Iterable[TestedGroup]) -> dict[VoterKey, list[tuple[Vote, Observation]]]:
+    """Each voter's new observations across the groups with the vote each tested, in vote order (the tally
+    depends on the order)."""
     found: dict[VoterKey, list[tuple[Vote, Observation]]] = defaultdict(list)
     for group in groups:
         for voter, vote, observation in group.observations:
             found[voter].append((vote, observation))
-    return {voter: [o for _, o in sorted(items, key=lambda item: _order(item[0]))] for voter, items in found.items()}
+    return {voter: sorted(items, key=lambda item: _order(item[0])) for voter, items in found.items()}
 
 
 @dataclass(frozen=True)
@@ -196,19 +198,33 @@ class VoterState:
 
 
 def update_voter(
-    state: VoterState, observations: Sequence[Observation], seen: int, rules: VoterRules, now: datetime
+    state: VoterState,
+    observations: Sequence[tuple[Vote, Observation]],
+    votes: Sequence[Vote],
+    rules: VoterRules,
+    now: datetime,
 ) -> VoterState:
-    """The voter after a batch: `seen` more votes taken in, the new observations added, flagged if the test says so."""
-    votes_seen = state.votes_seen + seen
+    """The voter after a batch: its new `votes` taken in, the new observations added in order, flagged if the
+    test says so.
+
+    The test is sequential (its statistic is a running peak, see voters.py), so the flag belongs to the
+    first observation at which it holds: `flagged_after_votes` counts the voter's votes up to the vote that
+    observation tested, not the rest of the batch that carried it (a burst of one voter's votes in one batch
+    would otherwise move the count). A stored vote tested only now counts the votes sent before this batch.
+    """
+    votes_seen = state.votes_seen + len(votes)
     if state.flagged or not observations:
         return replace(state, votes_seen=votes_seen)
-    tally = state.tally
-    for observation in observations:
+    tally, deciding = state.tally, None
+    for vote, observation in observations:
         tally = tally.add(observation, rules)
+        if deciding is None and decide(state.user_ref, tally, rules).flagged:
+            deciding = vote
     updated = replace(state, tally=tally, votes_seen=votes_seen)
-    if not decide(state.user_ref, tally, rules).flagged:
+    if deciding is None:
         return updated
-    return replace(updated, flagged=True, flagged_at=now, flagged_after_votes=votes_seen, redecide_pending=True)
+    sent_by_then = state.votes_seen + sum(1 for vote in votes if _order(vote) <= _order(deciding))
+    return replace(updated, flagged=True, flagged_at=now, flagged_after_votes=sent_by_then, redecide_pending=True)
 
 
 def cleared(state: VoterState, now: datetime) -> VoterState:

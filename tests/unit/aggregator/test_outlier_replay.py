@@ -9,7 +9,7 @@ bot took 23 votes when only its 👍 against a 👎 consensus counted.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
@@ -50,10 +50,12 @@ def replay(seed: int) -> tuple[dict[VoterKey, VoterState], dict[VoterKey, VoterK
         counted = count_group(stored[key], marks[key], tested, flagged)
         stored[key], marks[key] = counted.state, counted.marks
         observations = observations_by_voter([tested])
-        seen = Counter(voter for voter in [voter_of(vote)] if voter is not None)
-        for voter in seen.keys() | observations.keys():
+        sender = voter_of(vote)
+        for voter in {sender} - {None} | observations.keys():
             state = states.get(voter) or VoterState(*voter)
-            states[voter] = update_voter(state, observations.get(voter, []), seen[voter], RULES, NOW)
+            states[voter] = update_voter(
+                state, observations.get(voter, []), [vote] if voter == sender else [], RULES, NOW
+            )
     return states, {key: truth.kind for key, truth in sim.truth.voters.items()}
 
 

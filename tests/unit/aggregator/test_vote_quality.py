@@ -18,7 +18,7 @@ from services.aggregator.vote_quality import (
     observations_by_voter,
     update_voter,
 )
-from services.aggregator.voters import VoterRules
+from services.aggregator.voters import VoterRules, decide, tally_of
 from shared.events import ThumbVote, Vote
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
@@ -79,9 +79,19 @@ def test_a_voter_always_disagreeing_is_flagged_and_a_clear_starts_again() -> Non
         votes = [thumb(f"h{n}-{i}", iid, -1) for i in range(4)] + [thumb("bot", iid, 1, second=1 + n)]
         groups.append(step({}, {}, votes, set())[0])
     observations = observations_by_voter(groups)[("app", "bot")]
-    state = update_voter(VoterState("app", "bot"), observations, 12, RULES, T0)
-    assert state.flagged and state.redecide_pending and state.flagged_after_votes == 12
-    assert update_voter(state, observations, 1, RULES, T0).tally == state.tally  # no more testing once flagged
+    bot_votes = [vote for vote, _ in observations]
+    state = update_voter(VoterState("app", "bot"), observations, bot_votes, RULES, T0)
+    # The flag belongs to the first vote at which the sequential test holds, not to the batch's end.
+    tested = [o for _, o in observations]
+    first = next(n for n in range(1, 13) if decide("bot", tally_of(tested[:n], RULES), RULES).flagged)
+    assert first < 12, "the case must tell the deciding vote from the batch's last"
+    assert state.flagged and state.redecide_pending and state.flagged_after_votes == first
+    assert state.votes_seen == 12 and state.tally == tally_of(tested, RULES)
+    later = update_voter(VoterState("app", "bot", votes_seen=5), observations, bot_votes, RULES, T0)
+    assert later.flagged_after_votes == 5 + first
+    assert (
+        update_voter(state, observations, bot_votes[:1], RULES, T0).tally == state.tally
+    )  # no more testing once flagged
     fresh = cleared(state, T0)
     assert not fresh.flagged and fresh.tally.votes == 0 and fresh.redecide_pending
 
