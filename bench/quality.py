@@ -244,7 +244,8 @@ def report(result: dict[str, Any]) -> str:
         f"Run {result['date']} at commit {result['git_commit']}; seed {result['scenario']['seed']};"
         f" generated {result['generated']}; sent {result['sent']}. Figures read from the pipeline's own state"
         " (admin voters route, preference-pairs, /v1/stats): counts and rates, no timing. Votes until flagged:",
-        "the voter's votes the aggregator had taken in when it flagged them (tested or not). The offline",
+        "the voter's votes (tested or not) up to the one whose test decided the flag (`flagged_after_votes`: a",
+        "batch that carries several of a bot's votes does not add the ones after it). The offline",
         "reference is the same pure core on the whole stream at once (bench.simulation.offline): each vote tested",
         "against the final consensus, and the pair math on every voter's effective votes (no filter).",
         "",
