@@ -5,7 +5,7 @@ command, a correlation id and aiokafka's per-message accumulator entry and futur
 group commit's publishing CPU in the issue 15 profile. Here records are grouped by topic and
 partition (the partition the producer's own default partitioner would pick for the key: murmur2,
 so one key keeps its partition whichever path published it), appended to one BatchBuilder per
-partition (a new one when it is full) and sent with `send_batch`; every batch's future is awaited,
+partition (a new one when it is full), closed and sent with `send_batch`; every batch's future is awaited,
 so a return still means every record was acknowledged by the broker. Records carry the headers
 FastStream's publish gives them (`content-type`, `correlation_id`), so consumers see the same records.
 """
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka import KafkaBroker
 
 from shared.errors import PipelineError, TransientError
@@ -101,8 +102,17 @@ async def _send_partition(
         headers = record_headers(record)
         if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
             # Full (a batch's first record always fits): send it and start the next.
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures.append(await _send_closed(producer, batch, topic, partition))
             batch = producer.create_batch()
             batch.append(key=record.key, value=record.value, timestamp=None, headers=headers)
-    futures.append(await producer.send_batch(batch, topic, partition=partition))
+    futures.append(await _send_closed(producer, batch, topic, partition))
     return futures
+
+
+async def _send_closed(
+    producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int
+) -> asyncio.Future[object]:
+    # Closed: the caller gathered the batch (a group commit is its linger), so it goes out without lingering
+    # (aiokafka sends a closed builder's batch at the next drain), and no producer.send() of another path joins it.
+    batch.close()
+    return await producer.send_batch(batch, topic, partition=partition)
