@@ -41,7 +41,8 @@ from shared.edge_group import GroupCommit
 from shared.edge_view import prune_edge_view
 from shared.errors import ConflictError, ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
-from shared.kafka import OutRecord, dead_letter_for, publish_records
+from shared.kafka import OutRecord, dead_letter_for
+from shared.kafka_batches import publish_batched
 from shared.settings import PipelineSettings, limits_from
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,7 @@ ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden
 _STAMPED = frozenset({"received_at", "prompt_key", "quarantine_reason"})
 
 Check = Callable[[asyncpg.Pool, Sequence[Event]], Awaitable[list[ContractError | None]]]
-Remember = Callable[[asyncpg.Connection, Sequence[Event]], Awaitable[None]]
+Record = Callable[[asyncpg.Pool, Sequence[Event], Sequence[bytes], str], Awaitable[None]]
 Mark = Callable[[Sequence[Event]], Awaitable[list[Event]]]
 
 
@@ -92,8 +93,9 @@ class EdgeStream:
     key: Callable[[Event], bytes]
     check: Check | None = None
     """Refusals that need the database (feedback: comparisons across prompt groups); None for an event that passes."""
-    remember: Remember | None = None
-    """Recorded of the events published now, with their ids (ingest: the edge's view of interactions)."""
+    record: Record | None = None
+    """Records the events published now (ids, body hashes, stream name) and what else the stream keeps of them, in
+    one statement (ingest: the edge's view of interactions); None: `record_published`, the ids and hashes only."""
     mark: Mark | None = None
     """Stamps fresh events (admitted, first of their id) before they are published, one result per event in order
     (feedback: the per-voter hourly budget's quarantine); a stamp is never part of the body compared by id."""
@@ -334,7 +336,7 @@ class EdgePublisher:
             )
             for e in events
         ]
-        await publish_records(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
+        await publish_batched(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
         await self._record_published(events, digests)
         self.metrics.accepted.labels(self.stream.name, via).inc(len(events))
         self.metrics.publish_latency.labels(self.stream.name).observe(asyncio.get_running_loop().time() - started)
@@ -366,26 +368,21 @@ class EdgePublisher:
     async def _record_published(self, events: Sequence[Event], digests: Sequence[bytes | None] | None) -> None:
         if not events:
             return
+        hashes = [
+            d if d is not None else body_hash(e) for e, d in zip(events, digests or [None] * len(events), strict=True)
+        ]
+        record = self.stream.record or record_published
         try:
-            async with (
-                db.translate_errors(),
-                asyncio.timeout(self.settings.db_acquire_timeout_s),
-                self.pool.acquire() as conn,
-                conn.transaction(),
-            ):
-                await conn.execute(
-                    QUERIES["insert_published_bodies"],
-                    [e.event_id for e in events],
-                    [
-                        d if d is not None else body_hash(e)
-                        for e, d in zip(events, digests or [None] * len(events), strict=True)
-                    ],
-                    self.stream.name,
-                )
-                if self.stream.remember is not None:
-                    await self.stream.remember(conn, events)
+            # One statement (atomic alone): no transaction, so no BEGIN and COMMIT round trips per flush.
+            async with db.translate_errors(), asyncio.timeout(self.settings.db_acquire_timeout_s):
+                await record(self.pool, events, hashes, self.stream.name)
         except (PipelineError, TimeoutError) as exc:
             log.warning("dedupe_record_failed", stream=self.stream.name, error=type(exc).__name__)
+
+
+async def record_published(pool: asyncpg.Pool, events: Sequence[Event], digests: Sequence[bytes], stream: str) -> None:
+    """Record event ids as published with their body's hash (the first body of an id stays)."""
+    await pool.execute(QUERIES["insert_published_bodies"], [e.event_id for e in events], list(digests), stream)
 
 
 async def prune_published(pool: asyncpg.Pool, window: timedelta) -> int:

@@ -3,17 +3,19 @@
 The HTTP routes authorize before anything else: with APP_KEYS_REQUIRED the caller's app key is
 checked (401) before the body is read, and items of app_ids the key does not cover are set aside as
 `forbidden` before the edge validates, dedupes or publishes the rest (shared.app_keys). The raw
-topics carry no key: the broker's ACLs decide who may produce to them.
+topics carry no key: the broker's ACLs decide who may produce to them. The two POSTs are answered
+by plain ASGI lanes (shared.edge_lane) with the same replies as these FastAPI routes, which the
+OpenAPI document describes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Protocol
+from functools import partial
+from typing import Annotated, Any
 
-import orjson
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -21,9 +23,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream import Depends as SubscriberDepends
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.app_keys import AppKey, authenticate_app, refuse_app
-from shared.edge import EdgeMetrics, EdgePublisher, EdgeStream, ItemResult, prune_published
-from shared.errors import ContractError
+from shared.app_keys import AppKey
+from shared.edge import EdgeMetrics, EdgePublisher, EdgeStream, prune_published
+from shared.edge_lane import EdgeContext, EdgeLane, Reply, batch_reply, caller_app_key, single_reply
+from shared.http import LeanRoute
 from shared.kafka import batch_subscriber
 from shared.runtime import ContextDependency, Runtime
 from shared.settings import EdgeServiceSettings
@@ -35,15 +38,6 @@ app_key_bearer = HTTPBearer(
     scheme_name="AppKey",
     description="An app key (issued by POST {ingest}/v1/admin/apps); required when APP_KEYS_REQUIRED=true.",
 )
-
-
-def _decode_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ContractError(
-            "body is not valid JSON", errors=[{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
-        ) from exc
 
 
 def inline_local_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -85,35 +79,10 @@ def caller_key(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(app_key_bearer)],
         context: EdgeContext = Depends(dependency),
     ) -> AppKey | None:
-        if not is_required:
-            return None
         token = credentials.credentials if credentials is not None else None
-        edge = context.edge
-        return await authenticate_app(edge.pool, token, timeout_s=edge.settings.db_acquire_timeout_s)
+        return await caller_app_key(context.edge, token, is_required=is_required)
 
     return app_key
-
-
-def _forbidden(index: int, item: Any, error: dict[str, Any]) -> ItemResult:
-    event_id = item.get("event_id") if isinstance(item, dict) else None
-    return ItemResult(index=index, status="forbidden", event_id=str(event_id) if event_id else None, errors=(error,))
-
-
-async def accept_authorized(edge: EdgePublisher, items: Sequence[Any], key: AppKey | None) -> list[ItemResult]:
-    """Each item's result: those of app_ids the key does not cover are `forbidden`, the others go through the edge.
-
-    The forbidden are set aside first, so they are never validated further, deduped or published.
-    """
-    refused = {} if key is None else {i: error for i, item in enumerate(items) if (error := refuse_app(item, key))}
-    if not refused:
-        return await edge.accept_items(items, via="http")
-    edge.metrics.forbidden.labels(edge.stream.name, "http").inc(len(refused))
-    log.info("app_items_forbidden", stream=edge.stream.name, key_id=key.key_id if key else None, items=len(refused))
-    allowed = [i for i in range(len(items)) if i not in refused]
-    judged = await edge.accept_items([items[i] for i in allowed], via="http") if allowed else []
-    results = {allowed[r.index]: replace(r, index=allowed[r.index]) for r in judged}
-    results.update({i: _forbidden(i, items[i], error) for i, error in refused.items()})
-    return [results[i] for i in range(len(items))]
 
 
 def edge_router(
@@ -190,24 +159,7 @@ def edge_router(
     async def post_one(
         request: Request, context: EdgeContext = Depends(dependency), key: AppKey | None = Depends(app_key)
     ) -> JSONResponse:
-        item = _decode_json(await request.body())
-        if not isinstance(item, dict):
-            raise ContractError(
-                f"body must be one {noun} object",
-                errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
-            )
-        (result,) = await accept_authorized(context.edge, [item], key)
-        if result.status == "forbidden":
-            detail = [{**e, "loc": ["body", *e["loc"]]} for e in result.errors]
-            return JSONResponse({"event_id": result.event_id, "status": "forbidden", "detail": detail}, status_code=403)
-        if result.status == "rejected":
-            raise ContractError(f"invalid {noun}", errors=[{**e, "loc": ["body", *e["loc"]]} for e in result.errors])
-        if result.status == "conflict":
-            detail = [{**e, "loc": ["body", *e["loc"]]} for e in result.errors]
-            return JSONResponse({"event_id": result.event_id, "status": "conflict", "detail": detail}, status_code=409)
-        return JSONResponse(
-            {"event_id": result.event_id, "status": result.status, "accepted": [result.event_id]}, status_code=202
-        )
+        return _response(await single_reply(context.edge, await request.body(), key, noun=noun))
 
     @router.post(
         f"{path}/batch",
@@ -235,49 +187,13 @@ def edge_router(
     async def post_batch(
         request: Request, context: EdgeContext = Depends(dependency), key: AppKey | None = Depends(app_key)
     ) -> JSONResponse:
-        items = _decode_json(await request.body())
-        if not isinstance(items, list):
-            raise ContractError(
-                "body must be a JSON list",
-                errors=[{"loc": ["body"], "msg": "Input should be a valid list", "type": "list_type"}],
-            )
-        if len(items) > max_batch_items:
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": ["body"],
-                            "type": "too_many_items",
-                            "msg": f"{len(items)} items, more than the limit of {max_batch_items}",
-                        }
-                    ]
-                },
-                status_code=413,
-            )
-        results = await accept_authorized(context.edge, items, key)
-        return _batch_response(results)
+        return _response(await batch_reply(context.edge, await request.body(), key, max_batch_items=max_batch_items))
 
     return router
 
 
-def _batch_response(results: list[ItemResult]) -> JSONResponse:
-    """202 when any item went through (or none was sent), else 403, 422 or 409 by the worst refusal."""
-    accepted = [r.event_id for r in results if r.status in ("accepted", "duplicate")]
-    by_status = {s: [r.to_json() for r in results if r.status == s] for s in ("rejected", "conflict", "forbidden")}
-    body: dict[str, Any] = {
-        "accepted": accepted,
-        "rejected": by_status["rejected"],
-        "conflicts": by_status["conflict"],
-        "forbidden": by_status["forbidden"],
-        "results": [r.to_json() for r in results],
-    }
-    status = 202 if accepted or not results else 403 if body["forbidden"] else 422 if body["rejected"] else 409
-    named = {403: "forbidden", 409: "conflict"}.get(status)
-    if named:
-        body["detail"] = [
-            {**e, "loc": ["body", r.index, *e["loc"]]} for r in results if r.status == named for e in r.errors
-        ]
-    return JSONResponse(body, status_code=status)
+def _response(reply: Reply) -> JSONResponse:
+    return JSONResponse(reply.body, status_code=reply.status_code)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -293,12 +209,6 @@ class EdgeEndpoints:
     """What else this stream refuses, for the OpenAPI and AsyncAPI descriptions."""
 
 
-class EdgeContext(Protocol):
-    """A service context that publishes an edge stream (ingest's, feedback's)."""
-
-    edge: EdgePublisher
-
-
 def install_edge(
     runtime: Runtime[Any],
     *,
@@ -306,9 +216,10 @@ def install_edge(
     group_id: str,
     settings: EdgeServiceSettings,
 ) -> APIRouter:
-    """Register the raw-topic consumer of an edge stream; return its HTTP routes.
+    """Register the raw-topic consumer of an edge stream and the lanes of its hot POSTs; return its HTTP routes.
 
-    Both take the publisher from the service's context (`EdgeContext.edge`, see `start_edge`).
+    The routes document the POSTs (OpenAPI); their lanes (shared.edge_lane) answer them. All take the
+    publisher from the service's context (`EdgeContext.edge`, see `start_edge`).
     Offsets of the raw topic are committed only after the outputs are acknowledged by the broker.
     """
     dependency: ContextDependency[EdgeContext] = runtime.context
@@ -326,6 +237,15 @@ def install_edge(
     async def on_raw(msg: KafkaMessage, context: EdgeContext = SubscriberDepends(dependency, cast=False)) -> None:
         await context.edge.consume(msg.raw_message)
 
+    lane = partial(EdgeLane, dependency, is_key_required=settings.app_keys_required)
+    single = partial(single_reply, noun=endpoints.noun)
+    batch = partial(batch_reply, max_batch_items=settings.max_batch_items)
+    runtime.lean_routes.extend(
+        [
+            LeanRoute("POST", endpoints.path, lane(single)),
+            LeanRoute("POST", f"{endpoints.path}/batch", lane(batch)),
+        ]
+    )
     return edge_router(
         path=endpoints.path,
         noun=endpoints.noun,

@@ -1,7 +1,7 @@
 """The edge's view of interactions: the prompt group of each interaction ingest published.
 
-ingest records a row per interaction it publishes (in the step that records its event id, once the
-broker acknowledged it); feedback reads them to refuse a comparison of two answers to different
+ingest records a row per interaction it publishes (in the statement that records its event id, once
+the broker acknowledged it); feedback reads them to refuse a comparison of two answers to different
 prompts before accepting it (`cross_group_comparison`, 422). The view is advisory: an interaction
 it does not know (not published yet, pruned, or the database briefly away) lets the vote through,
 and the aggregator, which sees every group, dead-letters a cross-group comparison itself. Rows are
@@ -23,16 +23,23 @@ from shared.events import ComparisonVote, EndUserComparisonVote, Event, Interact
 QUERIES = db.SHARED_QUERIES
 
 
-async def remember_interactions(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
-    """Record the prompt group of interactions just published (the first body of an id stays)."""
+async def record_interactions(
+    pool: asyncpg.Pool, events: Sequence[Event], digests: Sequence[bytes], stream: str
+) -> None:
+    """Record interactions just published (ids, body hashes) and their prompt group: one statement, one round trip.
+
+    The first body of an id stays, and the first prompt group of an (app_id, interaction_id).
+    """
     rows = [e for e in events if isinstance(e, Interaction) and e.prompt_key]
-    if rows:
-        await conn.execute(
-            QUERIES["insert_edge_interactions"],
-            [i.app_id for i in rows],
-            [i.interaction_id for i in rows],
-            [i.prompt_key for i in rows],
-        )
+    await pool.execute(
+        QUERIES["insert_published_interactions"],
+        [e.event_id for e in events],
+        list(digests),
+        stream,
+        [i.app_id for i in rows],
+        [i.interaction_id for i in rows],
+        [i.prompt_key for i in rows],
+    )
 
 
 async def refuse_cross_group(pool: asyncpg.Pool, events: Sequence[Event]) -> list[ContractError | None]:

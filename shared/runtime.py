@@ -31,6 +31,8 @@ from shared.errors import TransientError
 from shared.http import (
     BodySizeLimit,
     HttpMetrics,
+    LeanRoute,
+    LeanRoutes,
     install_error_handlers,
     install_offline_docs,
     install_request_metrics,
@@ -104,6 +106,8 @@ class Runtime(Generic[C]):
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # The periodic jobs among `tasks`: stopped before the final outbox flush, since they write to it.
     jobs: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Hot routes served by plain ASGI apps (shared.http.LeanRoutes), added while routes are registered.
+    lean_routes: list[LeanRoute] = field(default_factory=list)
 
     @classmethod
     def create(cls, *, service: str, settings: ServiceSettings, migrations: Sequence[db.Migrations]) -> Runtime[C]:
@@ -284,6 +288,8 @@ def build_app(
     # For tests and debugging only (`runtime_of`): handlers take `runtime.context` by Depends.
     app.state.runtime = runtime
     install_error_handlers(app)
+    # Added first, so it runs inside the body limit and the request metrics added below.
+    app.add_middleware(LeanRoutes, routes=runtime.lean_routes)
     install_request_metrics(app, HttpMetrics(runtime.registry, runtime.service))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(

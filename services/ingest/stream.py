@@ -6,7 +6,7 @@ from datetime import datetime
 
 from shared import topics
 from shared.edge import EdgeStream
-from shared.edge_view import remember_interactions
+from shared.edge_view import record_interactions
 from shared.events import Interaction, parse_interaction
 from shared.prompt_key import prompt_key
 
@@ -26,6 +26,6 @@ def interaction_stream(topic_prefix: str) -> EdgeStream:
         stamp=stamp_interaction,  # type: ignore[arg-type]
         # Keyed by prompt_key: every answer of one prompt group lands on one partition.
         key=lambda event: event.prompt_key.encode(),  # type: ignore[attr-defined]
-        # The edge's view: feedback refuses a comparison of two answers it knows in different groups.
-        remember=remember_interactions,
+        # With the edge's view: feedback refuses a comparison of two answers it knows in different groups.
+        record=record_interactions,
     )

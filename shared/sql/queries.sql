@@ -12,10 +12,15 @@ ON CONFLICT (event_id) DO NOTHING
 -- Forget published event ids older than the dedupe window.
 DELETE FROM published_events WHERE published_at < $1
 
--- name: insert_edge_interactions
--- Remember the prompt group of interactions just published (the first published body of an id stays).
+-- name: insert_published_interactions
+-- Record interactions just published as insert_published_bodies does, and their prompt group, in one statement.
+WITH published AS (
+    INSERT INTO published_events (event_id, body_hash, stream)
+    SELECT t.event_id, t.body_hash, $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(event_id, body_hash)
+    ON CONFLICT (event_id) DO NOTHING
+)
 INSERT INTO edge_interactions (app_id, interaction_id, prompt_key)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+SELECT * FROM unnest($4::text[], $5::text[], $6::text[])
 ON CONFLICT (app_id, interaction_id) DO NOTHING
 
 -- name: select_edge_prompt_keys

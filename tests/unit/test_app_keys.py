@@ -28,7 +28,7 @@ from shared.app_keys import (
     refuse_app,
 )
 from shared.edge import ItemResult
-from shared.edge_http import _batch_response
+from shared.edge_lane import batch_results_reply
 from shared.errors import ContractError
 
 KEY = AppKey(key_id="ak_0000000000000000", app_ids=frozenset({"helpdesk", "billing"}))
@@ -92,8 +92,8 @@ REJECTED = ({"loc": ["kind"], "msg": "m", "type": "missing"},)
 
 
 def test_a_batch_with_every_item_forbidden_is_403_naming_each_app_id() -> None:
-    response = _batch_response([result(0, "forbidden", FORBIDDEN), result(1, "forbidden", FORBIDDEN)])
-    body = json.loads(response.body)
+    response = batch_results_reply([result(0, "forbidden", FORBIDDEN), result(1, "forbidden", FORBIDDEN)])
+    body = response.body
     assert response.status_code == 403
     assert [e["loc"] for e in body["detail"]] == [["body", 0, "app_id"], ["body", 1, "app_id"]]
     assert [r["status"] for r in body["results"]] == ["forbidden", "forbidden"]
@@ -101,18 +101,18 @@ def test_a_batch_with_every_item_forbidden_is_403_naming_each_app_id() -> None:
 
 
 def test_a_batch_with_anything_accepted_is_202_and_reports_the_forbidden() -> None:
-    response = _batch_response([result(0, "forbidden", FORBIDDEN), result(1, "accepted"), result(2, "duplicate")])
-    body = json.loads(response.body)
+    response = batch_results_reply([result(0, "forbidden", FORBIDDEN), result(1, "accepted"), result(2, "duplicate")])
+    body = response.body
     assert response.status_code == 202
     assert body["accepted"] == ["e1", "e2"]
     assert body["forbidden"] == [{"index": 0, "status": "forbidden", "event_id": "e0", "errors": list(FORBIDDEN)}]
 
 
 def test_with_nothing_accepted_forbidden_comes_before_rejected_and_conflict() -> None:
-    assert _batch_response([result(0, "rejected", REJECTED), result(1, "forbidden", FORBIDDEN)]).status_code == 403
-    assert _batch_response([result(0, "rejected", REJECTED), result(1, "conflict", REJECTED)]).status_code == 422
-    assert _batch_response([result(0, "conflict", REJECTED)]).status_code == 409
-    assert _batch_response([]).status_code == 202
+    assert batch_results_reply([result(0, "rejected", REJECTED), result(1, "forbidden", FORBIDDEN)]).status_code == 403
+    assert batch_results_reply([result(0, "rejected", REJECTED), result(1, "conflict", REJECTED)]).status_code == 422
+    assert batch_results_reply([result(0, "conflict", REJECTED)]).status_code == 409
+    assert batch_results_reply([]).status_code == 202
 
 
 @pytest.mark.parametrize("is_required", [True, False])
