@@ -11,27 +11,20 @@ only drops a list of banned IPs; the test itself is the paper's.
    Neutral votes (rating 3) and unsettled questions are not tested.
 2. Per-vote p-value (eq. 10, with the posterior predictive as the "historical distribution"): a voter
    drawn from the consensus disagrees with probability d = (1 + others against) / (2 + others), so a
-   disagreeing vote has p = d and an agreeing one p = 1; it approves with probability q = d (a 👎
-   consensus) or 1 - d (a 👍 one).
+   disagreeing vote has p = d and an agreeing one p = 1.
 3. Combination. Not Fisher's chi-squared (scipy.stats.combine_pvalues): it assumes continuous p-values,
    and one vote's p-value takes two values. An always-👍 bot on a mix of answers sums -2 log p ~ 29 over
    20 votes (9 disagreements at d ~ 0.2) against chi2 with 40 degrees of freedom (mean 40): never
-   flagged. Instead each vote becomes a likelihood-ratio e-value against a bad voter, mean 1 under the
-   null whatever the consensus. Their running product is a test martingale, and by Ville's inequality an
-   honest voter's ever reaches 1/alpha with probability at most alpha, however often the shell looks
-   (Arena checks at 5 points with alpha / 5 for the same reason). Three bets run at once:
-   - on disagreement either way (contrarians): the bad voter disagrees with probability rho =
-     `alternative`: rho / d if the vote disagreed, (1 - rho) / (1 - d) if not;
-   - on approval (always-👍 bots): the bad voter approves with probability a = max(rho', q), rho' =
-     `one_sided_alternative`: a / q if the vote approved, (1 - a) / (1 - q) if not, on every tested
-     thumb or rating. So an always-👍 bot's 👍 on answers the crowd approves count too, a little each
-     (0.95 / 0.85 at q = 0.85), not only its 👍 against a 👎 consensus: a bot that happens to vote mostly
-     on good answers is still caught soon (on the simulator one with 5 bad answers among its first 23
-     votes was flagged at its 23rd vote when only those counted, at its 18th with this bet);
-   - on rejection (always-👎 voters), the mirror image.
-   Their average is again a test martingale; p_value = min(1, 1 / its largest value from the
-   `min_votes`-th tested vote on), so it never rises, and an honest voter's early streak that evens out
-   by then does not count.
+   flagged. Instead each vote's p-value becomes a likelihood-ratio e-value against a bad voter who
+   disagrees with probability rho: rho / d if it disagreed, (1 - rho) / (1 - d) if not, mean 1 under
+   the null. Their running product is a test martingale, and by Ville's inequality an honest voter's
+   ever reaches 1/alpha with probability at most alpha, however often the shell looks (Arena checks at 5
+   points with alpha / 5 for the same reason). Three bets run at once: on disagreement either way
+   (contrarians; rho = `alternative`), on 👍 against a 👎 consensus only (always-👍 bots, whose agreement
+   on good answers would otherwise dilute it; rho = `one_sided_alternative`), and on 👎 against a 👍
+   consensus only. Their average is again a test martingale; p_value = min(1, 1 / its largest value
+   from the `min_votes`-th tested vote on), so it never rises, and an honest voter's early streak that
+   evens out by then does not count.
 4. Flag: at least `min_votes` tested votes and p_value < `significance`.
 5. Multiple testing. The requirement is a share (fewer than 1% of honest voters flagged), which a fixed
    per-voter alpha controls directly: the expected share of honest voters ever flagged is at most
@@ -40,11 +33,8 @@ only drops a list of banned IPs; the test itself is the paper's.
    disagreements before a bot is caught (~6 more at N = 10,000 and d = 0.2, ~13 more votes of an
    always-👍 bot on a mix). The real risk is honest voters whose taste differs from the crowd (the null
    is the crowd's own rate): where the crowd disagrees 20% of the time, the two-sided bet grows only for
-   voters who disagree more than half the time, the approval bet for voters who approve a rejected
-   answer more than 64% of the time or an approved one more than 89% of the time (a careful voter's 👍
-   on good answers gain 0.17 each, one 👎 on a bad answer costs 2.77: the bet grows only for a voter who
-   approves nearly everything); a voter disagreeing 1.5x as often as the crowd on 150 tested votes is
-   flagged about 1% of the time.
+   voters who disagree more than half the time, the one-sided ones above 64%; a voter disagreeing 1.5x
+   as often as the crowd on 150 tested votes is flagged about 1% of the time.
 
 `VoterTally` is the incremental form the shell keeps per voter (six numbers): add a vote's observation
 when its question first settles without it; `decide` reads the flag from it in O(1). When an admin
@@ -107,17 +97,6 @@ class Observation:
         d = self.null_disagreement
         return math.log(rho / d) if self.disagreed else math.log((1.0 - rho) / (1.0 - d))
 
-    def leaning_log_ratio(self, rho: float, toward: Direction) -> float:
-        """log of this vote's e-value: a voter approving ("up") or rejecting ("down") with probability at least
-        rho against one drawn from the crowd; 0 for a comparison (no approval to lean on)."""
-        if self.direction is None:
-            return 0.0
-        # "up" observations: the crowd rejects, so approving is disagreeing; "down" ones: the reverse.
-        leaned = self.disagreed == (self.direction == toward)
-        p = self.null_disagreement if self.direction == toward else 1.0 - self.null_disagreement
-        a = max(rho, p)
-        return math.log(a / p) if leaned else math.log((1.0 - a) / (1.0 - p))
-
 
 def _settled(for_: int, against: int, settle_confidence: float) -> tuple[bool, float] | None:
     """(consensus is `for_`'s side, d) when the others' votes settle the question, else None."""
@@ -171,9 +150,10 @@ class VoterTally:
     def add(self, observation: Observation, rules: VoterRules) -> VoterTally:
         """The tally after one more tested vote."""
         step = observation.log_likelihood_ratio(rules.alternative)
+        one_sided = observation.log_likelihood_ratio(rules.one_sided_alternative)
         log_e_any = self.log_e_any + step
-        log_e_up = self.log_e_up + observation.leaning_log_ratio(rules.one_sided_alternative, "up")
-        log_e_down = self.log_e_down + observation.leaning_log_ratio(rules.one_sided_alternative, "down")
+        log_e_up = self.log_e_up + (one_sided if observation.direction == "up" else 0.0)
+        log_e_down = self.log_e_down + (one_sided if observation.direction == "down" else 0.0)
         votes = self.votes + 1
         # Only wealth from the min_votes-th vote on counts: an early streak of an honest voter that later
         # evens out must not flag them at min_votes.
