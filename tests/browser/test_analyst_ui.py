@@ -40,7 +40,9 @@ async def analyst(
 
 
 @pytest.fixture
-def requests_seen(page: Page) -> list[str]:
+async def requests_seen(page: Page) -> list[str]:
+    """The URLs the page requests (async: Playwright subscribes on the running loop; a plain fixture has
+    no loop in the main thread once another test closed its own, and failed so once in the suite)."""
     seen: list[str] = []
     page.on("request", lambda request: seen.append(request.url))
     return seen
