@@ -92,6 +92,15 @@ def batch_subscriber(
     )
 
 
+async def keep_raw_records(msg: KafkaMessage) -> tuple[ConsumerRecord, ...]:
+    """A batch subscriber's decoder for handlers that read `msg.raw_message` themselves: the records as they are.
+
+    FastStream's own decoder JSON-decodes every record of the batch into the handler's body, which such a
+    handler never reads (`decoder=keep_raw_records`).
+    """
+    return msg.raw_message
+
+
 def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
     """Where a batch comes from: its topic, partitions, and first-last offset per partition."""
     spans: dict[int, tuple[int, int]] = {}

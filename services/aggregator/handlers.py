@@ -24,7 +24,7 @@ from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.errors import NotFoundError
 from shared.events import AnnotationRequest, DeadLetter, FeedbackStats, ModelAlert, ModelLeaderboard, PreferencePair
-from shared.kafka import batch_subscriber, document_output
+from shared.kafka import batch_subscriber, document_output, keep_raw_records
 from shared.runtime import ContextDependency, Runtime
 
 
@@ -51,6 +51,7 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         topics.INTERACTIONS,
         group_id=settings.group_id,
         title="interactions",
+        decoder=keep_raw_records,
         description="Canonical interactions (keyed by prompt_key) from ingest.",
     )
     async def on_interactions(
@@ -64,6 +65,7 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         topics.VOTES,
         group_id=settings.group_id,
         title="votes",
+        decoder=keep_raw_records,
         description="End-user votes and expert verdicts (keyed by interaction_id). A verdict counts only for a "
         "task the aggregator issued, with its candidates (else dead letter unknown_task / candidates_mismatch); a "
         "vote waits for every answer it names until the parked-vote TTL (then parked_vote_expired); a comparison "
