@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,10 +45,9 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.aggregator_probes import batch_columns, batch_counts, cpu_spent_s, ms_per_event, profiled, tree_cpu_s
 from bench.aggregator_report import write_results
-from bench.ingest import process_cpu_s
 from deploy.init import migrate_all
 from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
 from deploy.local_database import start_database
@@ -214,7 +212,6 @@ async def run_baseline(
 async def run_aggregator(
     dsn: str, producer: AIOKafkaProducer, records: list, service: AggregatorProcess, config: BenchConfig
 ) -> dict:
-    interactions = sum(1 for t, _, _ in records if t == topics.INTERACTIONS)
     conn = await asyncpg.connect(dsn)
 
     async def done() -> bool:
@@ -225,64 +222,21 @@ async def run_aggregator(
         return got >= len(records)
 
     try:
-        batches_before = await batch_counts(service.port)
-        with profiled(service.pid, config):
-            cpu_before, started = process_cpu_s(service.pid), time.perf_counter()
+        with profiled(service.pid, config.py_spy, config.profile_out):
+            before, started = await service.reading(), time.perf_counter()
             await send_all(producer, "", records)
             finished = await wait_until(done, config.drain_timeout_s, "aggregator throughput")
-            cpu_after = process_cpu_s(service.pid)
-        batches_after = await batch_counts(service.port)
+            after = await service.reading()
         pairs = await conn.fetchval("SELECT count(*) FROM agg_pairs")
     finally:
         await conn.close()
     return {
         "mode": "aggregator (state in PostgreSQL, outbox)",
         "events": len(records),
-        "interactions": interactions,
         "seconds": finished - started,
         "pairs_in_state": pairs,
-        "cpu_ms_per_event": _cpu_ms_per_event(cpu_before, cpu_after, len(records)),
-        **_batch_columns(batches_before, batches_after),
+        **service.spent(before, after, len(records)),
     }
-
-
-async def batch_counts(port: int) -> dict[str, float]:
-    """The aggregator's batch transactions so far (count, and their seconds summed), from its /metrics."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    found = {"count": 0.0, "sum": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in ("aggregator_batch_seconds_count", "aggregator_batch_seconds_sum"):
-                found[sample.name.rsplit("_", 1)[1]] += sample.value
-    return found
-
-
-def _batch_columns(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    count, seconds = after["count"] - before["count"], after["sum"] - before["sum"]
-    return {"batches": round(count), "batch_ms_mean": round(1000 * seconds / count, 1) if count else None}
-
-
-def _cpu_ms_per_event(before: float | None, after: float | None, events: int) -> float | None:
-    if before is None or after is None or not events:
-        return None
-    return round((after - before) * 1000 / events, 4)
-
-
-@contextlib.contextmanager
-def profiled(pid: int, config: BenchConfig) -> Iterator[None]:
-    """py-spy records `pid` (raw format, 200 Hz) while the block runs, when the bench was asked to."""
-    if not config.py_spy or not config.profile_out:
-        yield
-        return
-    command = [config.py_spy, "record", "--rate", "200", "--format", "raw", "-p", str(pid), "-o", config.profile_out]
-    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # py-spy attaches before the phase starts
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(STOP_TIMEOUT_S)
 
 
 async def pair_watcher(bootstrap: str, seen: dict[str, float], stop: asyncio.Event) -> None:
@@ -315,8 +269,7 @@ async def run_latency(
     sent: dict[str, float] = {}
     interval, count = 1.0 / rate, int(rate * config.latency_seconds)
     run = uuid.uuid4().hex[:6]
-    batches_before = await batch_counts(service.port)
-    cpu_before, started = process_cpu_s(service.pid), time.perf_counter()
+    before, started = await service.reading(), time.perf_counter()
     for g in range(count):
         await asyncio.sleep(max(0.0, started + g * interval - time.perf_counter()))
         key, records = group_records(run, g, config.answer_chars)
@@ -329,8 +282,7 @@ async def run_latency(
 
     try:
         await wait_until(all_seen, config.drain_timeout_s, "latency phase")
-        cpu_after = process_cpu_s(service.pid)
-        batches = await batch_counts(service.port)
+        after = await service.reading()
     finally:
         stop.set()
         await watcher
@@ -342,8 +294,7 @@ async def run_latency(
         "latency_p50_ms": _pct(latencies, 50),
         "latency_p99_ms": _pct(latencies, 99),
         "latency_max_ms": round(latencies[-1], 1),
-        "cpu_ms_per_event": _cpu_ms_per_event(cpu_before, cpu_after, count * EVENTS_PER_GROUP),
-        **_batch_columns(batches_before, batches),
+        **service.spent(before, after, count * EVENTS_PER_GROUP),
     }
 
 
@@ -353,13 +304,36 @@ def _pct(values: list[float], p: float) -> float:
 
 @dataclass(frozen=True)
 class AggregatorProcess:
+    """The service under test, and the database whose CPU is counted with it."""
+
     pid: int
     port: int
     log: Path
+    database_pid: int | None
+
+    async def reading(self) -> dict[str, Any]:
+        """CPU so far of the service and of PostgreSQL's processes, and the service's batch counts."""
+        return {
+            "cpu": tree_cpu_s(self.pid),
+            "database_cpu": tree_cpu_s(self.database_pid),
+            "batches": await batch_counts(self.port),
+        }
+
+    def spent(self, before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
+        """A phase's columns: CPU ms per event of the service and of PostgreSQL, batches and their mean time."""
+        return {
+            "cpu_ms_per_event": ms_per_event(cpu_spent_s(before["cpu"], after["cpu"]), events),
+            "database_cpu_ms_per_event": ms_per_event(
+                cpu_spent_s(before["database_cpu"], after["database_cpu"]), events
+            ),
+            **batch_columns(before["batches"], after["batches"]),
+        }
 
 
 @contextlib.contextmanager
-def aggregator_process(bootstrap: str, dsn: str, config: BenchConfig, log: Path) -> Iterator[AggregatorProcess]:
+def aggregator_process(
+    bootstrap: str, dsn: str, config: BenchConfig, log: Path, database_pid: int | None
+) -> Iterator[AggregatorProcess]:
     env = {
         **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -374,7 +348,7 @@ def aggregator_process(bootstrap: str, dsn: str, config: BenchConfig, log: Path)
             [sys.executable, "-m", "services.aggregator"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        yield AggregatorProcess(process.pid, port, log)
+        yield AggregatorProcess(process.pid, port, log, database_pid)
     finally:
         process.terminate()
         try:
@@ -401,7 +375,7 @@ async def warm_up(producer: AIOKafkaProducer, bootstrap: str, service: Aggregato
     await run_latency(bootstrap, producer, 5.0, warm, service)
 
 
-async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) -> list[dict]:
+async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path, database_pid: int | None) -> list[dict]:
     await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
         await ensure_topics(
@@ -421,7 +395,7 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
     await producer.start()
     try:
         results = [await run_baseline(bootstrap, dsn, producer, records, config)]
-        with aggregator_process(bootstrap, dsn, config, workdir / "aggregator.log") as service:
+        with aggregator_process(bootstrap, dsn, config, workdir / "aggregator.log", database_pid) as service:
             await warm_up(producer, bootstrap, service, config)
             results.append(await run_aggregator(dsn, producer, records, service, config))
             for rate in config.latency_rates:
@@ -441,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
         workdir = Path(tmp)
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
-            results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
+            results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir, database.pid))
     print(write_results(results, asdict(config)))
 
 

@@ -49,20 +49,23 @@ def markdown(report: dict[str, Any]) -> str:
         f"Settings: `{json.dumps(report['settings'])}`. Each group: 2 answers + 8 thumbs "
         "(a clear split, one pair). Throughput runs from the first send until every event is written "
         "(baseline table / aggregator state); latency from a group's send until its pair is on `preference-pairs`. "
-        "CPU ms/event: user + system CPU of the aggregator process during the phase, per event; batches: its "
+        "CPU ms/event: user + system CPU of the aggregator process during the phase, per event (PostgreSQL: "
+        "of its server processes); batches: the aggregator's "
         "batch transactions in the phase (mean time). "
         f"Goals (issue 15): ≥ {GOALS['ratio_to_baseline']}× the baseline, p99 under "
         f"{GOALS['latency_p99_ms_at_1000_events_per_s']:g} ms at 1,000 events/s.",
         "",
-        "| mode | events | seconds | events/s | × baseline | p50 ms | p99 ms | max ms | CPU ms/event | batches |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | events | seconds | events/s | × baseline | p50 ms | p99 ms | max ms | CPU ms/event | "
+        "PostgreSQL CPU ms/event | batches |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['mode']} | {r['events']:,} | {_cell(r.get('seconds'))} | {_cell(r.get('events_per_s'))} | "
             f"{_cell(r.get('ratio_to_baseline'))} | {_cell(r.get('latency_p50_ms'))} | "
             f"{_cell(r.get('latency_p99_ms'))} | {_cell(r.get('latency_max_ms'))} | "
-            f"{_cell(r.get('cpu_ms_per_event'), 3)} | {_batches(r)} |"
+            f"{_cell(r.get('cpu_ms_per_event'), 3)} | {_cell(r.get('database_cpu_ms_per_event'), 3)} | "
+            f"{_batches(r)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -83,8 +83,9 @@ FROM agg_interactions WHERE prompt_key = ANY($1::text[])
 ORDER BY prompt_key, occurred_at, interaction_id
 
 -- name: select_group_votes
--- The latest vote of each slot of the locked groups, and whether it counts and was tested (vote_quality.py).
-SELECT prompt_key, slot, vote, is_counted, is_tested FROM agg_votes WHERE prompt_key = ANY($1::text[])
+-- The latest vote of each slot of the locked groups (as JSON text), and whether it counts and was tested
+-- (vote_quality.py).
+SELECT prompt_key, slot, vote::text AS vote, is_counted, is_tested FROM agg_votes WHERE prompt_key = ANY($1::text[])
 
 -- name: select_group_pairs
 -- What was last published for each pair of the locked groups.
@@ -95,10 +96,10 @@ SELECT prompt_key, pair_id, state_hash FROM agg_pairs WHERE prompt_key = ANY($1:
 SELECT prompt_key, task_id, state_hash FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
 
 -- name: upsert_votes
--- Store the new latest vote of changed slots, with its voter (end users) and marks.
+-- Store the new latest vote of changed slots (as JSON text), with its voter (end users) and marks.
 INSERT INTO agg_votes (prompt_key, slot, event_id, occurred_at, vote, app_id, user_ref, is_counted, is_tested)
-SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::text[],
-    $8::boolean[], $9::boolean[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[]::jsonb[], $6::text[],
+    $7::text[], $8::boolean[], $9::boolean[])
 ON CONFLICT (prompt_key, slot) DO UPDATE
 SET event_id = excluded.event_id, occurred_at = excluded.occurred_at, vote = excluded.vote, app_id = excluded.app_id,
     user_ref = excluded.user_ref, is_counted = excluded.is_counted, is_tested = excluded.is_tested
