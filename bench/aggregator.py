@@ -15,8 +15,8 @@ off), runs `python -m services.aggregator` as a real process, and measures on th
 
 For every aggregator phase, the service process's user + system CPU per event (ms, /proc) is reported
 beside the rate: the 2 cores are shared, so CPU per event is the figure that compares runs.
-`--py-spy PATH --profile-out FILE` records the aggregator with py-spy (raw, 200 Hz) during the
-throughput phase only.
+`--py-spy PATH --profile-out PREFIX` records the aggregator with py-spy (raw, 200 Hz) during each
+phase, into PREFIX.throughput.txt and PREFIX.latency-<groups/s>.txt.
 
 Every group is a clear split (four thumbs-up on one answer, four thumbs-down on the other), so each
 gives one pair. The bench process (producer, readers) shares the 2 CPUs with the service.
@@ -93,8 +93,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic")
     parser.add_argument("--answer-chars", type=int, default=600, help="characters of each answer")
     parser.add_argument("--drain-timeout", type=float, default=90.0, help="deadline for a phase to finish")
-    parser.add_argument("--py-spy", help="py-spy executable: profile the aggregator during the throughput phase")
-    parser.add_argument("--profile-out", help="where py-spy writes the raw profile (with --py-spy)")
+    parser.add_argument("--py-spy", help="py-spy executable: profile the aggregator during each phase")
+    parser.add_argument("--profile-out", help="path prefix of the raw profiles (with --py-spy)")
     a = parser.parse_args(argv)
     return BenchConfig(
         a.groups,
@@ -222,7 +222,7 @@ async def run_aggregator(
         return got >= len(records)
 
     try:
-        with profiled(service.pid, config.py_spy, config.profile_out):
+        with profiled(service.pid, config.py_spy, _profile_path(config, "throughput")):
             before, started = await service.reading(), time.perf_counter()
             await send_all(producer, "", records)
             finished = await wait_until(done, config.drain_timeout_s, "aggregator throughput")
@@ -269,13 +269,14 @@ async def run_latency(
     sent: dict[str, float] = {}
     interval, count = 1.0 / rate, int(rate * config.latency_seconds)
     run = uuid.uuid4().hex[:6]
-    before, started = await service.reading(), time.perf_counter()
-    for g in range(count):
-        await asyncio.sleep(max(0.0, started + g * interval - time.perf_counter()))
-        key, records = group_records(run, g, config.answer_chars)
-        sent[key] = time.perf_counter()
-        await send_all(producer, "", records)
-    offered_s = time.perf_counter() - started
+    with profiled(service.pid, config.py_spy, _profile_path(config, f"latency-{rate:g}")):
+        before, started = await service.reading(), time.perf_counter()
+        for g in range(count):
+            await asyncio.sleep(max(0.0, started + g * interval - time.perf_counter()))
+            key, records = group_records(run, g, config.answer_chars)
+            sent[key] = time.perf_counter()
+            await send_all(producer, "", records)
+        offered_s = time.perf_counter() - started
 
     async def all_seen() -> bool:
         return all(k in seen for k in sent)
@@ -296,6 +297,10 @@ async def run_latency(
         "latency_max_ms": round(latencies[-1], 1),
         **service.spent(before, after, count * EVENTS_PER_GROUP),
     }
+
+
+def _profile_path(config: BenchConfig, phase: str) -> str | None:
+    return f"{config.profile_out}.{phase}.txt" if config.profile_out else None
 
 
 def _pct(values: list[float], p: float) -> float:
