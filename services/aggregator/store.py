@@ -32,6 +32,14 @@ QUERIES = db.load_queries(SQL_DIR / "queries.sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetedTask:
+    """A task of a locked group as the budget holds it: its domain and the state hash last offered."""
+
+    domain: str
+    state_hash: str
+
+
 @dataclass(kw_only=True)
 class GroupRows:
     """The stored state of one locked group."""
@@ -43,6 +51,8 @@ class GroupRows:
     marks: dict[str, VoteMarks] = field(default_factory=dict)
     emitted_pairs: dict[str, str] = field(default_factory=dict)
     emitted_tasks: dict[str, str] = field(default_factory=dict)
+    budget: dict[str, BudgetedTask] = field(default_factory=dict)
+    """task_id -> the group's tasks in the annotation budget (budget_store.py)."""
 
     def counted_votes(self) -> dict[str, Vote]:
         """The latest votes that count (their voter is not flagged: vote_quality.py)."""
@@ -228,26 +238,29 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
 
 
 async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
-    """Fill the locked groups with their answers, latest votes and what was published for them."""
-    keys = sorted(groups)
-    for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
-        groups[r["prompt_key"]].answers.append(
-            Answer(
-                interaction_id=r["interaction_id"],
-                content=r["content"],
-                model=r["model"],
-                model_version=r["model_version"],
-                domain=r["domain"],
-                occurred_at=r["occurred_at"],
+    """Fill the locked groups with their answers, latest votes, what was published and what the budget holds."""
+    for r in await conn.fetch(QUERIES["select_group_state"], sorted(groups)):
+        rows, kind, item = groups[r["prompt_key"]], r["kind"], r["item"]
+        if kind == "answer":
+            rows.answers.append(
+                Answer(
+                    interaction_id=item,
+                    content=r["body"],
+                    model=r["model"],
+                    model_version=r["model_version"],
+                    domain=r["domain"],
+                    occurred_at=r["occurred_at"],
+                )
             )
-        )
-    for r in await conn.fetch(QUERIES["select_group_votes"], keys):
-        groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
-        groups[r["prompt_key"]].marks[r["slot"]] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
-    for r in await conn.fetch(QUERIES["select_group_pairs"], keys):
-        groups[r["prompt_key"]].emitted_pairs[r["pair_id"]] = r["state_hash"]
-    for r in await conn.fetch(QUERIES["select_group_requests"], keys):
-        groups[r["prompt_key"]].emitted_tasks[r["task_id"]] = r["state_hash"]
+        elif kind == "vote":
+            rows.votes[item] = parse_vote(r["body"])
+            rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
+        elif kind == "pair":
+            rows.emitted_pairs[item] = r["state_hash"]
+        elif kind == "request":
+            rows.emitted_tasks[item] = r["state_hash"]
+        else:
+            rows.budget[item] = BudgetedTask(r["domain"], r["state_hash"])
 
 
 async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:
