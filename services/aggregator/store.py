@@ -6,6 +6,7 @@ change and its outbox rows commit together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
@@ -103,6 +105,22 @@ class ParkedVote:
     expires_at: datetime | None = None
 
 
+# A busy group is locked and loaded by every batch that touches it: its prompt and its stored votes (frozen
+# models, written once per slot) were parsed again each time. Cached by their stored JSON text: at most
+# PARSED_CACHE_SIZE of each (~15 MB of votes at bench.load's sizes).
+PARSED_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parsed_prompt(text: str) -> tuple[Message, ...]:
+    return tuple(Message.model_validate(m) for m in orjson.loads(text)["messages"])
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parsed_vote(text: str) -> Vote:
+    return parse_vote(text)
+
+
 def interaction_lock_key(app_id: str, interaction_id: str) -> int:
     """A signed 64-bit advisory-lock key for one interaction."""
     digest = hashlib.blake2b(f"{app_id}\x1f{interaction_id}".encode(), digest_size=8).digest()
@@ -131,12 +149,7 @@ async def insert_groups(conn: asyncpg.Connection, interactions: Sequence[Interac
 async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> dict[str, GroupRows]:
     """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
-    return {
-        r["prompt_key"]: GroupRows(
-            app_id=r["app_id"], prompt=tuple(Message.model_validate(m) for m in r["prompt"]["messages"])
-        )
-        for r in rows
-    }
+    return {r["prompt_key"]: GroupRows(app_id=r["app_id"], prompt=_parsed_prompt(r["prompt"])) for r in rows}
 
 
 async def insert_interactions(conn: asyncpg.Connection, interactions: Sequence[Interaction]) -> set[tuple[str, str]]:
@@ -253,7 +266,7 @@ async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows
                 )
             )
         elif kind == "vote":
-            rows.votes[item] = parse_vote(r["body"])
+            rows.votes[item] = _parsed_vote(r["body"])
             rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
         elif kind == "pair":
             rows.emitted_pairs[item] = r["state_hash"]

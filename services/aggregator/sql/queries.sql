@@ -13,8 +13,10 @@ ORDER BY t.ord
 ON CONFLICT (prompt_key) DO NOTHING
 
 -- name: lock_groups
--- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances.
-SELECT prompt_key, app_id, prompt FROM agg_groups WHERE prompt_key = ANY($1::text[]) ORDER BY prompt_key FOR UPDATE
+-- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances (the prompt
+-- as JSON text).
+SELECT prompt_key, app_id, prompt::text AS prompt FROM agg_groups WHERE prompt_key = ANY($1::text[])
+ORDER BY prompt_key FOR UPDATE
 
 -- name: insert_interactions
 -- Take in interactions once (the first event of an interaction_id wins); return those new.
