@@ -41,16 +41,28 @@ def ms_per_event(seconds: float | None, events: int) -> float | None:
     return None if seconds is None or not events else round(seconds * 1000 / events, 4)
 
 
-async def batch_counts(port: int) -> dict[str, float]:
-    """The aggregator's batch transactions so far (count, and their seconds summed), from its /metrics."""
+async def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """The aggregator's samples of these names, each summed over its labels (0 when absent), from /metrics."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    found = {"count": 0.0, "sum": 0.0}
+    found = dict.fromkeys(names, 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in ("aggregator_batch_seconds_count", "aggregator_batch_seconds_sum"):
-                found[sample.name.rsplit("_", 1)[1]] += sample.value
+            if sample.name in found:
+                found[sample.name] += sample.value
     return found
+
+
+async def batch_counts(port: int) -> dict[str, float]:
+    """The aggregator's batch transactions so far (count, and their seconds summed)."""
+    names = ("aggregator_batch_seconds_count", "aggregator_batch_seconds_sum")
+    found = await metric_sums(port, names)
+    return {"count": found[names[0]], "sum": found[names[1]]}
+
+
+async def leaderboard_refits(port: int) -> float:
+    """Board refits so far, whatever their outcome."""
+    return (await metric_sums(port, ("aggregator_leaderboard_refits_total",)))["aggregator_leaderboard_refits_total"]
 
 
 def batch_columns(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
