@@ -32,13 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,20 +44,12 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.aggregator_probes import (
-    batch_columns,
-    batch_counts,
-    cpu_spent_s,
-    leaderboard_refits,
-    ms_per_event,
-    profiled,
-    tree_cpu_s,
-)
+from bench.aggregator_probes import AggregatorProcess, aggregator_process, leaderboard_refits, profiled
 from bench.aggregator_report import write_results
 from deploy.init import migrate_all
-from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
+from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker
 from deploy.local_database import start_database
-from deploy.localstack import free_port, read_tail
+from deploy.localstack import read_tail
 from shared import topics
 from shared.events import Message
 from shared.kafka import ensure_topics
@@ -317,62 +305,6 @@ def _pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * p / 100))], 1)
 
 
-@dataclass(frozen=True)
-class AggregatorProcess:
-    """The service under test, and the database whose CPU is counted with it."""
-
-    pid: int
-    port: int
-    log: Path
-    database_pid: int | None
-
-    async def reading(self) -> dict[str, Any]:
-        """CPU so far of the service and of PostgreSQL's processes, and the service's batch counts."""
-        return {
-            "cpu": tree_cpu_s(self.pid),
-            "database_cpu": tree_cpu_s(self.database_pid),
-            "batches": await batch_counts(self.port),
-        }
-
-    def spent(self, before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
-        """A phase's columns: CPU ms per event of the service and of PostgreSQL, batches and their mean time."""
-        return {
-            "cpu_ms_per_event": ms_per_event(cpu_spent_s(before["cpu"], after["cpu"]), events),
-            "database_cpu_ms_per_event": ms_per_event(
-                cpu_spent_s(before["database_cpu"], after["database_cpu"]), events
-            ),
-            **batch_columns(before["batches"], after["batches"]),
-        }
-
-
-@contextlib.contextmanager
-def aggregator_process(
-    bootstrap: str, dsn: str, config: BenchConfig, log: Path, database_pid: int | None
-) -> Iterator[AggregatorProcess]:
-    env = {
-        **without_kafka_security(os.environ),
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "DATABASE_URL": dsn,
-        "TOPIC_PREFIX": "",
-        "AGGREGATOR_HTTP_PORT": str(port := free_port()),
-        "TOPIC_PARTITIONS": str(config.partitions),
-        "LOG_LEVEL": "WARNING",
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.aggregator"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        yield AggregatorProcess(process.pid, port, log, database_pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def warm_up(producer: AIOKafkaProducer, bootstrap: str, service: AggregatorProcess, config: BenchConfig) -> None:
     """Ready, joined and warm: one group's pair has come out (the group join takes ~5 s on Tansu)."""
     async with httpx.AsyncClient() as client:
@@ -416,7 +348,7 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path, 
     await producer.start()
     try:
         results = [await run_baseline(bootstrap, dsn, producer, records, config)]
-        with aggregator_process(bootstrap, dsn, config, workdir / "aggregator.log", database_pid) as service:
+        with aggregator_process(bootstrap, dsn, config.partitions, workdir / "aggregator.log", database_pid) as service:
             await warm_up(producer, bootstrap, service, config)
             results.append(await run_aggregator(dsn, producer, records, service, config))
             for rate in config.latency_rates:

@@ -1,19 +1,27 @@
-"""What bench.aggregator reads of the processes it measures: CPU (/proc, psutil), batch counts (/metrics), py-spy."""
+"""The aggregator process bench.aggregator measures, and what it reads of it: CPU (psutil), /metrics, py-spy."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local_broker import without_kafka_security
+from deploy.localstack import free_port
+
 STOP_TIMEOUT_S = 15.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def tree_cpu_s(pid: int | None) -> dict[int, float]:
@@ -84,3 +92,60 @@ def profiled(pid: int, py_spy: str | None, out: str | None) -> Iterator[None]:
     finally:
         spy.send_signal(signal.SIGINT)
         spy.wait(STOP_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class AggregatorProcess:
+    """The service under test, and the database whose CPU is counted with it."""
+
+    pid: int
+    port: int
+    log: Path
+    database_pid: int | None
+
+    async def reading(self) -> dict[str, Any]:
+        """CPU so far of the service and of PostgreSQL's processes, and the service's batch counts."""
+        return {
+            "cpu": tree_cpu_s(self.pid),
+            "database_cpu": tree_cpu_s(self.database_pid),
+            "batches": await batch_counts(self.port),
+        }
+
+    def spent(self, before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
+        """A phase's columns: CPU ms per event of the service and of PostgreSQL, batches and their mean time."""
+        return {
+            "cpu_ms_per_event": ms_per_event(cpu_spent_s(before["cpu"], after["cpu"]), events),
+            "database_cpu_ms_per_event": ms_per_event(
+                cpu_spent_s(before["database_cpu"], after["database_cpu"]), events
+            ),
+            **batch_columns(before["batches"], after["batches"]),
+        }
+
+
+@contextlib.contextmanager
+def aggregator_process(
+    bootstrap: str, dsn: str, partitions: int, log: Path, database_pid: int | None
+) -> Iterator[AggregatorProcess]:
+    """`python -m services.aggregator` on this broker and database (WARNING logs into `log`), stopped after."""
+    env = {
+        **without_kafka_security(os.environ),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": dsn,
+        "TOPIC_PREFIX": "",
+        "AGGREGATOR_HTTP_PORT": str(port := free_port()),
+        "TOPIC_PARTITIONS": str(partitions),
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.aggregator"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield AggregatorProcess(process.pid, port, log, database_pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
