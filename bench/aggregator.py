@@ -8,13 +8,22 @@ off), runs `python -m services.aggregator` as a real process, and measures on th
    with one INSERT in one transaction, then commits offsets: events/s from the first send until
    every event is in its table;
 2. aggregator: the same events through the service (state in PostgreSQL, decisions, outbox):
-   events/s from the first send until every interaction and vote is taken in (counted in its tables);
-3. latency: at a fixed offered load (groups/s), each group's two answers and eight votes are sent
-   at once; the latency is from that send until a reader of `preference-pairs` sees the group's pair.
+   events/s from the first send until every interaction and vote is taken in (counted in its tables),
+   after a warm-up: the group join, a few pairs, and the first leaderboard refit (it imports scipy's
+   submodules: seconds of CPU, once per process, which fell in this phase before);
+3. latency: at each offered load (groups/s; 100 groups/s = 1,000 events/s, the issue's rate, then
+   20 groups/s), each group's two answers and eight votes are sent at once; the latency is from that
+   send until a reader of `preference-pairs` sees the group's pair.
+
+For every aggregator phase, the service process's user + system CPU per event (ms, /proc) is reported
+beside the rate: the 2 cores are shared, so CPU per event is the figure that compares runs.
+`--py-spy PATH --profile-out PREFIX` records the aggregator with py-spy (raw, 200 Hz) during each
+phase, into PREFIX.throughput.txt and PREFIX.latency-<groups/s>.txt.
 
 Every group is a clear split (four thumbs-up on one answer, four thumbs-down on the other), so each
 gives one pair. The bench process (producer, readers) shares the 2 CPUs with the service.
-Results: bench/results/aggregator.json and aggregator.md.
+Results: bench/results/aggregator.json and aggregator.md (bench/aggregator_report.py; the notes after
+the marker in aggregator.md, the profiles and before/after tables, are kept across runs).
 """
 
 from __future__ import annotations
@@ -23,13 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,18 +44,18 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.provenance import run_header
+from bench.aggregator_probes import AggregatorProcess, aggregator_process, leaderboard_refits, profiled
+from bench.aggregator_report import write_results
 from deploy.init import migrate_all
-from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
+from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker
 from deploy.local_database import start_database
-from deploy.localstack import free_port, read_tail
+from deploy.localstack import read_tail
 from shared import topics
 from shared.events import Message
 from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
 from shared.settings import PipelineSettings
 
-RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PREFIX = "baseline."
 READY_TIMEOUT_S = 60.0
@@ -63,23 +68,42 @@ EVENTS_PER_GROUP = 2 + 2 * VOTES_PER_ANSWER
 @dataclass(frozen=True)
 class BenchConfig:
     groups: int
-    latency_rate: float
+    latency_rates: tuple[float, ...]
     latency_seconds: float
     partitions: int
     answer_chars: int
     drain_timeout_s: float
+    py_spy: str | None = None
+    profile_out: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(prog="python -m bench.aggregator", description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=4_000, help="prompt groups in the throughput phases")
-    parser.add_argument("--latency-rate", type=float, default=20.0, help="groups/s offered in the latency phase")
+    parser.add_argument(
+        "--latency-rates",
+        type=float,
+        nargs="+",
+        default=[100.0, 20.0],
+        help="groups/s offered in the latency phases (10 events each: 100 = 1,000 events/s)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency phase")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of every topic")
     parser.add_argument("--answer-chars", type=int, default=600, help="characters of each answer")
     parser.add_argument("--drain-timeout", type=float, default=90.0, help="deadline for a phase to finish")
+    parser.add_argument("--py-spy", help="py-spy executable: profile the aggregator during each phase")
+    parser.add_argument("--profile-out", help="path prefix of the raw profiles (with --py-spy)")
     a = parser.parse_args(argv)
-    return BenchConfig(a.groups, a.latency_rate, a.latency_seconds, a.partitions, a.answer_chars, a.drain_timeout)
+    return BenchConfig(
+        a.groups,
+        tuple(a.latency_rates),
+        a.latency_seconds,
+        a.partitions,
+        a.answer_chars,
+        a.drain_timeout,
+        a.py_spy,
+        a.profile_out,
+    )
 
 
 def group_records(run: str, g: int, answer_chars: int) -> tuple[str, list[tuple[str, bytes, bytes]]]:
@@ -184,7 +208,7 @@ async def run_baseline(
 
 
 async def run_aggregator(
-    dsn: str, producer: AIOKafkaProducer, records: list, interactions: int, votes: int, config: BenchConfig
+    dsn: str, producer: AIOKafkaProducer, records: list, service: AggregatorProcess, config: BenchConfig
 ) -> dict:
     conn = await asyncpg.connect(dsn)
 
@@ -193,12 +217,14 @@ async def run_aggregator(
             "SELECT (SELECT count(*) FROM agg_interactions WHERE app_id = 'bench')"
             " + (SELECT count(*) FROM agg_seen_votes)"
         )
-        return got >= interactions + votes
+        return got >= len(records)
 
     try:
-        started = time.perf_counter()
-        await send_all(producer, "", records)
-        finished = await wait_until(done, config.drain_timeout_s, "aggregator throughput")
+        with profiled(service.pid, config.py_spy, _profile_path(config, "throughput")):
+            before, started = await service.reading(), time.perf_counter()
+            await send_all(producer, "", records)
+            finished = await wait_until(done, config.drain_timeout_s, "aggregator throughput")
+            after = await service.reading()
         pairs = await conn.fetchval("SELECT count(*) FROM agg_pairs")
     finally:
         await conn.close()
@@ -207,6 +233,7 @@ async def run_aggregator(
         "events": len(records),
         "seconds": finished - started,
         "pairs_in_state": pairs,
+        **service.spent(before, after, len(records)),
     }
 
 
@@ -230,86 +257,78 @@ async def pair_watcher(bootstrap: str, seen: dict[str, float], stop: asyncio.Eve
         await consumer.stop()
 
 
-async def run_latency(bootstrap: str, producer: AIOKafkaProducer, config: BenchConfig) -> dict:
+async def run_latency(
+    bootstrap: str, producer: AIOKafkaProducer, rate: float, config: BenchConfig, service: AggregatorProcess
+) -> dict:
+    """`rate` groups/s for latency_seconds: each group's latency from its send until its pair is seen."""
     seen: dict[str, float] = {}
     stop = asyncio.Event()
     watcher = asyncio.create_task(pair_watcher(bootstrap, seen, stop))
     sent: dict[str, float] = {}
-    interval, count = 1.0 / config.latency_rate, int(config.latency_rate * config.latency_seconds)
+    interval, count = 1.0 / rate, int(rate * config.latency_seconds)
     run = uuid.uuid4().hex[:6]
-    started = time.perf_counter()
-    for g in range(count):
-        await asyncio.sleep(max(0.0, started + g * interval - time.perf_counter()))
-        key, records = group_records(run, g, config.answer_chars)
-        sent[key] = time.perf_counter()
-        await send_all(producer, "", records)
+    with profiled(service.pid, config.py_spy, _profile_path(config, f"latency-{rate:g}")):
+        before, started = await service.reading(), time.perf_counter()
+        for g in range(count):
+            await asyncio.sleep(max(0.0, started + g * interval - time.perf_counter()))
+            key, records = group_records(run, g, config.answer_chars)
+            sent[key] = time.perf_counter()
+            await send_all(producer, "", records)
+        offered_s = time.perf_counter() - started
 
     async def all_seen() -> bool:
         return all(k in seen for k in sent)
 
     try:
         await wait_until(all_seen, config.drain_timeout_s, "latency phase")
+        after = await service.reading()
     finally:
         stop.set()
         await watcher
     latencies = sorted((seen[k] - sent[k]) * 1000 for k in sent)
     return {
-        "mode": f"event->pair latency at {config.latency_rate:g} groups/s "
-        f"({config.latency_rate * EVENTS_PER_GROUP:g} events/s)",
+        "mode": f"event->pair latency at {rate:g} groups/s ({rate * EVENTS_PER_GROUP:g} events/s)",
         "events": count * EVENTS_PER_GROUP,
+        "offered_events_per_s": round(count * EVENTS_PER_GROUP / offered_s),
         "latency_p50_ms": _pct(latencies, 50),
         "latency_p99_ms": _pct(latencies, 99),
-        "latency_max_ms": latencies[-1],
+        "latency_max_ms": round(latencies[-1], 1),
+        **service.spent(before, after, count * EVENTS_PER_GROUP),
     }
+
+
+def _profile_path(config: BenchConfig, phase: str) -> str | None:
+    return f"{config.profile_out}.{phase}.txt" if config.profile_out else None
 
 
 def _pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * p / 100))], 1)
 
 
-@contextlib.contextmanager
-def aggregator_process(bootstrap: str, dsn: str, port: int, config: BenchConfig, log: Path) -> Iterator[None]:
-    env = {
-        **without_kafka_security(os.environ),
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "DATABASE_URL": dsn,
-        "TOPIC_PREFIX": "",
-        "AGGREGATOR_HTTP_PORT": str(port),
-        "TOPIC_PARTITIONS": str(config.partitions),
-        "LOG_LEVEL": "WARNING",
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.aggregator"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def warm_up(producer: AIOKafkaProducer, bootstrap: str, port: int, log: Path, config: BenchConfig) -> None:
+async def warm_up(producer: AIOKafkaProducer, bootstrap: str, service: AggregatorProcess, config: BenchConfig) -> None:
     """Ready, joined and warm: one group's pair has come out (the group join takes ~5 s on Tansu)."""
     async with httpx.AsyncClient() as client:
 
         async def ready() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                return (await client.get(f"http://127.0.0.1:{service.port}/readyz")).status_code == 200
             return False
 
         try:
             await wait_until(ready, READY_TIMEOUT_S, "aggregator ready")
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; log:\n{read_tail(log)}") from exc
-    await run_latency(bootstrap, producer, BenchConfig(0, 5.0, 1.0, config.partitions, config.answer_chars, 60.0))
+            raise RuntimeError(f"{exc}; log:\n{read_tail(service.log)}") from exc
+    warm = BenchConfig(0, (), 1.0, config.partitions, config.answer_chars, 60.0)
+    await run_latency(bootstrap, producer, 5.0, warm, service)
+
+    # The first board refit imports scipy's submodules (seconds of CPU, once per process): not in a phase.
+    async def refitted() -> bool:
+        return await leaderboard_refits(service.port) > 0
+
+    await wait_until(refitted, READY_TIMEOUT_S, "first leaderboard refit")
 
 
-async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) -> list[dict]:
+async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path, database_pid: int | None) -> list[dict]:
     await migrate_all(dsn)
     for prefix in ("", BASELINE_PREFIX):
         await ensure_topics(
@@ -322,7 +341,6 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
         )
     run = uuid.uuid4().hex[:6]
     records = [r for g in range(config.groups) for r in group_records(run, g, config.answer_chars)[1]]
-    interactions = sum(1 for t, _, _ in records if t == topics.INTERACTIONS)
     # The bench's own Tansu (deploy.local_broker): PLAINTEXT.
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=2, **LOCAL_CLIENT_SECURITY
@@ -330,13 +348,11 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
     await producer.start()
     try:
         results = [await run_baseline(bootstrap, dsn, producer, records, config)]
-        port, log = free_port(), workdir / "aggregator.log"
-        with aggregator_process(bootstrap, dsn, port, config, log):
-            await warm_up(producer, bootstrap, port, log, config)
-            results.append(
-                await run_aggregator(dsn, producer, records, interactions, len(records) - interactions, config)
-            )
-            results.append(await run_latency(bootstrap, producer, config))
+        with aggregator_process(bootstrap, dsn, config.partitions, workdir / "aggregator.log", database_pid) as service:
+            await warm_up(producer, bootstrap, service, config)
+            results.append(await run_aggregator(dsn, producer, records, service, config))
+            for rate in config.latency_rates:
+                results.append(await run_latency(bootstrap, producer, rate, config, service))
     finally:
         await producer.stop()
     baseline = results[0]["events"] / results[0]["seconds"]
@@ -347,43 +363,13 @@ async def measure(bootstrap: str, dsn: str, config: BenchConfig, workdir: Path) 
     return results
 
 
-def write_results(results: list[dict], config: BenchConfig) -> dict:
-    report = {
-        **run_header("aggregator"),
-        "settings": asdict(config),
-        "results": results,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "aggregator.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# Aggregator throughput and latency",
-        "",
-        f"{report['date']}, commit `{report['git_commit']}`, Python {report['python']}, {report['platform']}, "
-        f"{report['cpus']} CPUs. "
-        f"Settings: `{json.dumps(report['settings'])}`. Each group: 2 answers + {2 * VOTES_PER_ANSWER} thumbs "
-        "(a clear split, one pair). Throughput runs from the first send until every event is written "
-        "(baseline table / aggregator state); latency from a group's send until its pair is on `preference-pairs`.",
-        "",
-        "| mode | events | seconds | events/s | × baseline | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['mode']} | {r['events']:,} | {r.get('seconds', '-')} | {r.get('events_per_s', '-')} | "
-            f"{r.get('ratio_to_baseline', '-')} | {r.get('latency_p50_ms', '-')} | {r.get('latency_p99_ms', '-')} |"
-        )
-    (RESULTS_DIR / "aggregator.md").write_text("\n".join(lines) + "\n")
-    return report
-
-
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-aggregator-") as tmp:
         workdir = Path(tmp)
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
-            results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
-    write_results(results, config)
-    print((RESULTS_DIR / "aggregator.md").read_text())
+            results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir, database.pid))
+    print(write_results(results, asdict(config)))
 
 
 if __name__ == "__main__":

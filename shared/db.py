@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 import structlog
 
 from shared.errors import ConfigurationError, ConflictError, TransientError
@@ -78,9 +78,15 @@ SHARED_QUERIES = load_queries(SHARED_SQL / "queries.sql")
 SHARED_MIGRATIONS = Migrations("shared", SHARED_SQL / "migrations")
 
 
+def encode_json(value: object) -> str:
+    """json / jsonb parameters as text (orjson: several times json.dumps' speed; keys that are not str
+    become str, as json.dumps does)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typename, encoder=encode_json, decoder=orjson.loads, schema="pg_catalog")
 
 
 def with_root_cert(url: str, root_cert: Path | None) -> str:

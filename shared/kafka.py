@@ -8,6 +8,7 @@ which is what the measured throughput on Tansu asks for (see ARCHITECTURE.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -66,6 +67,7 @@ def batch_subscriber(
     topic_name: str,
     *,
     group_id: str,
+    raw_records: bool = False,
     **extra: Any,
 ) -> Callable[..., Any]:
     """Decorator: a batch consumer of `topic_name` in `group_id` whose offsets are committed per batch.
@@ -74,8 +76,17 @@ def batch_subscriber(
     raising rewinds every partition of the batch to its first record, so it is delivered again
     (at-least-once: handlers must be idempotent). Every log line of the handler carries the batch's
     topic, partitions and offsets (structlog contextvars, see `bind_batch_log_context`).
+
+    `raw_records`: the handler takes the records themselves as its message body (one argument typed
+    `Any`, undecoded: `keep_raw_records`), asks for no `KafkaMessage`, and binds the log context
+    itself (`batch_log_scope`). FastDepends resolves a `KafkaMessage` argument, the handler's or a
+    dependency's, in a worker thread: a thread hop per batch each, which a hot consumer does not pay.
     """
-    dependencies = [Depends(bind_batch_log_context), *extra.pop("dependencies", ())]
+    if raw_records:
+        dependencies = list(extra.pop("dependencies", ()))
+        extra["decoder"] = keep_raw_records
+    else:
+        dependencies = [Depends(bind_batch_log_context), *extra.pop("dependencies", ())]
     return broker.subscriber(
         topics.topic(settings.topic_prefix, topic_name),
         group_id=group_id,
@@ -92,6 +103,14 @@ def batch_subscriber(
     )
 
 
+async def keep_raw_records(msg: KafkaMessage) -> tuple[ConsumerRecord, ...]:
+    """The decoder of `raw_records` subscribers: the batch's records as they are.
+
+    FastStream's own decoder JSON-decodes every record of the batch into the handler's body.
+    """
+    return msg.raw_message
+
+
 def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
     """Where a batch comes from: its topic, partitions, and first-last offset per partition."""
     spans: dict[int, tuple[int, int]] = {}
@@ -105,9 +124,14 @@ def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
     }
 
 
+def batch_log_scope(records: Sequence[ConsumerRecord]) -> contextlib.AbstractContextManager[None]:
+    """The batch's origin bound to structlog's contextvars while the block runs."""
+    return structlog.contextvars.bound_contextvars(**batch_log_context(records))
+
+
 async def bind_batch_log_context(msg: KafkaMessage) -> AsyncIterator[None]:
     """Subscriber dependency: bind the batch's origin to structlog's contextvars while its handler runs."""
-    with structlog.contextvars.bound_contextvars(**batch_log_context(msg.raw_message)):
+    with batch_log_scope(msg.raw_message):
         yield
 
 

@@ -255,7 +255,7 @@ async def decide_groups(
     """
     groups = await store.lock_groups(conn, new_groups | applied.keys() | redecide)
     await store.load_group_state(conn, groups)
-    held = await budget_store.select_group_budget(conn, groups)
+    held = {prompt_key: rows.budget for prompt_key, rows in groups.items()}
     flagged = await voter_store.select_flagged_voters(conn, _voters_in(groups, applied))
     vote_rows, mark_rows, pair_rows, sft_rows, records = [], [], [], [], []
     offers: list[TaskOffer] = []

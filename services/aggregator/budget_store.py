@@ -11,7 +11,7 @@ lock order in batches.py):
    published and is not open (outputs.plan_task_emissions), and record what was published.
 A task's row changes only under its domain's lock, except its offered state hash and domain, which
 only its own group's batch changes (under the group's lock): so those are read before step 1
-(`select_group_budget`, with the group's state), and the statuses only after it.
+(with the group's state: `store.load_group_state`, `GroupRows.budget`), and the statuses only after it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import asyncpg
 from services.aggregator import store
 from services.aggregator.budget import Admission, DomainQueue, Ranked, rebalance
 from services.aggregator.outputs import Emission, TaskOffer, TaskState, plan_task_emissions
-from services.aggregator.store import SQL_DIR
+from services.aggregator.store import SQL_DIR, BudgetedTask
 from shared import db
 from shared.events import AnnotationRequest
 
@@ -34,14 +34,6 @@ QUERIES = db.load_queries(SQL_DIR / "budget.sql")
 # The first key of the two-key advisory locks of domains: apart from the batches' one-key locks and
 # the leaderboard's boards (13).
 DOMAIN_LOCK_CLASS = 17
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetedTask:
-    """A task of a locked group as the budget holds it: its domain and the state hash last offered."""
-
-    domain: str
-    state_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +70,6 @@ async def lock_domains(conn: asyncpg.Connection, domains: Iterable[str]) -> None
     keys = sorted({domain_lock_key(d) for d in domains})
     if keys:
         await conn.execute(QUERIES["lock_budget_domains"], DOMAIN_LOCK_CLASS, keys)
-
-
-async def select_group_budget(
-    conn: asyncpg.Connection, prompt_keys: Iterable[str]
-) -> dict[str, dict[str, BudgetedTask]]:
-    """prompt_key -> task_id -> what the budget holds of the tasks of these (locked) groups."""
-    found: dict[str, dict[str, BudgetedTask]] = defaultdict(dict)
-    keys = sorted(set(prompt_keys))
-    if keys:
-        for r in await conn.fetch(QUERIES["select_group_budget"], keys):
-            found[r["prompt_key"]][r["task_id"]] = BudgetedTask(r["domain"], r["state_hash"])
-    return found
 
 
 async def _select_rows(conn: asyncpg.Connection, task_ids: Iterable[str], *, with_request: bool) -> dict[str, _Row]:

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from faststream import Depends as SubscriberDepends
-from faststream.kafka.annotations import KafkaMessage
 
 from services.aggregator import store
 from services.aggregator.admin import admin_router
@@ -24,7 +23,7 @@ from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.errors import NotFoundError
 from shared.events import AnnotationRequest, DeadLetter, FeedbackStats, ModelAlert, ModelLeaderboard, PreferencePair
-from shared.kafka import batch_subscriber, document_output
+from shared.kafka import batch_log_scope, batch_subscriber, document_output
 from shared.runtime import ContextDependency, Runtime
 
 
@@ -51,12 +50,14 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         topics.INTERACTIONS,
         group_id=settings.group_id,
         title="interactions",
+        raw_records=True,
         description="Canonical interactions (keyed by prompt_key) from ingest.",
     )
     async def on_interactions(
-        msg: KafkaMessage, context: AggregatorContext = SubscriberDepends(dependency, cast=False)
+        records: Any, context: AggregatorContext = SubscriberDepends(dependency, cast=False)
     ) -> None:
-        await context.intake.take(msg.raw_message, decode_interactions, topics.INTERACTIONS)
+        with batch_log_scope(records):
+            await context.intake.take(records, decode_interactions, topics.INTERACTIONS)
 
     @batch_subscriber(
         runtime.broker,
@@ -64,15 +65,15 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         topics.VOTES,
         group_id=settings.group_id,
         title="votes",
+        raw_records=True,
         description="End-user votes and expert verdicts (keyed by interaction_id). A verdict counts only for a "
         "task the aggregator issued, with its candidates (else dead letter unknown_task / candidates_mismatch); a "
         "vote waits for every answer it names until the parked-vote TTL (then parked_vote_expired); a comparison "
         "of answers to two prompts is dead-lettered cross_group_comparison.",
     )
-    async def on_votes(
-        msg: KafkaMessage, context: AggregatorContext = SubscriberDepends(dependency, cast=False)
-    ) -> None:
-        await context.intake.take(msg.raw_message, decode_votes, topics.VOTES)
+    async def on_votes(records: Any, context: AggregatorContext = SubscriberDepends(dependency, cast=False)) -> None:
+        with batch_log_scope(records):
+            await context.intake.take(records, decode_votes, topics.VOTES)
 
 
 def document_outputs(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:

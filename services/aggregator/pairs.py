@@ -20,6 +20,7 @@ becomes a rewrite task. Nothing here does I/O or reads settings: the rules come 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -164,8 +165,12 @@ def prob_better(a: Tally, b: Tally) -> float:
     return min(1.0, max(0.0, probability))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def prob_above_half(wins: int, losses: int) -> float:
-    """P(theta > 1/2) for theta ~ Beta(1 + wins, 1 + losses) = P(Binomial(wins + losses + 1, 1/2) <= wins)."""
+    """P(theta > 1/2) for theta ~ Beta(1 + wins, 1 + losses) = P(Binomial(wins + losses + 1, 1/2) <= wins).
+
+    Cached: every outlier test and pair decision asks it of small vote counts, again and again.
+    """
     n = wins + losses + 1
     return sum(math.comb(n, k) for k in range(wins + 1)) / 2**n
 

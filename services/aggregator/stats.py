@@ -87,14 +87,28 @@ class StatsDeltas:
     length_s: float
     counts: dict[WindowKey, StatsCounts] = field(default_factory=dict)
     newest_at: dict[WindowKey, datetime] = field(default_factory=dict)
+    _window: tuple[datetime, datetime] | None = field(default=None, repr=False, compare=False)
+    _keys: dict[tuple[str, str, datetime], WindowKey] = field(default_factory=dict, repr=False, compare=False)
+
+    def _start(self, moment: datetime) -> datetime:
+        """The start of `moment`'s window (a batch's events mostly fall in the window of the one before)."""
+        window = self._window
+        if window is None or not window[0] <= moment < window[1]:
+            window = self._window = window_of(moment, self.length_s)
+        return window[0]
 
     def add(self, app_id: str, model_version: str, moment: datetime, **increments: int) -> None:
-        start, _ = window_of(moment, self.length_s)
-        key = WindowKey(app_id, model_version, start)
-        counts = self.counts.setdefault(key, StatsCounts())
+        start = self._start(moment)
+        key = self._keys.get((app_id, model_version, start))
+        if key is None:
+            key = self._keys[app_id, model_version, start] = WindowKey(app_id, model_version, start)
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = StatsCounts()
         for name, value in increments.items():
             setattr(counts, name, getattr(counts, name) + value)
-        if key not in self.newest_at or moment > self.newest_at[key]:
+        newest = self.newest_at.get(key)
+        if newest is None or moment > newest:
             self.newest_at[key] = moment
 
     def add_vote(self, app_id: str, model_version: str, vote: Vote) -> None:

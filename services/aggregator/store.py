@@ -6,6 +6,7 @@ change and its outbox rows commit together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
@@ -32,6 +34,14 @@ QUERIES = db.load_queries(SQL_DIR / "queries.sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetedTask:
+    """A task of a locked group as the budget holds it: its domain and the state hash last offered."""
+
+    domain: str
+    state_hash: str
+
+
 @dataclass(kw_only=True)
 class GroupRows:
     """The stored state of one locked group."""
@@ -43,6 +53,8 @@ class GroupRows:
     marks: dict[str, VoteMarks] = field(default_factory=dict)
     emitted_pairs: dict[str, str] = field(default_factory=dict)
     emitted_tasks: dict[str, str] = field(default_factory=dict)
+    budget: dict[str, BudgetedTask] = field(default_factory=dict)
+    """task_id -> the group's tasks in the annotation budget (budget_store.py)."""
 
     def counted_votes(self) -> dict[str, Vote]:
         """The latest votes that count (their voter is not flagged: vote_quality.py)."""
@@ -93,6 +105,22 @@ class ParkedVote:
     expires_at: datetime | None = None
 
 
+# A busy group is locked and loaded by every batch that touches it: its prompt and its stored votes (frozen
+# models, written once per slot) were parsed again each time. Cached by their stored JSON text: at most
+# PARSED_CACHE_SIZE of each (~15 MB of votes at bench.load's sizes).
+PARSED_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parsed_prompt(text: str) -> tuple[Message, ...]:
+    return tuple(Message.model_validate(m) for m in orjson.loads(text)["messages"])
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parsed_vote(text: str) -> Vote:
+    return parse_vote(text)
+
+
 def interaction_lock_key(app_id: str, interaction_id: str) -> int:
     """A signed 64-bit advisory-lock key for one interaction."""
     digest = hashlib.blake2b(f"{app_id}\x1f{interaction_id}".encode(), digest_size=8).digest()
@@ -121,12 +149,7 @@ async def insert_groups(conn: asyncpg.Connection, interactions: Sequence[Interac
 async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> dict[str, GroupRows]:
     """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
-    return {
-        r["prompt_key"]: GroupRows(
-            app_id=r["app_id"], prompt=tuple(Message.model_validate(m) for m in r["prompt"]["messages"])
-        )
-        for r in rows
-    }
+    return {r["prompt_key"]: GroupRows(app_id=r["app_id"], prompt=_parsed_prompt(r["prompt"])) for r in rows}
 
 
 async def insert_interactions(conn: asyncpg.Connection, interactions: Sequence[Interaction]) -> set[tuple[str, str]]:
@@ -228,26 +251,29 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
 
 
 async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
-    """Fill the locked groups with their answers, latest votes and what was published for them."""
-    keys = sorted(groups)
-    for r in await conn.fetch(QUERIES["select_group_interactions"], keys):
-        groups[r["prompt_key"]].answers.append(
-            Answer(
-                interaction_id=r["interaction_id"],
-                content=r["content"],
-                model=r["model"],
-                model_version=r["model_version"],
-                domain=r["domain"],
-                occurred_at=r["occurred_at"],
+    """Fill the locked groups with their answers, latest votes, what was published and what the budget holds."""
+    for r in await conn.fetch(QUERIES["select_group_state"], sorted(groups)):
+        rows, kind, item = groups[r["prompt_key"]], r["kind"], r["item"]
+        if kind == "answer":
+            rows.answers.append(
+                Answer(
+                    interaction_id=item,
+                    content=r["body"],
+                    model=r["model"],
+                    model_version=r["model_version"],
+                    domain=r["domain"],
+                    occurred_at=r["occurred_at"],
+                )
             )
-        )
-    for r in await conn.fetch(QUERIES["select_group_votes"], keys):
-        groups[r["prompt_key"]].votes[r["slot"]] = parse_vote(r["vote"])
-        groups[r["prompt_key"]].marks[r["slot"]] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
-    for r in await conn.fetch(QUERIES["select_group_pairs"], keys):
-        groups[r["prompt_key"]].emitted_pairs[r["pair_id"]] = r["state_hash"]
-    for r in await conn.fetch(QUERIES["select_group_requests"], keys):
-        groups[r["prompt_key"]].emitted_tasks[r["task_id"]] = r["state_hash"]
+        elif kind == "vote":
+            rows.votes[item] = _parsed_vote(r["body"])
+            rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
+        elif kind == "pair":
+            rows.emitted_pairs[item] = r["state_hash"]
+        elif kind == "request":
+            rows.emitted_tasks[item] = r["state_hash"]
+        else:
+            rows.budget[item] = BudgetedTask(r["domain"], r["state_hash"])
 
 
 async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:
@@ -260,7 +286,7 @@ async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote,
         [vote_slot(v) for _, v, _ in rows],
         [v.event_id for _, v, _ in rows],
         [v.occurred_at for _, v, _ in rows],
-        [v.model_dump(mode="json") for _, v, _ in rows],
+        [v.model_dump_json() for _, v, _ in rows],
         [v.app_id for _, v, _ in rows],
         [v.user_ref if v.source == "end_user" else None for _, v, _ in rows],
         [m.is_counted for _, _, m in rows],

@@ -17,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from shared import runtime as runtime_module
 from shared.errors import TransientError
-from shared.kafka import batch_log_context, batch_subscriber, make_broker
+from shared.kafka import batch_log_context, batch_log_scope, batch_subscriber, make_broker
 from shared.runtime import ContextDependency, Runtime
 from shared.settings import ServiceSettings
 from tests.support.logs import captured_logs
@@ -135,6 +135,22 @@ async def test_subscriber_logs_carry_the_batch_origin() -> None:
     # One batch of two records on partition 2 (the in-memory broker gives every record offset 0).
     assert seen == [{"topic": "p.votes", "partitions": [2], "offsets": ["2:0-0"]}]
     assert structlog.contextvars.get_contextvars() == {}, "unbound once the handler returned"
+
+
+async def test_a_raw_records_subscriber_gets_the_records_undecoded() -> None:
+    """raw_records: the body is the batch's records as consumed (no JSON decoding), the log scope binds them."""
+    broker = make_broker(SETTINGS, client_id="unit")
+    seen: list[tuple[list[bytes], dict[str, Any]]] = []
+
+    @batch_subscriber(broker, SETTINGS, "votes", group_id="unit", raw_records=True)
+    async def handle(records: Any) -> None:
+        with batch_log_scope(records):
+            seen.append(([r.value for r in records], structlog.contextvars.get_contextvars()))
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(b'{"a": 1}', b"not json", topic="p.votes", partition=1)
+    assert seen == [([b'{"a": 1}', b"not json"], {"topic": "p.votes", "partitions": [1], "offsets": ["1:0-0"]})]
+    assert structlog.contextvars.get_contextvars() == {}
 
 
 def test_batch_log_context_spans_every_partition() -> None:

@@ -5,10 +5,6 @@
 -- Serialize admission per domain (keys sorted by the caller; taken after the group locks: see batches.py).
 SELECT pg_advisory_xact_lock($1::integer, k.key) FROM unnest($2::integer[]) WITH ORDINALITY AS k(key, ord) ORDER BY k.ord
 
--- name: select_group_budget
--- The tasks of the locked groups in the budget: their domain and the state hash last offered.
-SELECT prompt_key, task_id, domain, state_hash FROM agg_task_budget WHERE prompt_key = ANY($1::text[])
-
 -- name: select_budget_states
 -- Tasks by id: their budget row (if any), what was published of them (if anything), the request if $2.
 SELECT t.task_id, coalesce(b.prompt_key, r.prompt_key) AS prompt_key, coalesce(b.kind, r.kind) AS kind,

@@ -13,8 +13,10 @@ ORDER BY t.ord
 ON CONFLICT (prompt_key) DO NOTHING
 
 -- name: lock_groups
--- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances.
-SELECT prompt_key, app_id, prompt FROM agg_groups WHERE prompt_key = ANY($1::text[]) ORDER BY prompt_key FOR UPDATE
+-- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances (the prompt
+-- as JSON text).
+SELECT prompt_key, app_id, prompt::text AS prompt FROM agg_groups WHERE prompt_key = ANY($1::text[])
+ORDER BY prompt_key FOR UPDATE
 
 -- name: insert_interactions
 -- Take in interactions once (the first event of an interaction_id wins); return those new.
@@ -76,29 +78,35 @@ WHERE event_id IN (
 )
 RETURNING event_id, interaction_id, vote, source_topic, source_partition, source_offset, parked_at
 
--- name: select_group_interactions
--- The answers of the locked groups.
-SELECT prompt_key, interaction_id, content, model, model_version, domain, occurred_at
+-- name: select_group_state
+-- Everything stored of the locked groups, in one statement (one snapshot, one round trip): one row per item,
+-- `kind` says which: 'answer' (interaction_id, content, model, model_version, domain, occurred_at), 'vote' (the
+-- latest vote of each slot as JSON text, whether it counts and was tested: vote_quality.py), 'pair' and
+-- 'request' (what was last published, by pair_id / task_id: its state hash), 'budget' (the group's tasks in the
+-- annotation budget: their domain and the state hash last offered). Answers in (occurred_at, interaction_id)
+-- order within their group.
+SELECT 'answer' AS kind, prompt_key, interaction_id AS item, content AS body, model, model_version, domain,
+       occurred_at, NULL::text AS state_hash, NULL::boolean AS is_counted, NULL::boolean AS is_tested
 FROM agg_interactions WHERE prompt_key = ANY($1::text[])
-ORDER BY prompt_key, occurred_at, interaction_id
-
--- name: select_group_votes
--- The latest vote of each slot of the locked groups, and whether it counts and was tested (vote_quality.py).
-SELECT prompt_key, slot, vote, is_counted, is_tested FROM agg_votes WHERE prompt_key = ANY($1::text[])
-
--- name: select_group_pairs
--- What was last published for each pair of the locked groups.
-SELECT prompt_key, pair_id, state_hash FROM agg_pairs WHERE prompt_key = ANY($1::text[])
-
--- name: select_group_requests
--- What was last published for each annotation request of the locked groups.
-SELECT prompt_key, task_id, state_hash FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
+UNION ALL
+SELECT 'vote', prompt_key, slot, vote::text, NULL, NULL, NULL, NULL, NULL, is_counted, is_tested
+FROM agg_votes WHERE prompt_key = ANY($1::text[])
+UNION ALL
+SELECT 'pair', prompt_key, pair_id, NULL, NULL, NULL, NULL, NULL, state_hash, NULL, NULL
+FROM agg_pairs WHERE prompt_key = ANY($1::text[])
+UNION ALL
+SELECT 'request', prompt_key, task_id, NULL, NULL, NULL, NULL, NULL, state_hash, NULL, NULL
+FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
+UNION ALL
+SELECT 'budget', prompt_key, task_id, NULL, NULL, NULL, domain, NULL, state_hash, NULL, NULL
+FROM agg_task_budget WHERE prompt_key = ANY($1::text[])
+ORDER BY prompt_key, occurred_at, item
 
 -- name: upsert_votes
--- Store the new latest vote of changed slots, with its voter (end users) and marks.
+-- Store the new latest vote of changed slots (as JSON text), with its voter (end users) and marks.
 INSERT INTO agg_votes (prompt_key, slot, event_id, occurred_at, vote, app_id, user_ref, is_counted, is_tested)
-SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::text[],
-    $8::boolean[], $9::boolean[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[]::jsonb[], $6::text[],
+    $7::text[], $8::boolean[], $9::boolean[])
 ON CONFLICT (prompt_key, slot) DO UPDATE
 SET event_id = excluded.event_id, occurred_at = excluded.occurred_at, vote = excluded.vote, app_id = excluded.app_id,
     user_ref = excluded.user_ref, is_counted = excluded.is_counted, is_tested = excluded.is_tested
