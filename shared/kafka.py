@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,27 +180,42 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutRecord], *, 
     """
     if not records:
         return
-    futures = []
+
+    async def send(futures: list[asyncio.Future[Any]]) -> None:
+        for record in records:
+            futures.append(
+                await broker.publish(
+                    record.value,
+                    record.topic,
+                    key=record.key,
+                    headers=dict(record.headers) if record.headers else None,
+                    no_confirm=True,
+                )
+            )
+
+    await acknowledged(send, len(records), timeout_s=timeout_s)
+
+
+async def acknowledged(
+    send: Callable[[list[asyncio.Future[Any]]], Awaitable[None]], records: int, *, timeout_s: float
+) -> None:
+    """Run `send` (it adds one future per acknowledgement to wait for), then wait for all of them.
+
+    Within `timeout_s`; any failure becomes a TransientError (a PipelineError passes as it is), and the
+    futures still pending are cancelled.
+    """
+    futures: list[asyncio.Future[Any]] = []
     try:
         async with asyncio.timeout(timeout_s):
-            for record in records:
-                futures.append(
-                    await broker.publish(
-                        record.value,
-                        record.topic,
-                        key=record.key,
-                        headers=dict(record.headers) if record.headers else None,
-                        no_confirm=True,
-                    )
-                )
+            await send(futures)
             await asyncio.gather(*futures)
     except (TimeoutError, OSError) as exc:
-        raise TransientError("broker did not acknowledge the publish", records=len(records)) from exc
+        raise TransientError("broker did not acknowledge the publish", records=records) from exc
     except Exception as exc:
         if isinstance(exc, PipelineError):
             raise
         # aiokafka raises KafkaError subclasses for every broker-side failure.
-        raise TransientError(f"publish failed: {type(exc).__name__}", records=len(records)) from exc
+        raise TransientError(f"publish failed: {type(exc).__name__}", records=records) from exc
     finally:
         for future in futures:
             if not future.done():

@@ -16,14 +16,14 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka import KafkaBroker
 
-from shared.errors import PipelineError, TransientError
-from shared.kafka import OutRecord, publish_records
+from shared.kafka import OutRecord, acknowledged, publish_records
 
 _PARTITIONER = DefaultPartitioner()
 
@@ -60,23 +60,12 @@ async def publish_batched(broker: KafkaBroker, records: Sequence[OutRecord], *, 
     if producer is None or not records:
         await publish_records(broker, records, timeout_s=timeout_s)
         return
-    futures: list[asyncio.Future[object]] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            for (topic, partition), group in (await _by_partition(producer, records)).items():
-                futures.extend(await _send_partition(producer, topic, partition, group))
-            await asyncio.gather(*futures)
-    except (TimeoutError, OSError) as exc:
-        raise TransientError("broker did not acknowledge the publish", records=len(records)) from exc
-    except Exception as exc:
-        if isinstance(exc, PipelineError):
-            raise
-        # aiokafka raises KafkaError subclasses for every broker-side failure.
-        raise TransientError(f"publish failed: {type(exc).__name__}", records=len(records)) from exc
-    finally:
-        for future in futures:
-            if not future.done():
-                future.cancel()
+
+    async def send(futures: list[asyncio.Future[Any]]) -> None:
+        for (topic, partition), group in (await _by_partition(producer, records)).items():
+            futures.extend(await _send_partition(producer, topic, partition, group))
+
+    await acknowledged(send, len(records), timeout_s=timeout_s)
 
 
 async def _by_partition(
