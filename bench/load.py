@@ -65,6 +65,7 @@ class LoadConfig:
     popular: float = 0.05
     popular_prompts: int = 20
     max_open_tasks: int = AggregatorSettings.model_fields["max_open_tasks_per_domain"].default
+    aggregators: int = 1
 
     def mix(self) -> PromptMix:
         return PromptMix(self.regenerate, self.popular, self.popular_prompts)
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=LoadConfig.max_open_tasks,
         help="AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN of the stack (default: the setting's)",
     )
+    parser.add_argument(
+        "--aggregators", type=int, default=1, help="aggregator instances sharing the input partitions (default 1)"
+    )
     add_search_options(parser)
     return parser
 
@@ -122,6 +126,7 @@ def config_from(a: argparse.Namespace) -> LoadConfig:
         a.popular,
         a.popular_prompts,
         a.max_open_tasks,
+        a.aggregators,
     )
 
 
@@ -227,13 +232,29 @@ async def offer_load(stack: Stack, config: LoadConfig, counters: Counters, workl
     return time.monotonic() - started
 
 
+async def start_aggregators(stack: Stack, config: LoadConfig) -> None:
+    """The aggregator instances past the first (one consumer group: the input partitions are shared)."""
+    for instance in range(2, config.aggregators + 1):
+        await stack.start_service("aggregator", instance)
+
+
 async def processed_by_aggregator(stack: Stack) -> dict[str, float]:
-    url = urlsplit(stack.services["aggregator"].url)
+    """The aggregators' input and output counters (/metrics), summed over the instances."""
+    found = dict.fromkeys(("interactions", "votes_applied", "votes_parked", "duplicates"), 0.0)
+    for name, service in stack.services.items():
+        if name == "aggregator" or name.startswith("aggregator-"):
+            for kind, value in (await _aggregator_counters(service.url)).items():
+                found[kind] = found.get(kind, 0.0) + value
+    return found
+
+
+async def _aggregator_counters(base_url: str) -> dict[str, float]:
+    url = urlsplit(base_url)
     async with HttpConnection(url.hostname or "127.0.0.1", url.port or 80) as connection:
         status, body = await connection.request("GET", "/metrics")
     if status != 200:
         raise RuntimeError(f"aggregator /metrics: HTTP {status}")
-    found = dict.fromkeys(("interactions", "votes_applied", "votes_parked", "duplicates"), 0.0)
+    found: dict[str, float] = {}
     for line in body.decode().splitlines():
         for metric, prefix in (("aggregator_inputs_total{", ""), ("aggregator_outputs_total{", "outputs_")):
             if line.startswith(metric):
@@ -327,6 +348,7 @@ async def run(config: LoadConfig, run_dir: Path) -> dict[str, Any]:
     counters, workload = Counters(), Workload(config)
     budget_env = {"AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN": str(config.max_open_tasks)}
     async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120, extra_env=budget_env) as stack:
+        await start_aggregators(stack, config)
         sampler = Sampler(stack, counters)
         sampling = asyncio.create_task(sampler.run())
         try:

@@ -15,7 +15,8 @@ per probe, outside the measured window.
 During each probe's load the CPU seconds of every process tree (broker, PostgreSQL with its backends,
 ingest, feedback, aggregator, this load generator) are read at the start and the end of the load, and
 their RSS once a second until the drain ends (bench/load_processes.py).
-Results: bench/results/load_max.json and load_max.md, beside the single-rate load.json and load.md.
+Results: bench/results/load_max.json and load_max.md, beside the single-rate load.json and load.md
+(load_max_<N>_aggregators.* with `--aggregators N`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bench.load import (
     missing_effects,
     offer_load,
     processed_by_aggregator,
+    start_aggregators,
     summarize,
 )
 from bench.load_max_report import markdown
@@ -96,6 +98,7 @@ async def run_probe(config: LoadConfig, run_dir: Path, limits: HoldLimits) -> di
     env = {"AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN": str(config.max_open_tasks)}
     async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120, extra_env=env) as stack:
         assert stack.database_url is not None
+        await start_aggregators(stack, config)
         watch = load_processes.ProcessWatch(load_processes.roots(stack))
         sampler = Sampler(stack, counters)
         watching = asyncio.create_task(watch.run())
@@ -174,8 +177,10 @@ def build_report(
 
 def write_results(report: dict[str, Any], results_dir: Path = RESULTS_DIR) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "load_max.json").write_text(json.dumps(report, indent=2) + "\n")
-    (results_dir / "load_max.md").write_text(markdown(report))
+    aggregators = report["settings"].get("aggregators", 1)
+    stem = "load_max" if aggregators == 1 else f"load_max_{aggregators}_aggregators"
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results_dir / f"{stem}.md").write_text(markdown(report))
 
 
 def _progress(record: dict[str, Any]) -> None:

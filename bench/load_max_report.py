@@ -52,7 +52,10 @@ def _answer(report: dict[str, Any]) -> str:
     if best is None:
         return f"No rate held for {seconds:g} s (lowest probed: {report['search']['min_rate']:,} events/s)."
     verdict = "met" if best >= goal else "not met"
-    text = f"**Highest rate held for {seconds:g} s: {best:,} events/s** (goal >= {goal:,} events/s: {verdict})."
+    aggregators = report["settings"].get("aggregators", 1)
+    instances = "" if aggregators == 1 else f" with {aggregators} aggregator instances"
+    text = f"**Highest rate held for {seconds:g} s{instances}: {best:,} events/s**"
+    text += f" (goal >= {goal:,} events/s: {verdict})."
     if report["is_capped"]:
         text += " It is the search's --max-rate: the pipeline may hold more."
     if report["failed_below_answer"]:
