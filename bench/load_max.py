@@ -47,7 +47,7 @@ from bench.load import (
     start_aggregators,
     summarize,
 )
-from bench.load_max_report import markdown
+from bench.load_max_report import markdown, results_stem
 from bench.load_search import (
     HoldLimits,
     Probe,
@@ -177,8 +177,7 @@ def build_report(
 
 def write_results(report: dict[str, Any], results_dir: Path = RESULTS_DIR) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    aggregators = report["settings"].get("aggregators", 1)
-    stem = "load_max" if aggregators == 1 else f"load_max_{aggregators}_aggregators"
+    stem = results_stem(report)
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (results_dir / f"{stem}.md").write_text(markdown(report))
 

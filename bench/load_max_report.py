@@ -46,6 +46,12 @@ def process_rows(probe: dict[str, Any], failed: dict[str, Any] | None, cpus: int
     return "\n".join(rows)
 
 
+def results_stem(report: dict[str, Any]) -> str:
+    """The results' file name without suffix: load_max, or load_max_<N>_aggregators with N > 1 instances."""
+    aggregators = report["settings"].get("aggregators", 1)
+    return "load_max" if aggregators == 1 else f"load_max_{aggregators}_aggregators"
+
+
 def _answer(report: dict[str, Any]) -> str:
     best, goal = report["highest_held_events_per_s"], report["goal_events_per_s"]
     seconds = report["settings"]["seconds"]
@@ -117,5 +123,5 @@ Settings: `{json.dumps(report["settings"])}`.
 {_processes(report)}
 "Steady" rates leave out the first 10 s of a probe (as in load.md); "lost" is not checked ("-") when the
 lag never reached zero within the drain timeout. Every probe's figures, per-second lag and per-process
-CPU and RSS are in load_max.json.
+CPU and RSS are in {results_stem(report)}.json.
 """
