@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +15,10 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local_broker import without_kafka_security
+from bench.ingest_load import module_process
 from deploy.localstack import free_port
 
 STOP_TIMEOUT_S = 15.0
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def tree_cpu_s(pid: int | None) -> dict[int, float]:
@@ -128,7 +125,6 @@ def aggregator_process(
 ) -> Iterator[AggregatorProcess]:
     """`python -m services.aggregator` on this broker and database (WARNING logs into `log`), stopped after."""
     env = {
-        **without_kafka_security(os.environ),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": dsn,
         "TOPIC_PREFIX": "",
@@ -136,16 +132,5 @@ def aggregator_process(
         "TOPIC_PARTITIONS": str(partitions),
         "LOG_LEVEL": "WARNING",
     }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.aggregator"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        yield AggregatorProcess(process.pid, port, log, database_pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with module_process("services.aggregator", env, log) as pid:
+        yield AggregatorProcess(pid, port, log, database_pid)

@@ -26,11 +26,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +36,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.ingest_load import HttpConnection, TopicReader, make_interactions, percentile
+from bench.ingest_load import HttpConnection, TopicReader, make_interactions, module_process, percentile
 from bench.ingest_report import PhaseResult, kept_notes, markdown, write_results
 from deploy.init import migrate_all
-from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker, without_kafka_security
+from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker
 from deploy.local_database import start_database
 from deploy.localstack import free_port, read_tail
 from shared import topics
@@ -50,7 +47,6 @@ from shared.kafka import ensure_topics
 from shared.prompt_key import prompt_key
 from shared.settings import PipelineSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PREFIX = "baseline."
 BARE_PREFIX = "bare."
 # The raw producer's sweep: linger (ms) x batch size (bytes per partition); the fastest is the baseline.
@@ -58,7 +54,6 @@ SWEEP_LINGER_MS = (2, 10, 50)
 SWEEP_BATCH_BYTES = (64 * 1024, 512 * 1024)
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.1
-SERVICE_STOP_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -258,7 +253,7 @@ def ingest_process(bootstrap: str, database_url: str, port: int, config: BenchCo
         "KAFKA_LINGER_MS": str(config.linger_ms),
         "LOG_LEVEL": "WARNING",
     }
-    return _process("services.ingest", env, log_path)
+    return module_process("services.ingest", env, log_path)
 
 
 def bare_process(bootstrap: str, port: int, config: BenchConfig, log_path: Path) -> Any:
@@ -270,29 +265,7 @@ def bare_process(bootstrap: str, port: int, config: BenchConfig, log_path: Path)
         "BARE_LINGER_MS": str(config.linger_ms),
         "BARE_MAX_BATCH_BYTES": str(PipelineSettings.model_fields["kafka_max_batch_bytes"].default),
     }
-    return _process("bench.bare_endpoint", env, log_path)
-
-
-@contextlib.contextmanager
-def _process(module: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
-    """`python -m <module>`; yields its pid; SIGTERM (graceful shutdown) on exit."""
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=REPO_ROOT,
-            env={**without_kafka_security(os.environ), **env},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(SERVICE_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return module_process("bench.bare_endpoint", env, log_path)
 
 
 async def wait_ready(base: tuple[str, int], log_path: Path) -> None:

@@ -1,21 +1,55 @@
-"""The load side of bench.ingest: generated interactions, a keep-alive HTTP client, and a topic reader."""
+"""The load side of bench.ingest: generated interactions, a keep-alive HTTP client, a topic reader, and the
+service processes the benches run (`module_process`, also bench.aggregator's)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy.local_broker import LOCAL_CLIENT_SECURITY
+from deploy.local_broker import LOCAL_CLIENT_SECURITY, without_kafka_security
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_STOP_TIMEOUT_S = 15.0
+
+
+@contextlib.contextmanager
+def module_process(module: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
+    """`python -m <module>` with `env` over this process's (its Kafka security left out), output appended to
+    `log_path`; yields its pid; SIGTERM (graceful shutdown) on exit, SIGKILL after SERVICE_STOP_TIMEOUT_S."""
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO_ROOT,
+            env={**without_kafka_security(os.environ), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(SERVICE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
 
 _PROMPTS = [
     "Can {who} do intense exercise while managing {condition}?",
