@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,3 +216,14 @@ async def migrate(dsn: str, migrations: Sequence[Migrations]) -> list[str]:
         finally:
             await conn.close()
     return applied_now
+
+
+def advisory_lock_key(name: str) -> int:
+    """A signed 32-bit key for a two-key advisory lock on `name` (blake2b; a collision only makes two names
+    take turns)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def advisory_lock_keys(names: Iterable[str]) -> list[int]:
+    """The keys of these names, once each, sorted: the order every transaction takes several in."""
+    return sorted({advisory_lock_key(name) for name in names})

@@ -16,7 +16,6 @@ only its own group's batch changes (under the group's lock): so those are read b
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,14 +59,9 @@ class BudgetOutcome:
     decisions: Counter[str] = field(default_factory=Counter)
 
 
-def domain_lock_key(domain: str) -> int:
-    """A signed 32-bit advisory-lock key for one domain."""
-    return int.from_bytes(hashlib.blake2b(domain.encode(), digest_size=4).digest(), "big", signed=True)
-
-
 async def lock_domains(conn: asyncpg.Connection, domains: Iterable[str]) -> None:
     """Advisory-lock these domains for the transaction, in sorted key order (every caller uses the same)."""
-    keys = sorted({domain_lock_key(d) for d in domains})
+    keys = db.advisory_lock_keys(domains)
     if keys:
         await conn.execute(QUERIES["lock_budget_domains"], DOMAIN_LOCK_CLASS, keys)
 

@@ -7,7 +7,6 @@ locks one voter row alone (`select_voter_for_update`), holding nothing else.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -99,8 +98,7 @@ async def select_redecide_pending(pool: asyncpg.Pool, limit: int) -> list[VoterK
 
 def voter_lock_key(voter: VoterKey) -> int:
     """A signed 32-bit key per voter (a collision only makes two re-decides take turns)."""
-    digest = hashlib.blake2b(f"{voter[0]}\x1f{voter[1]}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return db.advisory_lock_key(f"{voter[0]}\x1f{voter[1]}")
 
 
 async def try_lock_voter(conn: asyncpg.Connection, voter: VoterKey) -> bool:

@@ -23,21 +23,16 @@ open a task.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 
 import asyncpg
 
 from services.feedback.store import QUERIES
+from shared import db
 
 # The first key of the queue's two-key advisory locks; the aggregator's classes (13, 17, 19) are apart,
 # should both services share one database.
 DOMAIN_LOCK_CLASS = 23
-
-
-def domain_lock_key(domain: str) -> int:
-    """A signed 32-bit key per domain (a collision only makes two domains take turns)."""
-    return int.from_bytes(hashlib.blake2b(domain.encode(), digest_size=4).digest(), "big", signed=True)
 
 
 async def select_task_domains(conn: asyncpg.Connection, task_ids: Sequence[str]) -> set[str]:
@@ -52,7 +47,7 @@ async def select_held_domains(conn: asyncpg.Connection) -> set[str]:
 
 async def lock_domains(conn: asyncpg.Connection, domains: Iterable[str]) -> None:
     """Advisory-lock these domains until the transaction ends, in sorted key order (every caller's order)."""
-    keys = sorted({domain_lock_key(d) for d in domains})
+    keys = db.advisory_lock_keys(domains)
     if keys:
         await conn.execute(QUERIES["lock_task_domains"], DOMAIN_LOCK_CLASS, keys)
 
