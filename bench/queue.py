@@ -57,7 +57,8 @@ from bench.queue_report import markdown
 from services.feedback import auth, store
 from services.feedback.app import MIGRATIONS as FEEDBACK_MIGRATIONS
 from services.feedback.app import SERVICE as FEEDBACK_SERVICE
-from services.feedback.queue import QueueMetrics, TaskQueue
+from services.feedback.queue import TaskQueue
+from services.feedback.queue_metrics import QueueMetrics
 from services.feedback.queue_rules import Judgement, task_view
 from services.feedback.settings import FeedbackSettings
 from shared import db

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.feedback import handlers, store
 from services.feedback.context import FeedbackContext
 from services.feedback.quarantine import BudgetMetrics
-from services.feedback.queue import QueueMetrics
+from services.feedback.queue_metrics import QueueMetrics
 from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import STREAM_NAME
 from shared.db import SHARED_MIGRATIONS, Migrations

@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.feedback import store
+from services.feedback import annotator_store, store
 from shared.admin import check_admin, is_admin_token
 from shared.errors import AuthError, ContractError
 from shared.events import Domain, Id
@@ -53,8 +53,8 @@ async def issue_token(pool: asyncpg.Pool, grant: AnnotatorGrant) -> str:
     """Create (or re-enable) the annotator with these domains and return a new token for it."""
     token = new_token()
     async with store.transaction(pool) as conn:
-        await store.upsert_annotator(conn, grant.annotator_id, sorted(set(grant.domains)))
-        await store.insert_annotator_token(conn, hash_token(token), grant.annotator_id)
+        await annotator_store.upsert_annotator(conn, grant.annotator_id, sorted(set(grant.domains)))
+        await annotator_store.insert_annotator_token(conn, hash_token(token), grant.annotator_id)
     log.info("annotator_token_issued", annotator_id=grant.annotator_id, domains=sorted(set(grant.domains)))
     return token
 
@@ -62,9 +62,9 @@ async def issue_token(pool: asyncpg.Pool, grant: AnnotatorGrant) -> str:
 async def revoke_annotator(pool: asyncpg.Pool, annotator_id: str) -> bool:
     """Revoke every token of the annotator and give its leases back; False when it never existed."""
     async with store.transaction(pool) as conn:
-        existed = await store.revoke_annotator(conn, annotator_id)
+        existed = await annotator_store.revoke_annotator(conn, annotator_id)
         if existed:
-            await store.release_annotator_leases(conn, annotator_id)
+            await annotator_store.release_annotator_leases(conn, annotator_id)
     log.info("annotator_revoked", annotator_id=annotator_id, existed=existed)
     return existed
 
@@ -73,7 +73,7 @@ async def authenticate(pool: asyncpg.Pool, token: str | None) -> store.Annotator
     """The annotator a bearer token belongs to; AuthError (401) when missing, unknown or revoked."""
     if not token:
         raise AuthError("a bearer token is required")
-    annotator = await store.select_annotator_by_token(pool, hash_token(token))
+    annotator = await annotator_store.select_annotator_by_token(pool, hash_token(token))
     if annotator is None:
         raise AuthError(INVALID_TOKEN)
     return annotator

@@ -8,7 +8,8 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from services.feedback.quarantine import BudgetMetrics, VoterBudgetGate
-from services.feedback.queue import QueueMetrics, TaskQueue
+from services.feedback.queue import TaskQueue
+from services.feedback.queue_metrics import QueueMetrics
 from services.feedback.settings import FeedbackSettings
 from services.feedback.stream import vote_stream
 from services.feedback.voter_budget import VoterBudget

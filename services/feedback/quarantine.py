@@ -24,7 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as CounterMetric
 
-from services.feedback import store
+from services.feedback import budget_store, store
 from services.feedback.voter_budget import BucketKey, VoterBudget, bucket_of, decide_batch, hour_of
 from shared import db
 from shared.errors import TransientError
@@ -49,7 +49,7 @@ def voter_hash(app_id: str, user_ref: str) -> bytes:
     return hashlib.sha256(f"{app_id}\x1f{user_ref}".encode()).digest()[:16]
 
 
-def _stored(bucket: BucketKey) -> store.BudgetBucket:
+def _stored(bucket: BucketKey) -> budget_store.BudgetBucket:
     app_id, user_ref, hour = bucket
     return app_id, voter_hash(app_id, user_ref), hour
 
@@ -85,16 +85,16 @@ class VoterBudgetGate:
 
     async def _decide(self, conn: asyncpg.Connection, votes: list[Event]) -> dict:
         """event_id -> quarantine reason (None: counted), reusing earlier decisions on the same ids."""
-        reasons = await store.select_budget_decisions(conn, [v.event_id for v in votes])
+        reasons = await budget_store.select_budget_decisions(conn, [v.event_id for v in votes])
         fresh = list({v.event_id: v for v in votes if v.event_id not in reasons}.values())
         added = Counter(_stored(bucket_of(v)) for v in fresh)  # type: ignore[arg-type]
-        totals = await store.add_budget_votes(conn, added)
+        totals = await budget_store.add_budget_votes(conn, added)
         before: dict[BucketKey, int] = {}
         for vote in fresh:
             bucket = bucket_of(vote)  # type: ignore[arg-type]
             before[bucket] = totals[_stored(bucket)] - added[_stored(bucket)]  # type: ignore[index]
         decisions, _ = decide_batch(fresh, before, self.budget)  # type: ignore[arg-type]
-        await store.insert_budget_decisions(
+        await budget_store.insert_budget_decisions(
             conn, [(v.event_id, d.bucket[2], d.ordinal, d.reason) for v, d in zip(fresh, decisions, strict=True)]
         )
         for vote, decision in zip(fresh, decisions, strict=True):
@@ -105,4 +105,4 @@ class VoterBudgetGate:
 
     async def prune(self) -> int:
         """Forget the hours before the previous one (a retry comes within minutes; the budget is per hour)."""
-        return await store.delete_budget_before(self.pool, hour_of(utcnow()) - timedelta(hours=1))
+        return await budget_store.delete_budget_before(self.pool, hour_of(utcnow()) - timedelta(hours=1))

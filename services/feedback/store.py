@@ -8,13 +8,12 @@ authenticate a bearer themselves, which saves a round trip on every request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 
@@ -358,68 +357,3 @@ async def compact_queue_counts(pool: asyncpg.Pool) -> int:
     """Fold the counts tables (one row per key); returns how many rows were folded."""
     async with db.translate_errors():
         return await pool.fetchval(QUERIES["compact_queue_counts"])
-
-
-async def upsert_annotator(conn: asyncpg.Connection, annotator_id: str, domains: Sequence[str]) -> None:
-    await conn.execute(QUERIES["upsert_annotator"], annotator_id, list(domains))
-
-
-async def insert_annotator_token(conn: asyncpg.Connection, token_hash: bytes, annotator_id: str) -> None:
-    await conn.execute(QUERIES["insert_annotator_token"], token_hash, annotator_id)
-
-
-async def select_annotator_by_token(pool: asyncpg.Pool, token_hash: bytes) -> Annotator | None:
-    async with db.translate_errors():
-        row = await pool.fetchrow(QUERIES["select_annotator_by_token"], token_hash)
-    return None if row is None else Annotator(row["annotator_id"], tuple(row["domains"]))
-
-
-async def revoke_annotator(conn: asyncpg.Connection, annotator_id: str) -> bool:
-    """True when the annotator existed (it is revoked now, with every token)."""
-    return await conn.fetchval(QUERIES["revoke_annotator"], annotator_id) is not None
-
-
-async def release_annotator_leases(conn: asyncpg.Connection, annotator_id: str) -> None:
-    await conn.execute(QUERIES["release_annotator_leases"], annotator_id)
-
-
-# The per-voter hourly budget (services/feedback/quarantine.py). A voter is (app_id, hash of user_ref).
-
-BudgetBucket = tuple[str, bytes, datetime]  # (app_id, voter_hash, hour)
-
-
-async def select_budget_decisions(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> dict[UUID, str | None]:
-    """event_id -> quarantine reason (None: counted) of the votes decided before."""
-    rows = await conn.fetch(QUERIES["select_budget_decisions"], list(event_ids))
-    return {r["event_id"]: r["quarantine_reason"] for r in rows}
-
-
-async def add_budget_votes(conn: asyncpg.Connection, added: Mapping[BudgetBucket, int]) -> dict[BudgetBucket, int]:
-    """Add votes to their buckets (locked in key order); each bucket's total after."""
-    keys = sorted(added)
-    if not keys:
-        return {}
-    rows = await conn.fetch(
-        QUERIES["add_budget_votes"],
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [added[k] for k in keys],
-    )
-    return {(r["app_id"], bytes(r["voter_hash"]), r["hour"]): r["votes"] for r in rows}
-
-
-async def insert_budget_decisions(
-    conn: asyncpg.Connection, rows: Sequence[tuple[UUID, datetime, int, str | None]]
-) -> None:
-    """(event_id, hour, ordinal in its bucket, quarantine reason or None) of fresh votes."""
-    if rows:
-        await conn.execute(QUERIES["insert_budget_decisions"], *(list(column) for column in zip(*rows, strict=True)))
-
-
-async def delete_budget_before(pool: asyncpg.Pool, hour: datetime) -> int:
-    """Forget the counts and decisions of hours before `hour`; how many counts were forgotten."""
-    async with db.translate_errors(), pool.acquire() as conn, conn.transaction():
-        await conn.execute(QUERIES["delete_budget_decisions_before"], hour)
-        status = await conn.execute(QUERIES["delete_budget_hours_before"], hour)
-    return int(status.split()[-1])

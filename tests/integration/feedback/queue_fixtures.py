@@ -11,7 +11,8 @@ from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.feedback.app import SERVICE
-from services.feedback.queue import QueueMetrics, TaskQueue
+from services.feedback.queue import TaskQueue
+from services.feedback.queue_metrics import QueueMetrics
 from services.feedback.settings import FeedbackSettings
 from shared import db
 from shared.kafka import make_broker
