@@ -1,76 +1,66 @@
 """The outlier test on bench.quality's traffic, replayed vote by vote through the aggregator's pure core.
 
-What the pipeline does per batch (batches.decide_groups: vote_quality.fold_and_test, count_group,
-observations_by_voter, update_voter), one vote a batch, with no broker or database: so the flag latency
-that bench/results/quality.md measures on the running stack (votes the voter had sent when flagged) is
-pinned here on bench.quality's own scenario (seeds 1 to 3, the default size). Issue 11 asks for each bot
-and contrarian within 20 votes: every contrarian is; seed 1's third always-👍 bot takes 23, because only
-5 of its first 23 votes were on answers the crowd rejects, and only a 👍 against the crowd is evidence
-against it (an honest voter who only ever 👍 good answers must never be flagged: test_voters.py).
+bench.simulation.replay runs what the pipeline does per batch, one vote a batch, with no broker or
+database, so the flag latency bench/results/quality.md measures on the running stack is pinned here on
+bench.quality's own scenario (seeds 1 to 3, the default size). Issue 11 asks for each bot and contrarian
+within 20 votes. Every contrarian is. An always-👍 bot is evidence against itself only where it 👍 an
+answer the crowd rejects, and seed 1's third bot had 5 such tested votes in its first 23: the replay's
+`bound` shows that no test which never counts agreement against a voter could flag it before its 23rd
+vote at this significance. So bots are held to 20 or their bound, whichever is later.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, datetime
-
 import pytest
 
-from bench.quality import parse_args, scenario_of
-from bench.simulate import VoterKind, generate
-from bench.simulation.offline import parsed
-from services.aggregator.vote_quality import (
-    VoteMarks,
-    VoterKey,
-    VoterState,
-    count_group,
-    fold_and_test,
-    observations_by_voter,
-    update_voter,
-    voter_of,
-)
-from services.aggregator.voters import VoterRules
-from shared.events import Vote
-from shared.prompt_key import prompt_key
+from bench.quality import LATENCY_GOAL, parse_args, scenario_of
+from bench.simulate import VoterKind
+from bench.simulation.replay import Replay, bound, hindsight_bound, replay
+from services.aggregator.voters import Observation, VoterRules
 
 RULES = VoterRules()
-NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
 
-def replay(seed: int) -> tuple[dict[VoterKey, VoterState], dict[VoterKey, VoterKind]]:
-    """Every voter's state after the scenario's votes went through the pure core one at a time, in send order."""
-    sim = generate(scenario_of(parse_args(["--seed", str(seed)])))
-    interactions, votes = parsed(sim)
-    group_of = {i.interaction_id: prompt_key(i.app_id, i.messages) for i in interactions}
-    stored: dict[str, dict[str, Vote]] = defaultdict(dict)
-    marks: dict[str, dict[str, VoteMarks]] = defaultdict(dict)
-    states: dict[VoterKey, VoterState] = {}
-    for vote in votes:
-        key = group_of[vote.interaction_id]
-        flagged = {voter for voter, state in states.items() if state.flagged}
-        tested = fold_and_test(stored[key], marks[key], [vote], flagged, RULES)
-        counted = count_group(stored[key], marks[key], tested, flagged)
-        stored[key], marks[key] = counted.state, counted.marks
-        observations = observations_by_voter([tested])
-        sender = voter_of(vote)
-        for voter in {sender} - {None} | observations.keys():
-            state = states.get(voter) or VoterState(*voter)
-            states[voter] = update_voter(
-                state, observations.get(voter, []), [vote] if voter == sender else [], RULES, NOW
-            )
-    return states, {key: truth.kind for key, truth in sim.truth.voters.items()}
+@pytest.fixture(scope="module", params=[1, 2, 3])
+def replayed(request: pytest.FixtureRequest) -> Replay:
+    return replay(scenario_of(parse_args(["--seed", str(request.param)])), RULES)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_bot_and_contrarian_of_the_quality_bench_is_flagged_and_no_honest_voter(seed: int) -> None:
-    states, kinds = replay(seed)
-    latency = {
-        kind: sorted(states[key].flagged_after_votes or 10**6 for key, k in kinds.items() if k == kind)
-        for kind in (VoterKind.BOT, VoterKind.CONTRARIAN)
-    }
-    # Each bad voter sends 40 votes: all must be flagged before their last.
-    assert all(len(found) == 3 and found[-1] <= 40 for found in latency.values()), latency
-    assert latency[VoterKind.CONTRARIAN][-1] <= 20, latency
-    assert latency[VoterKind.BOT][1] <= 20, latency  # the median bot; seed 1's slowest takes 23 (docstring)
-    honest = [key for key, kind in kinds.items() if kind == VoterKind.HONEST and key in states]
-    assert sum(states[key].flagged for key in honest) < 0.01 * len(honest)
+def test_every_contrarian_within_the_goal_and_no_honest_voter_flagged(replayed: Replay) -> None:
+    contrarians = [replayed.flagged_after(voter) or 10**6 for voter in replayed.voters(VoterKind.CONTRARIAN)]
+    assert len(contrarians) == 3 and max(contrarians) <= LATENCY_GOAL, contrarians
+    honest = [voter for voter in replayed.voters(VoterKind.HONEST) if voter in replayed.states]
+    assert sum(replayed.states[voter].flagged for voter in honest) < 0.01 * len(honest)
+
+
+def test_every_bot_within_the_goal_or_its_bound_and_never_before_the_bound(replayed: Replay) -> None:
+    for voter in replayed.voters(VoterKind.BOT):
+        flagged_after = replayed.flagged_after(voter)
+        earliest = bound(replayed.tested[voter], RULES.significance)
+        assert flagged_after is not None and earliest is not None, (flagged_after, earliest)
+        # Our test is one of the tests the bound is about: flagging sooner would mean the bound is wrong.
+        assert earliest <= flagged_after <= max(LATENCY_GOAL, earliest), (flagged_after, earliest)
+
+
+def test_seed_1s_slowest_bot_is_at_its_bound() -> None:
+    """The miss of the issue's goal, as measured: the bound itself is past 20."""
+    replayed = replay(scenario_of(parse_args(["--seed", "1"])), RULES)
+    bots = replayed.voters(VoterKind.BOT)
+    slowest = max(bots, key=lambda voter: replayed.flagged_after(voter) or 10**6)
+    assert replayed.flagged_after(slowest) == bound(replayed.tested[slowest], RULES.significance) > LATENCY_GOAL
+
+
+def test_the_bound_is_the_product_of_one_over_d_on_disagreements_only() -> None:
+    agree, disagree = Observation(False, 0.1), Observation(True, 0.1)
+    # 1/0.1 twice is 100: enough at significance 0.01, agreements (and their position) change nothing.
+    assert bound([(1, disagree), (2, agree), (3, agree), (4, disagree)], 0.01) == 4
+    assert bound([(1, disagree), (2, agree)], 0.01) is None
+    assert bound([(1, agree)] * 50, 0.5) is None
+
+
+def test_the_hindsight_bound_is_the_best_constant_rate_bet_afterwards() -> None:
+    disagree, agree = Observation(True, 0.5), Observation(False, 0.5)
+    # All disagreements at d = 1/2: the best rate is 0.99, log(1.98) a vote; 100 needs 7 votes.
+    assert hindsight_bound([(n, disagree) for n in range(1, 20)], 0.01) == 7
+    # Half of them agreeing: the best rate is 1/2, the null itself: never.
+    assert hindsight_bound([(n, disagree if n % 2 else agree) for n in range(1, 40)], 0.01) is None
