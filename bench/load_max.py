@@ -33,21 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import load_processes
-from bench.load import (
-    RESULTS_DIR,
-    TICK_S,
-    Counters,
-    LoadConfig,
-    Sampler,
-    Workload,
-    config_from,
-    missing_effects,
-    offer_load,
-    processed_by_aggregator,
-    start_aggregators,
-    summarize,
-)
+from bench.load import RESULTS_DIR, TICK_S, LoadConfig, Workload, config_from, offer_load, start_aggregators, summarize
 from bench.load_max_report import markdown, results_stem
+from bench.load_sampling import Counters, Sampler, missing_effects, processed_by_aggregator
 from bench.load_search import (
     HoldLimits,
     Probe,

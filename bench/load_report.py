@@ -75,8 +75,9 @@ counted again in votes applied once its interaction arrives), not from the broke
 on Tansu after multi-record batches). Per-second samples are in load.json.
 
 Open annotation tasks (bench/load_budget.py): sampled every second per domain in the aggregator's budget
-(agg_task_budget, changed only in its batch transactions) and in feedback's queue (which trails the topic
-and may hold a new request a moment before the tombstone of the task it displaced); at the end, whether
+(agg_task_budget, changed only in its batch transactions) and in feedback's offered queue (the tasks
+annotators can lease: a request over the cap waits held until a tombstone or a verdict makes room, so a
+request that arrives before the tombstone of the task it displaced is not offered early); at the end, whether
 each domain's open tasks are exactly the cap best by priority among the tasks still asked for, and whether
 feedback's open tasks are the same set.
 """
