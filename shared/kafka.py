@@ -68,6 +68,7 @@ def batch_subscriber(
     *,
     group_id: str,
     raw_records: bool = False,
+    fetch_max_wait_ms: int | None = None,
     **extra: Any,
 ) -> Callable[..., Any]:
     """Decorator: a batch consumer of `topic_name` in `group_id` whose offsets are committed per batch.
@@ -81,6 +82,9 @@ def batch_subscriber(
     `Any`, undecoded: `keep_raw_records`), asks for no `KafkaMessage`, and binds the log context
     itself (`batch_log_scope`). FastDepends resolves a `KafkaMessage` argument, the handler's or a
     dependency's, in a worker thread: a thread hop per batch each, which a hot consumer does not pay.
+
+    `fetch_max_wait_ms`: the consumer's fetch wait, `kafka_fetch_max_wait_ms` unless given (consumers off the
+    event -> pair path pass `kafka_background_fetch_max_wait_ms`).
     """
     if raw_records:
         dependencies = list(extra.pop("dependencies", ()))
@@ -93,7 +97,7 @@ def batch_subscriber(
         batch=True,
         max_records=settings.kafka_max_batch_records,
         batch_timeout_ms=settings.kafka_batch_timeout_ms,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         auto_offset_reset="earliest",

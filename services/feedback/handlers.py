@@ -120,6 +120,7 @@ def register_annotation_requests(runtime: Runtime[FeedbackContext], settings: Fe
         settings,
         topics.ANNOTATION_REQUESTS,
         group_id=settings.tasks_group_id,
+        fetch_max_wait_ms=settings.kafka_background_fetch_max_wait_ms,  # tasks for people: off the pair path
         title="annotation-requests",
         description="Ambiguous pairs and lone bad answers routed by the aggregator, queued for experts.",
     )
