@@ -12,13 +12,14 @@ HTTP posts in flight at once share the work (a group commit, shared.edge_group):
 dedupe query, one acknowledged publish and one insert of the published ids carry all of them, and
 each caller gets its own items' results once that publish was acknowledged. Their items are judged
 in arrival order as one list, so concurrent posts of one event_id within a process are judged like
-items of one batch (first accepted, later duplicate or conflict). Two groups may be in flight: the
-next group is judged and handed to the producer while the previous one's acknowledgement and
-recording are in flight, against the previous one's ids kept in memory (shared.edge_flight); a post
-judged a duplicate or conflict of an id whose group then fails gets 503 (retry), never a wrong
-answer. A post is answered after its id was recorded (the database up), so another instance judges
-a later post of that id against the table. A raw-topic batch and an HTTP post of one id racing each
-other (or two processes) may both be published; the consumers' own dedupe by event_id keeps the first.
+items of one batch (first accepted, later duplicate or conflict). With EDGE_GROUP_DEPTH 2, two
+groups may be in flight: the next group is judged and handed to the producer while the previous
+one's acknowledgement and recording are in flight, against the previous one's ids kept in memory
+(shared.edge_flight); a post judged a duplicate or conflict of an id whose group then fails gets
+503 (retry), never a wrong answer. A post is answered after its id was recorded (the database up),
+so another instance judges a later post of that id against the table. A raw-topic batch and an HTTP
+post of one id racing each other (or two processes) may both be published; the consumers' own
+dedupe by event_id keeps the first.
 """
 
 from __future__ import annotations
@@ -169,10 +170,13 @@ class EdgePublisher:
         )
         # Built once per publisher, not once per event.
         self.limits = limits_from(settings)
-        # Concurrent HTTP posts share one admit and one publish (see the module's docstring), two groups in flight.
+        # Concurrent HTTP posts share one admit and one publish (see the module's docstring).
         self.in_flight = InFlight()
         self.http_group: GroupCommit[Event, Admission] = GroupCommit.pipelined(
-            self._start_http, max_items=settings.edge_group_max_events, name=stream.name, depth=2
+            self._start_http,
+            max_items=settings.edge_group_max_events,
+            name=stream.name,
+            depth=settings.edge_group_depth,
         )
 
     def validate(self, item: bytes | dict[str, Any]) -> Event:

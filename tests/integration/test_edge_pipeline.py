@@ -41,6 +41,7 @@ def ingest_settings(bootstrap: str, url: str, prefix: str) -> IngestSettings:
         topic_prefix=prefix,
         group_id=f"ingest-{prefix}",
         log_format="console",
+        edge_group_depth=2,
     )
 
 
