@@ -25,16 +25,13 @@ dedupe by event_id keeps the first.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -43,9 +40,10 @@ from shared import db
 from shared.consumer import broker_dead_letters, consumer_policy
 from shared.edge_flight import Flight, InFlight, dependency_failed
 from shared.edge_group import Finish, GroupCommit
+from shared.edge_items import ItemResult, ItemStatus, body_hash, conflict_with, item_result
 from shared.edge_metrics import EdgeMetrics
 from shared.edge_view import prune_edge_view
-from shared.errors import ConflictError, ContractError, PipelineError, TransientError
+from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
 from shared.kafka import OutRecord, dead_letter_for
 from shared.kafka_batches import start_batched
@@ -54,28 +52,9 @@ from shared.settings import PipelineSettings, limits_from
 log = structlog.get_logger(__name__)
 QUERIES = db.SHARED_QUERIES
 
-# `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
-ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
-# What the pipeline stamps on an event: not part of the body a client sent.
-_STAMPED = frozenset({"received_at", "prompt_key", "quarantine_reason"})
-
 Check = Callable[[asyncpg.Pool, Sequence[Event]], Awaitable[list[ContractError | None]]]
 Record = Callable[[asyncpg.Pool, Sequence[Event], Sequence[bytes], str], Awaitable[None]]
 Mark = Callable[[Sequence[Event]], Awaitable[list[Event]]]
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class ItemResult:
-    index: int
-    status: ItemStatus
-    event_id: str | None = None
-    errors: tuple[dict[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"index": self.index, "status": self.status, "event_id": self.event_id}
-        if self.errors:
-            body["errors"] = list(self.errors)
-        return body
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -114,35 +93,6 @@ async def _settled(event: Event, admission: Admission) -> Admission | BaseExcept
     if admission.after is None or await admission.after.acknowledged():
         return admission
     return dependency_failed(event.event_id)
-
-
-def body_hash(event: Event) -> bytes:
-    """sha256 of the event as validated (defaults filled, keys sorted), without what the pipeline stamps."""
-    body = event.model_dump(mode="json", exclude=_STAMPED)
-    try:
-        text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        # Integers past 64 bits in metadata: the standard library writes them.
-        text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(text).digest()
-
-
-def conflict_with(event_id: UUID) -> ConflictError:
-    return ConflictError(
-        f"event_id {event_id} was accepted before with another body",
-        event_id=str(event_id),
-    )
-
-
-def _refused(index: int, event_id: str | None, status: ItemStatus, error: PipelineError | None) -> ItemResult:
-    """An item's result; a refusal names its fields (a contract error's own, else event_id)."""
-    if error is None:
-        errors: tuple[dict[str, Any], ...] = ()
-    elif isinstance(error, ContractError) and error.errors:
-        errors = tuple(error.errors)
-    else:
-        errors = ({"loc": ["event_id"], "msg": error.message, "type": error.code},)
-    return ItemResult(index=index, status=status, event_id=event_id, errors=errors)
 
 
 class EdgePublisher:
@@ -197,7 +147,7 @@ class EdgePublisher:
                 good.append((index, self.validate(item)))
             except ContractError as exc:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
-                results[index] = _refused(index, str(event_id) if event_id else None, "rejected", exc)
+                results[index] = item_result(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
         events = [event for _, event in good]
         if via == "http":
@@ -205,7 +155,7 @@ class EdgePublisher:
         else:
             admissions = await self._admit_and_publish(events, via=via)
         for (index, event), admission in zip(good, admissions, strict=True):
-            results[index] = _refused(index, str(event.event_id), admission.status, admission.error)
+            results[index] = item_result(index, str(event.event_id), admission.status, admission.error)
             self._count(admission, via)
         return [results[index] for index in sorted(results)]
 
