@@ -12,64 +12,49 @@ HTTP posts in flight at once share the work (a group commit, shared.edge_group):
 dedupe query, one acknowledged publish and one insert of the published ids carry all of them, and
 each caller gets its own items' results once that publish was acknowledged. Their items are judged
 in arrival order as one list, so concurrent posts of one event_id within a process are judged like
-items of one batch (first accepted, later duplicate or conflict). A raw-topic batch and an HTTP post
-of one id racing each other (or two processes) may both be published; the consumers' own dedupe by
-event_id keeps the first.
+items of one batch (first accepted, later duplicate or conflict). With EDGE_GROUP_DEPTH 2, two
+groups may be in flight: the next group is judged and handed to the producer while the previous
+one's acknowledgement and recording are in flight, against the previous one's ids kept in memory
+(shared.edge_flight); a post judged a duplicate or conflict of an id whose group then fails gets
+503 (retry), never a wrong answer. A post is answered after its id was recorded (the database up),
+so another instance judges a later post of that id against the table. A raw-topic batch and an HTTP
+post of one id racing each other (or two processes) may both be published; the consumers' own
+dedupe by event_id keeps the first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared import db
 from shared.consumer import broker_dead_letters, consumer_policy
-from shared.edge_group import GroupCommit
+from shared.edge_flight import Flight, InFlight, dependency_failed
+from shared.edge_group import Finish, GroupCommit
+from shared.edge_items import ItemResult, ItemStatus, body_hash, conflict_with, item_result
+from shared.edge_metrics import EdgeMetrics
 from shared.edge_view import prune_edge_view
-from shared.errors import ConflictError, ContractError, PipelineError, TransientError
+from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
 from shared.kafka import OutRecord, dead_letter_for
-from shared.kafka_batches import publish_batched
+from shared.kafka_batches import start_batched
 from shared.settings import PipelineSettings, limits_from
 
 log = structlog.get_logger(__name__)
 QUERIES = db.SHARED_QUERIES
 
-# `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
-ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
-# What the pipeline stamps on an event: not part of the body a client sent.
-_STAMPED = frozenset({"received_at", "prompt_key", "quarantine_reason"})
-
 Check = Callable[[asyncpg.Pool, Sequence[Event]], Awaitable[list[ContractError | None]]]
 Record = Callable[[asyncpg.Pool, Sequence[Event], Sequence[bytes], str], Awaitable[None]]
 Mark = Callable[[Sequence[Event]], Awaitable[list[Event]]]
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class ItemResult:
-    index: int
-    status: ItemStatus
-    event_id: str | None = None
-    errors: tuple[dict[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"index": self.index, "status": self.status, "event_id": self.event_id}
-        if self.errors:
-            body["errors"] = list(self.errors)
-        return body
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
@@ -80,6 +65,8 @@ class Admission:
     error: PipelineError | None = None
     body_hash: bytes | None = None
     """Of an accepted event: what `published_events` records for it (computed once)."""
+    after: Flight | None = None
+    """Of a duplicate or conflict judged against a group still in flight (shared.edge_flight): that group."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -101,66 +88,11 @@ class EdgeStream:
     (feedback: the per-voter hourly budget's quarantine); a stamp is never part of the body compared by id."""
 
 
-def body_hash(event: Event) -> bytes:
-    """sha256 of the event as validated (defaults filled, keys sorted), without what the pipeline stamps."""
-    body = event.model_dump(mode="json", exclude=_STAMPED)
-    try:
-        text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        # Integers past 64 bits in metadata: the standard library writes them.
-        text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(text).digest()
-
-
-def conflict_with(event_id: UUID) -> ConflictError:
-    return ConflictError(
-        f"event_id {event_id} was accepted before with another body",
-        event_id=str(event_id),
-    )
-
-
-def _refused(index: int, event_id: str | None, status: ItemStatus, error: PipelineError | None) -> ItemResult:
-    """An item's result; a refusal names its fields (a contract error's own, else event_id)."""
-    if error is None:
-        errors: tuple[dict[str, Any], ...] = ()
-    elif isinstance(error, ContractError) and error.errors:
-        errors = tuple(error.errors)
-    else:
-        errors = ({"loc": ["event_id"], "msg": error.message, "type": error.code},)
-    return ItemResult(index=index, status=status, event_id=event_id, errors=errors)
-
-
-class EdgeMetrics:
-    def __init__(self, registry: CollectorRegistry, stream: str) -> None:
-        labels = ["stream", "via"]
-        self.accepted = Counter("events_accepted", "Events published to the output topic", labels, registry=registry)
-        self.duplicates = Counter(
-            "events_duplicate", "Events whose event_id was already published with the same body", labels,
-            registry=registry,
-        )  # fmt: skip
-        self.conflicts = Counter(
-            "events_conflict", "Events whose event_id was already published with another body", labels,
-            registry=registry,
-        )  # fmt: skip
-        self.rejected = Counter("events_rejected", "Invalid events refused over HTTP", labels, registry=registry)
-        self.forbidden = Counter(
-            "events_forbidden", "Items refused over HTTP: their app_id is not one of the app key's", labels,
-            registry=registry,
-        )  # fmt: skip
-        self.dead_lettered = Counter(
-            "events_dead_lettered",
-            "Invalid raw-topic messages sent to dead-letter",
-            ["stream", "error_code"],
-            registry=registry,
-        )
-        self.publish_latency = Histogram(
-            "publish_duration_seconds",
-            "From validation to broker acknowledgement, per batch",
-            ["stream"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
-        self.stream = stream
+async def _settled(event: Event, admission: Admission) -> Admission | BaseException:
+    """`admission`, or the retryable error of one judged against a group whose publish failed."""
+    if admission.after is None or await admission.after.acknowledged():
+        return admission
+    return dependency_failed(event.event_id)
 
 
 class EdgePublisher:
@@ -189,8 +121,12 @@ class EdgePublisher:
         # Built once per publisher, not once per event.
         self.limits = limits_from(settings)
         # Concurrent HTTP posts share one admit and one publish (see the module's docstring).
-        self.http_group: GroupCommit[Event, Admission] = GroupCommit(
-            self._admit_and_publish_http, max_items=settings.edge_group_max_events, name=stream.name
+        self.in_flight = InFlight()
+        self.http_group: GroupCommit[Event, Admission] = GroupCommit.pipelined(
+            self._start_http,
+            max_items=settings.edge_group_max_events,
+            name=stream.name,
+            depth=settings.edge_group_depth,
         )
 
     def validate(self, item: bytes | dict[str, Any]) -> Event:
@@ -211,7 +147,7 @@ class EdgePublisher:
                 good.append((index, self.validate(item)))
             except ContractError as exc:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
-                results[index] = _refused(index, str(event_id) if event_id else None, "rejected", exc)
+                results[index] = item_result(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
         events = [event for _, event in good]
         if via == "http":
@@ -219,12 +155,34 @@ class EdgePublisher:
         else:
             admissions = await self._admit_and_publish(events, via=via)
         for (index, event), admission in zip(good, admissions, strict=True):
-            results[index] = _refused(index, str(event.event_id), admission.status, admission.error)
+            results[index] = item_result(index, str(event.event_id), admission.status, admission.error)
             self._count(admission, via)
         return [results[index] for index in sorted(results)]
 
-    async def _admit_and_publish_http(self, events: list[Event]) -> list[Admission]:
-        return await self._admit_and_publish(events, via="http")
+    async def _start_http(self, events: list[Event]) -> Finish[Admission]:
+        """A group's first stage: judge (against the groups in flight too) and hand the accepted to the producer."""
+        flight = Flight()
+        admissions = await self.admit(events, in_flight=self.in_flight.snapshot())
+        accepted = [(e, a.body_hash) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
+        self.in_flight.add(flight, {e.event_id: d for e, d in accepted if d is not None})
+        try:
+            finish_publish = await self.start_publish(
+                [e for e, _ in accepted], via="http", digests=[d for _, d in accepted]
+            )
+        except BaseException:
+            flight.settle(acknowledged=False)
+            self.in_flight.drop(flight)
+            raise
+
+        async def finish() -> list[Admission | BaseException]:
+            try:
+                await finish_publish(on_acknowledged=lambda: flight.settle(acknowledged=True))
+            finally:
+                flight.settle(acknowledged=False)
+                self.in_flight.drop(flight)
+            return [await _settled(event, a) for event, a in zip(events, admissions, strict=True)]
+
+        return finish
 
     async def _admit_and_publish(self, events: Sequence[Event], *, via: str) -> list[Admission]:
         """Admit `events` in order and publish the accepted: one check, one dedupe query, one acknowledged publish."""
@@ -290,15 +248,22 @@ class EdgePublisher:
             )
         return self.validate(record.value)
 
-    async def admit(self, events: Sequence[Event]) -> list[Admission]:
+    async def admit(
+        self, events: Sequence[Event], *, in_flight: dict[UUID, tuple[bytes, Flight]] | None = None
+    ) -> list[Admission]:
         """In order, what becomes of each event: the stream's checks, then one event_id, one body.
 
-        An id published before (or earlier in `events`) with the same body is a duplicate, with
-        another body a conflict; a row written before bodies were hashed counts as the same body.
+        An id published before (or earlier in `events`, or by a group `in_flight`) with the same body is
+        a duplicate, with another body a conflict; a row written before bodies were hashed counts as the
+        same body. A judgement against a group in flight names it (`after`).
         """
         refusals = await self._check(events)
         candidates = [e for e, refusal in zip(events, refusals, strict=True) if refusal is None]
         published = await self._published_bodies(list({e.event_id for e in candidates}))
+        flights: dict[UUID, Flight] = {}
+        for event_id, (digest, flight) in (in_flight or {}).items():
+            if event_id not in published:
+                published[event_id], flights[event_id] = digest, flight
         admissions = []
         for event, refusal in zip(events, refusals, strict=True):
             if refusal is not None:
@@ -309,9 +274,10 @@ class EdgePublisher:
                 published[event.event_id] = digest
                 admissions.append(Admission(status="accepted", body_hash=digest))
             elif published[event.event_id] in (None, digest):
-                admissions.append(Admission(status="duplicate"))
+                admissions.append(Admission(status="duplicate", after=flights.get(event.event_id)))
             else:
-                admissions.append(Admission(status="conflict", error=conflict_with(event.event_id)))
+                error = conflict_with(event.event_id)
+                admissions.append(Admission(status="conflict", error=error, after=flights.get(event.event_id)))
         return admissions
 
     async def publish(
@@ -326,6 +292,20 @@ class EdgePublisher:
 
         `digests`: each event's body_hash when the caller has it (admit computed it), else computed here.
         """
+        await (await self.start_publish(events, via=via, extra=extra, digests=digests))()
+
+    async def start_publish(
+        self,
+        events: Sequence[Event],
+        *,
+        via: str,
+        extra: Sequence[OutRecord] = (),
+        digests: Sequence[bytes | None] | None = None,
+    ) -> Callable[..., Awaitable[None]]:
+        """`publish`'s first stage (the records handed to the producer); returns the rest (acknowledged, recorded).
+
+        The rest calls `on_acknowledged` (if given) once the broker acknowledged, before recording.
+        """
         started = asyncio.get_running_loop().time()
         if self.stream.mark is not None and events:
             events = await self.stream.mark(events)
@@ -336,10 +316,17 @@ class EdgePublisher:
             )
             for e in events
         ]
-        await publish_batched(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
-        await self._record_published(events, digests)
-        self.metrics.accepted.labels(self.stream.name, via).inc(len(events))
-        self.metrics.publish_latency.labels(self.stream.name).observe(asyncio.get_running_loop().time() - started)
+        acknowledged = await start_batched(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
+
+        async def finish(on_acknowledged: Callable[[], None] | None = None) -> None:
+            await acknowledged()
+            if on_acknowledged is not None:
+                on_acknowledged()
+            await self._record_published(events, digests)
+            self.metrics.accepted.labels(self.stream.name, via).inc(len(events))
+            self.metrics.publish_latency.labels(self.stream.name).observe(asyncio.get_running_loop().time() - started)
+
+        return finish
 
     async def _check(self, events: Sequence[Event]) -> list[ContractError | None]:
         if self.stream.check is None or not events:

@@ -210,9 +210,19 @@ async def acknowledged(
     """
     futures: list[asyncio.Future[Any]] = []
     try:
-        async with asyncio.timeout(timeout_s):
+        async with publish_errors(records, timeout_s):
             await send(futures)
             await asyncio.gather(*futures)
+    finally:
+        cancel_pending(futures)
+
+
+@contextlib.asynccontextmanager
+async def publish_errors(records: int, timeout_s: float) -> AsyncIterator[None]:
+    """The block within `timeout_s`; any failure of it raised as a TransientError (a PipelineError as it is)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
     except (TimeoutError, OSError) as exc:
         raise TransientError("broker did not acknowledge the publish", records=records) from exc
     except Exception as exc:
@@ -220,10 +230,12 @@ async def acknowledged(
             raise
         # aiokafka raises KafkaError subclasses for every broker-side failure.
         raise TransientError(f"publish failed: {type(exc).__name__}", records=records) from exc
-    finally:
-        for future in futures:
-            if not future.done():
-                future.cancel()
+
+
+def cancel_pending(futures: Sequence[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.cancel()
 
 
 def dead_letter_record(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka import KafkaBroker
 
-from shared.kafka import OutRecord, acknowledged, publish_records
+from shared.kafka import OutRecord, cancel_pending, publish_errors, publish_records
 
 _PARTITIONER = DefaultPartitioner()
 
@@ -56,16 +56,43 @@ async def publish_batched(broker: KafkaBroker, records: Sequence[OutRecord], *, 
     Raises TransientError as `publish_records` does: the caller must not commit its input, and a
     retry may publish some records twice (consumers dedupe by id).
     """
+    await (await start_batched(broker, records, timeout_s=timeout_s))()
+
+
+async def start_batched(
+    broker: KafkaBroker, records: Sequence[OutRecord], *, timeout_s: float
+) -> Callable[[], Awaitable[None]]:
+    """Hand `records` to the producer (one batch per partition); return what waits for the broker's acknowledgement.
+
+    Records handed over by one call are queued behind those of an earlier call on each partition (the
+    producer keeps one request in flight per broker and sends batches per partition in order), so a
+    second call can start while the first one's acknowledgement is awaited. Both stages raise
+    TransientError as `publish_records` does, each within `timeout_s`.
+    """
     producer = aiokafka_producer(broker)
     if producer is None or not records:
-        await publish_records(broker, records, timeout_s=timeout_s)
-        return
 
-    async def send(futures: list[asyncio.Future[Any]]) -> None:
-        for (topic, partition), group in (await _by_partition(producer, records)).items():
-            futures.extend(await _send_partition(producer, topic, partition, group))
+        async def unbatched() -> None:
+            await publish_records(broker, records, timeout_s=timeout_s)
 
-    await acknowledged(send, len(records), timeout_s=timeout_s)
+        return unbatched
+    futures: list[asyncio.Future[Any]] = []
+    try:
+        async with publish_errors(len(records), timeout_s):
+            for (topic, partition), group in (await _by_partition(producer, records)).items():
+                futures.extend(await _send_partition(producer, topic, partition, group))
+    except BaseException:
+        cancel_pending(futures)
+        raise
+
+    async def acknowledged() -> None:
+        try:
+            async with publish_errors(len(records), timeout_s):
+                await asyncio.gather(*futures)
+        finally:
+            cancel_pending(futures)
+
+    return acknowledged
 
 
 async def _by_partition(

@@ -26,7 +26,7 @@ from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
-from shared import db
+from shared import db, heap
 from shared.errors import TransientError
 from shared.http import (
     BodySizeLimit,
@@ -188,6 +188,7 @@ class Runtime(Generic[C]):
         await self.broker.start()
         guard = LogEndGuard()
         self.every("log_end_guard", LOG_END_CHECK_S, lambda: guard.check(self._consumers()))
+        heap.settle_after_start()
         log.info("service_started", service=self.service, http_port=settings.http_port)
 
     async def aclose(self) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uvicorn
 
+from shared import heap
 from shared.settings import ServiceSettings
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
+    heap.freeze_after_start()
     uvicorn.run(
         factory,
         factory=True,

@@ -255,6 +255,15 @@ class PipelineSettings(BaseSettings):
         "producer flush and one insert of their ids (a post with more goes alone).",
         ge=1,
     )
+    edge_group_depth: int = _shared(
+        "edge_group_depth",
+        1,
+        "How many group commits at an edge may be in flight: with 2, the next group is judged (against the previous "
+        "group's ids, kept in memory) and handed to the producer while the previous one's acknowledgement and "
+        "recording are in flight. 1: one flush at a time (larger groups; on a 2-core box less CPU per event).",
+        ge=1,
+        le=4,
+    )
     redrive_read_idle_s: float = _shared(
         "redrive_read_idle_s",
         1.0,

@@ -8,6 +8,7 @@ conflict), with state kept across flushes as `published_events` keeps it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -181,3 +182,122 @@ async def test_a_cancelled_caller_stops_waiting_and_its_flush_still_carries_the_
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(Judge(), max_items=0, name="t")
+
+
+class PipelinedJudge:
+    """Two-stage flushes: start judges against what is published and what earlier groups in flight accepted;
+    finish (held by `gate` when given) publishes, or fails for the group numbered `fail_on`."""
+
+    def __init__(self, *, gate: asyncio.Event | None = None, fail_on: int | None = None) -> None:
+        self.published: dict[str, str] = {}
+        self.in_flight: dict[str, tuple[str, int]] = {}
+        self.outcomes: dict[int, asyncio.Future[bool]] = {}
+        self.events: list[str] = []
+        self.gate = gate
+        self.fail_on = fail_on
+
+    async def start(self, items: list[Item]) -> Callable[[], Awaitable[list[str | BaseException]]]:
+        number = len(self.outcomes) + 1
+        self.outcomes[number] = asyncio.get_running_loop().create_future()
+        self.events.append(f"start {number}")
+        await asyncio.sleep(0)
+        known = {k: (body, None) for k, body in self.published.items()} | {
+            k: (body, n) for k, (body, n) in self.in_flight.items()
+        }
+        results: list[tuple[str, int | None]] = []
+        for event_id, body in items:
+            if event_id not in known:
+                known[event_id] = (body, None)
+                self.in_flight[event_id] = (body, number)
+                results.append(("accepted", None))
+            else:
+                prior, after = known[event_id]
+                results.append(("duplicate" if prior == body else "conflict", after))
+
+        async def finish() -> list[str | BaseException]:
+            if self.gate is not None:
+                await self.gate.wait()
+            ok = number != self.fail_on
+            self.outcomes[number].set_result(ok)
+            mine = {k: v for k, v in self.in_flight.items() if v[1] == number}
+            self.in_flight = {k: v for k, v in self.in_flight.items() if v[1] != number}
+            self.events.append(f"finish {number}")
+            if not ok:
+                raise ConnectionError("broker away")
+            self.published.update({k: body for k, (body, _) in mine.items()})
+            return [
+                status if after is None or await self.outcomes[after] else TimeoutError(f"after {after}")
+                for status, after in results
+            ]
+
+        return finish
+
+
+async def test_pipelined_the_next_group_starts_while_the_previous_finishes_and_at_most_depth_are_in_flight() -> None:
+    gate = asyncio.Event()
+    judge = PipelinedJudge(gate=gate)
+    group = GroupCommit.pipelined(judge.start, max_items=1, name="t", depth=2)
+    tasks = [asyncio.create_task(group.submit([(f"id{n}", "x")])) for n in range(4)]
+    await asyncio.sleep(0.05)
+    assert judge.events == ["start 1", "start 2"], "two groups in flight, the third waits"
+    gate.set()
+    assert await asyncio.gather(*tasks) == [["accepted"]] * 4
+    assert judge.events.index("start 3") > judge.events.index("finish 1")
+
+
+async def test_pipelined_one_event_id_in_two_groups_in_flight_is_judged_once() -> None:
+    gate = asyncio.Event()
+    judge = PipelinedJudge(gate=gate)
+    group = GroupCommit.pipelined(judge.start, max_items=1, name="t", depth=2)
+    first = asyncio.create_task(group.submit([("e", "body")]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(group.submit([("e", "body"), ("e", "other")]))  # past the cap: alone, group 2
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await first == ["accepted"]
+    assert await second == ["duplicate", "conflict"]
+
+
+async def test_pipelined_a_failed_group_fails_its_callers_and_those_judged_against_it_only() -> None:
+    gate = asyncio.Event()
+    judge = PipelinedJudge(gate=gate, fail_on=1)
+    group = GroupCommit.pipelined(judge.start, max_items=2, name="t", depth=2)
+    first = asyncio.create_task(group.submit([("e", "body")]))
+    await asyncio.sleep(0.01)
+    dependent = asyncio.create_task(group.submit([("e", "body")]))
+    independent = asyncio.create_task(group.submit([("f", "x")]))
+    await asyncio.sleep(0.01)
+    assert judge.events == ["start 1", "start 2"]
+    gate.set()
+    with pytest.raises(ConnectionError):
+        await first
+    with pytest.raises(TimeoutError, match="after 1"):
+        await dependent
+    assert await independent == ["accepted"], "its group-mate did not depend on the failed group"
+    assert await group.submit([("e", "body")]) == ["accepted"], "the failed group published nothing"
+
+
+@given(
+    calls=st.lists(
+        st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("xy")), min_size=0, max_size=4),
+        min_size=1,
+        max_size=12,
+    ),
+    max_items=st.integers(1, 6),
+    depth=st.integers(1, 3),
+)
+@settings(max_examples=60, deadline=None)
+def test_pipelined_results_equal_judging_every_call_in_turn(
+    calls: list[list[Item]], max_items: int, depth: int
+) -> None:
+    async def run() -> list[list[str]]:
+        judge = PipelinedJudge()
+        group = GroupCommit.pipelined(judge.start, max_items=max_items, name="t", depth=depth)
+        return list(await asyncio.gather(*(group.submit(call) for call in calls)))
+
+    assert asyncio.run(run()) == sequential(calls)
+
+
+def test_depth_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        GroupCommit.pipelined(PipelinedJudge().start, max_items=1, name="t", depth=0)

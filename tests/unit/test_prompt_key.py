@@ -73,3 +73,25 @@ def test_prompts_that_normalize_apart_get_different_keys(first: str, second: str
 def test_keys_are_stable_across_releases(app_id: str, messages: tuple[tuple[str, str], ...], key: str) -> None:
     """Keys already on the topics and in the database must not change: a new one would split every group."""
     assert prompt_key(app_id, msgs(*messages)) == key
+
+
+WHITESPACE = [chr(c) for c in range(0x3100) if re.match(r"\s", chr(c))]
+
+
+@given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(WHITESPACE)), max_size=30))
+def test_normalization_equals_the_regex_it_replaced(parts: list[str]) -> None:
+    """The keys published before stay the keys: split/join is the regex `\\s+` -> " " and strip, for every text."""
+    import unicodedata
+
+    text = "".join(parts)
+    regex = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+    assert normalize_text(text) == regex
+
+
+def test_the_whitespace_str_split_knows_is_the_whitespace_the_regex_knew() -> None:
+    import sys
+
+    regex = [c for c in range(sys.maxunicode + 1) if re.match(r"\s", chr(c))]
+    split = [c for c in range(sys.maxunicode + 1) if len(f"a{chr(c)}b".split()) == 2]
+    assert regex == split
+    assert max(regex) < 0x3100, "every whitespace character is in the property test's alphabet"
