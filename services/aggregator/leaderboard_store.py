@@ -73,7 +73,7 @@ async def record_changes(
     await _add_battle_counts(conn, battles)
     await _add_approval_counts(conn, approvals)
     await _mark_boards_changed(conn, boards_of(battles, approvals))
-    await _write_pair_battles(conn, now)
+    await _write_pair_battles(conn, stored, now)
     if domains:
         prompt_keys = sorted(domains)
         app_ids, group_domains = zip(*(domains[k] for k in prompt_keys), strict=True)
@@ -97,9 +97,12 @@ async def _add_battle_counts(conn: asyncpg.Connection, deltas: Mapping[BattleKey
         await conn.execute(QUERIES["add_battle_counts"], *_battle_columns(keys), [deltas[k] for k in keys])
 
 
-async def _write_pair_battles(conn: asyncpg.Connection, now: Mapping[str, BattleKey | None]) -> None:
-    held = sorted((pid, key) for pid, key in now.items() if key is not None)
-    gone = sorted(pid for pid, key in now.items() if key is None)
+async def _write_pair_battles(
+    conn: asyncpg.Connection, stored: Mapping[str, BattleKey], now: Mapping[str, BattleKey | None]
+) -> None:
+    """Write the pairs' battles that changed (`stored`: what each pair held before; absent: none)."""
+    held = sorted((pid, key) for pid, key in now.items() if key is not None and stored.get(pid) != key)
+    gone = sorted(pid for pid, key in now.items() if key is None and pid in stored)
     if held:
         await conn.execute(QUERIES["upsert_pair_battles"], [p for p, _ in held], *_battle_columns([k for _, k in held]))
     if gone:
