@@ -98,6 +98,15 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings
     voter_redecide_batch: int = Field(200, description="Most groups of one voter decided again per run.", ge=1)
     voter_gauge_interval_s: float = Field(15.0, description="How often the flagged-voters gauge is refreshed.", gt=0)
 
+    group_cache_groups: int = Field(
+        4096,
+        description=(
+            "Busy groups whose state a process keeps between its batches (used only while no other transaction"
+            " locked the group since: group_cache.py); 0 reads every group whole in every batch."
+        ),
+        ge=0,
+    )
+
     outbox_relay_enabled: bool = Field(
         True,
         description=(
