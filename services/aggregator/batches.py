@@ -268,8 +268,6 @@ async def decide_groups(
     kept = cache.fill({k: rows for k, rows in groups.items() if k not in new_groups}) if cache is not None else set()
     new_voters = {voter for votes in applied.values() for v in votes if (voter := voter_of(v)) is not None}
     flagged = await store.load_group_state(conn, groups, new_voters, kept)
-    if cache is not None:
-        outcome.kept_groups = {prompt_key: kept_as_loaded(rows) for prompt_key, rows in groups.items()}
     held = {prompt_key: rows.budget for prompt_key, rows in groups.items()}
     vote_rows, mark_rows, pair_rows, sft_rows, records = [], [], [], [], []
     offers: list[TaskOffer] = []
@@ -280,6 +278,8 @@ async def decide_groups(
         tested = fold_and_test(rows.votes, rows.marks, applied.get(prompt_key, ()), flagged, rules.voters)
         counted = count_group(rows.votes, rows.marks, tested, flagged)
         if not counted.is_changed and prompt_key not in new_groups:
+            if cache is not None:
+                outcome.kept_groups[prompt_key] = kept_as_loaded(rows)
             continue  # replayed or outdated votes, no flag changed: nothing to decide again
         tested_groups.append(tested)
         vote_rows += [(prompt_key, counted.state[slot], counted.marks[slot]) for slot in counted.written]

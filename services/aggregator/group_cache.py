@@ -44,7 +44,7 @@ class KeptGroup:
     counted_domain: str | None
 
     def fill(self, rows: GroupRows) -> None:
-        """Give a locked group this state (copies: the batch builds its own from them)."""
+        """Give a locked group this state (copies: nothing the batch does to them reaches what is kept)."""
         rows.answers = list(self.answers)
         rows.votes = dict(self.votes)
         rows.marks = dict(self.marks)
@@ -54,14 +54,14 @@ class KeptGroup:
 
 
 def kept_as_loaded(rows: GroupRows) -> KeptGroup:
-    """A locked group's state when the batch writes nothing of it."""
+    """A locked group's state when the batch writes nothing of it (its dicts are the batch's own: no copies)."""
     return KeptGroup(
         generation=rows.generation,
         answers=tuple(rows.answers),
-        votes=dict(rows.votes),
-        marks=dict(rows.marks),
-        emitted_pairs=dict(rows.emitted_pairs),
-        battles=dict(rows.battles),
+        votes=rows.votes,
+        marks=rows.marks,
+        emitted_pairs=rows.emitted_pairs,
+        battles=rows.battles,
         counted_domain=rows.counted_domain,
     )
 
@@ -79,8 +79,8 @@ def kept_as_decided(rows: GroupRows, counted: CountedGroup, pair_rows: Iterable[
     return KeptGroup(
         generation=rows.generation,
         answers=tuple(rows.answers),
-        votes=dict(counted.state),
-        marks=dict(counted.marks),
+        votes=counted.state,
+        marks=counted.marks,
         emitted_pairs=emitted,
         battles=battles,
         counted_domain=domain,

@@ -139,8 +139,9 @@ async def _state(conn: asyncpg.Connection) -> dict[str, list[Any]]:
         "counted": "SELECT * FROM agg_counted_groups ORDER BY prompt_key",
         "battle_counts": "SELECT * FROM agg_battle_counts ORDER BY 1, 2, 3, 4, 5, 6",
         "approval_counts": "SELECT * FROM agg_approval_counts ORDER BY 1, 2, 3, 4",
-        "stats": "SELECT interactions, thumbs_up, thumbs_down, ratings, rating_sum, effective_thumbs_up,"
-        " effective_thumbs_down, effective_ratings, effective_rating_sum, pairs_emitted FROM agg_stats ORDER BY 1",
+        "stats": "SELECT app_id, model_version, interactions, thumbs_up, thumbs_down, ratings, rating_sum,"
+        " effective_thumbs_up, effective_thumbs_down, effective_ratings, effective_rating_sum, pairs_emitted"
+        " FROM agg_stats ORDER BY app_id, model_version, window_start",
         "voters": "SELECT app_id, user_ref, votes_seen, votes, disagreements, flagged FROM agg_voters ORDER BY 1, 2",
         "outbox": "SELECT topic, key, value FROM outbox ORDER BY id",
     }
