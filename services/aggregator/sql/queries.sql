@@ -14,13 +14,18 @@ ON CONFLICT (prompt_key) DO NOTHING
 
 -- name: lock_groups
 -- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances; each one's
--- generation goes up by one (group_cache.py). Returns the prompt as JSON text and the new generation.
+-- generation goes up by one under that lock (agg_group_generations, group_cache.py). Returns the prompt as JSON
+-- text and the new generation.
 WITH locked AS (
-    SELECT prompt_key FROM agg_groups WHERE prompt_key = ANY($1::text[]) ORDER BY prompt_key FOR UPDATE
+    SELECT prompt_key, app_id, prompt::text AS prompt FROM agg_groups WHERE prompt_key = ANY($1::text[])
+    ORDER BY prompt_key FOR UPDATE
+), bumped AS (
+    INSERT INTO agg_group_generations AS g (prompt_key, generation)
+    SELECT prompt_key, 1 FROM locked
+    ON CONFLICT (prompt_key) DO UPDATE SET generation = g.generation + 1
+    RETURNING prompt_key, generation
 )
-UPDATE agg_groups AS g SET generation = g.generation + 1
-FROM locked WHERE g.prompt_key = locked.prompt_key
-RETURNING g.prompt_key, g.app_id, g.prompt::text AS prompt, g.generation
+SELECT l.prompt_key, l.app_id, l.prompt, b.generation FROM locked l JOIN bumped b ON b.prompt_key = l.prompt_key
 
 -- name: insert_interactions
 -- Take in interactions once (the first event of an interaction_id wins); return those new.
