@@ -35,7 +35,6 @@ from deploy.init import migrate_all
 from deploy.local_database import start_database
 from services.aggregator.batches import apply_batch
 from services.aggregator.decoders import decode_interactions, decode_votes
-from services.aggregator.group_cache import GroupCache
 from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import db, topics
@@ -110,7 +109,6 @@ async def run(dsn: str, rows: list[tuple[str, bytes, bytes]], batch: int) -> dic
     settings = AggregatorSettings(database_url=dsn)
     rules = batch_rules(settings, "aggregator")
     pool = await db.create_pool(settings)
-    cache = GroupCache(settings.group_cache_groups)  # as BatchIntake keeps it
     interactions = [r for r in rows if r[0] == topics.INTERACTIONS]
     votes = [r for r in rows if r[0] == topics.VOTES]
     per_batch: dict[str, list[int]] = {"interactions": [], "votes": []}
@@ -131,8 +129,7 @@ async def run(dsn: str, rows: list[tuple[str, bytes, bytes]], batch: int) -> dic
             decoded = decode(tuple(records_of(chunk, offset * batch)), rules)
             conn.calls.clear()
             async with raw.transaction():
-                outcome = await apply_batch(conn, decoded, rules, utcnow(), cache)  # type: ignore[arg-type]
-            cache.keep(outcome.kept_groups)
+                await apply_batch(conn, decoded, rules, utcnow())  # type: ignore[arg-type]
             wall += time.perf_counter() - w0
             cpu += time.process_time() - c0
             per_batch[name].append(sum(conn.calls.values()))
@@ -144,8 +141,6 @@ async def run(dsn: str, rows: list[tuple[str, bytes, bytes]], batch: int) -> dic
         "events": events,
         "batch_records": batch,
         "pairs": pairs,
-        "groups_kept_hits": cache.hits,
-        "groups_kept_misses": cache.misses,
         "statements_per_batch": {k: round(sum(v) / len(v), 1) for k, v in per_batch.items() if v},
         "wall_ms_per_event": round(wall * 1000 / events, 4),
         "cpu_ms_per_event": round(cpu * 1000 / events, 4),

@@ -37,7 +37,6 @@ import structlog
 from services.aggregator import budget_store, leaderboard_store, stats_store, store, voter_store
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
 from services.aggregator.evidence import collect_evidence
-from services.aggregator.group_cache import GroupCache, KeptGroup, kept_as_decided, kept_as_loaded
 from services.aggregator.leaderboard_counts import BoardChanges
 from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, TaskOffer, plan_outputs
 from services.aggregator.pairs import Group, PairRules, decide
@@ -103,8 +102,6 @@ class BatchOutcome:
     budget: Counter[str] = field(default_factory=Counter)
     """The annotation budget's decisions by kind (admitted, rejected, withdrawn, promoted, released, ...)."""
     voters_flagged: int = 0
-    kept_groups: dict[str, KeptGroup] = field(default_factory=dict)
-    """The locked groups' states after the batch, to keep once it committed (group_cache.py)."""
 
 
 def _unique_interactions(interactions: Sequence[Interaction]) -> list[Interaction]:
@@ -122,14 +119,8 @@ def _record(prefix: str, emission: Emission) -> OutRecord:
     return OutRecord(topic=topics.topic(prefix, emission.topic), key=emission.key.encode(), value=emission.value)
 
 
-async def apply_batch(
-    conn: asyncpg.Connection, batch: BatchInput, rules: BatchRules, now: datetime, cache: GroupCache | None = None
-) -> BatchOutcome:
-    """Take a batch of interactions and votes in; call inside a transaction.
-
-    `cache`: the groups kept by this process (group_cache.py); the caller keeps `outcome.kept_groups`
-    in it once the transaction committed.
-    """
+async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchRules, now: datetime) -> BatchOutcome:
+    """Take a batch of interactions and votes in; call inside a transaction."""
     interactions, votes = _unique_interactions(batch.interactions), _unique_votes(batch.votes)
     outcome = BatchOutcome(dead_letters=len(batch.dead_letters))
     await store.lock_interaction_keys(
@@ -158,7 +149,7 @@ async def apply_batch(
         if (kept := [vote for vote, _ in group_votes if vote.quarantine_reason is None])
     }
     outcome.votes_quarantined = sum(len(v) for v in applied.values()) - sum(len(v) for v in by_group.values())
-    records = await decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome, cache=cache)
+    records = await decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await stats_store.add_stats(conn, deltas)
     await leaderboard_store.note_model_versions(conn, new_interactions)
     letters = await _refuse(conn, refused, rules)
@@ -256,7 +247,6 @@ async def decide_groups(
     *,
     redecide: frozenset[str] = frozenset(),
     also_lock: Sequence[VoterKey] = (),
-    cache: GroupCache | None = None,
 ) -> list[OutRecord]:
     """Lock and load the touched groups, decide each whose counted evidence changed, and write the results.
 
@@ -264,10 +254,8 @@ async def decide_groups(
     `also_lock` the voters whose rows that caller writes after this (locked here, in the voters' turn).
     """
     groups = await store.lock_groups(conn, new_groups | applied.keys() | redecide)
-    # Groups given answers by this transaction (before their lock) are read whole: what is kept predates them.
-    kept = cache.fill({k: rows for k, rows in groups.items() if k not in new_groups}) if cache is not None else set()
     new_voters = {voter for votes in applied.values() for v in votes if (voter := voter_of(v)) is not None}
-    flagged = await store.load_group_state(conn, groups, new_voters, kept)
+    flagged = await store.load_group_state(conn, groups, new_voters)
     held = {prompt_key: rows.budget for prompt_key, rows in groups.items()}
     vote_rows, mark_rows, pair_rows, sft_rows, records = [], [], [], [], []
     offers: list[TaskOffer] = []
@@ -278,8 +266,6 @@ async def decide_groups(
         tested = fold_and_test(rows.votes, rows.marks, applied.get(prompt_key, ()), flagged, rules.voters)
         counted = count_group(rows.votes, rows.marks, tested, flagged)
         if not counted.is_changed and prompt_key not in new_groups:
-            if cache is not None:
-                outcome.kept_groups[prompt_key] = kept_as_loaded(rows)
             continue  # replayed or outdated votes, no flag changed: nothing to decide again
         tested_groups.append(tested)
         vote_rows += [(prompt_key, counted.state[slot], counted.marks[slot]) for slot in counted.written]
@@ -305,9 +291,6 @@ async def decide_groups(
             now=now,
         )
         pair_rows += [(prompt_key, row) for row in plan.pair_rows]
-        if cache is not None:
-            domain = board_changes.groups[-1].domain
-            outcome.kept_groups[prompt_key] = kept_as_decided(rows, counted, plan.pair_rows, domain)
         sft_rows += [(prompt_key, example) for example in decision.sft]
         records += [_record(rules.topic_prefix, e) for e in plan.emissions]
         offers += plan.task_offers

@@ -12,7 +12,6 @@ from services.aggregator import jobs
 from services.aggregator.budget_rebalance import rebalance_until_done
 from services.aggregator.dead_letter_counter import start_dead_letter_counter
 from services.aggregator.export_stream import ExportContext
-from services.aggregator.group_cache import GroupCache
 from services.aggregator.intake import BatchIntake
 from services.aggregator.leaderboard_worker import LeaderboardWorker
 from services.aggregator.metrics import AggregatorMetrics
@@ -81,14 +80,7 @@ class AggregatorContext:
             lambda: refresh_flagged_gauge(pool, metrics.flagged_voters),
         )
         policies = input_policies(runtime, settings, relay, metrics)
-        intake = BatchIntake(
-            pool=pool,
-            relay=relay,
-            rules=rules,
-            metrics=metrics,
-            policies=policies,
-            groups=GroupCache(settings.group_cache_groups),
-        )
+        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
         start_dead_letter_counter(runtime, settings)

@@ -18,7 +18,6 @@ from aiokafka import ConsumerRecord
 
 from services.aggregator.batches import BatchInput, BatchRules, apply_batch
 from services.aggregator.decoders import Decode
-from services.aggregator.group_cache import GroupCache
 from services.aggregator.metrics import AggregatorMetrics
 from shared import db
 from shared.consumer import ConsumerPolicy
@@ -38,8 +37,6 @@ class BatchIntake:
     metrics: AggregatorMetrics
     policies: Mapping[str, ConsumerPolicy]
     """The failure policy of each input topic (by its name without prefix)."""
-    groups: GroupCache
-    """Hot groups' state kept between batches (group_cache.py): kept only after a batch committed."""
 
     async def take(self, records: Sequence[ConsumerRecord], decode: Decode, topic_name: str) -> None:
         """Apply a batch in one transaction; a batch that cannot be applied is narrowed to its poison."""
@@ -52,8 +49,7 @@ class BatchIntake:
     async def _apply(self, batch: BatchInput, topic_name: str) -> None:
         with self.metrics.batch_seconds.labels(topic_name).time():
             async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
-                outcome = await apply_batch(conn, batch, self.rules, utcnow(), self.groups)
-        self.groups.keep(outcome.kept_groups)
+                outcome = await apply_batch(conn, batch, self.rules, utcnow())
         self.relay.notify()
         self.metrics.record(outcome)
         if outcome.pairs or outcome.tombstones or outcome.requests or outcome.withdrawals:

@@ -107,14 +107,6 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings
         ),
         ge=0,
     )
-    group_cache_groups: int = Field(
-        4096,
-        description=(
-            "Busy groups whose state a process keeps between its batches (used only while no other transaction"
-            " locked the group since: group_cache.py); 0 reads every group whole in every batch."
-        ),
-        ge=0,
-    )
 
     outbox_relay_enabled: bool = Field(
         True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +49,6 @@ class GroupRows:
 
     app_id: str
     prompt: tuple[Message, ...]
-    generation: int = 0
-    """The group's generation after this transaction locked it (group_cache.py)."""
     answers: list[Answer] = field(default_factory=list)
     votes: dict[str, Vote] = field(default_factory=dict)
     marks: dict[str, VoteMarks] = field(default_factory=dict)
@@ -131,12 +129,9 @@ async def insert_groups(conn: asyncpg.Connection, interactions: Sequence[Interac
 
 
 async def lock_groups(conn: asyncpg.Connection, prompt_keys: Iterable[str]) -> dict[str, GroupRows]:
-    """Row-lock the groups in prompt_key order, one generation up each, and return them (without their state yet)."""
+    """Row-lock the groups in prompt_key order and return them (without answers and votes yet)."""
     rows = await conn.fetch(QUERIES["lock_groups"], sorted(set(prompt_keys)))
-    return {
-        r["prompt_key"]: GroupRows(app_id=r["app_id"], prompt=_parsed_prompt(r["prompt"]), generation=r["generation"])
-        for r in rows
-    }
+    return {r["prompt_key"]: GroupRows(app_id=r["app_id"], prompt=_parsed_prompt(r["prompt"])) for r in rows}
 
 
 async def insert_interactions(conn: asyncpg.Connection, interactions: Sequence[Interaction]) -> set[tuple[str, str]]:
@@ -238,23 +233,17 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
 
 
 async def load_group_state(
-    conn: asyncpg.Connection,
-    groups: dict[str, GroupRows],
-    new_voters: Iterable[VoterKey] = (),
-    kept: Collection[str] = (),
+    conn: asyncpg.Connection, groups: dict[str, GroupRows], new_voters: Iterable[VoterKey] = ()
 ) -> set[VoterKey]:
     """Fill the locked groups with their stored state; return the flagged voters among theirs and `new_voters`.
 
     The state: answers, latest votes, what was published (with the pairs' battles) and what the budget
-    holds, and the domain the leaderboard counts the group under. `kept`: groups whose answers, votes,
-    pairs and counted domain the caller filled already (group_cache.py): only their requests and budget
-    tasks are read. Flagged voters are read without a lock (a voter flagged meanwhile is caught by its
-    re-decide: batches.py).
+    holds, and the domain the leaderboard counts the group under. Flagged voters are read without a lock
+    (a voter flagged meanwhile is caught by its re-decide: batches.py).
     """
     voters = sorted(set(new_voters))
-    whole = sorted(key for key in groups if key not in kept)
     rows = await conn.fetch(
-        QUERIES["select_group_state"], sorted(groups), [v[0] for v in voters], [v[1] for v in voters], whole
+        QUERIES["select_group_state"], sorted(groups), [v[0] for v in voters], [v[1] for v in voters]
     )
     flagged: set[VoterKey] = set()
     for r in rows:

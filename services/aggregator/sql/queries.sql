@@ -13,19 +13,10 @@ ORDER BY t.ord
 ON CONFLICT (prompt_key) DO NOTHING
 
 -- name: lock_groups
--- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances; each one's
--- generation goes up by one under that lock (agg_group_generations, group_cache.py). Returns the prompt as JSON
--- text and the new generation.
-WITH locked AS (
-    SELECT prompt_key, app_id, prompt::text AS prompt FROM agg_groups WHERE prompt_key = ANY($1::text[])
-    ORDER BY prompt_key FOR UPDATE
-), bumped AS (
-    INSERT INTO agg_group_generations AS g (prompt_key, generation)
-    SELECT prompt_key, 1 FROM locked
-    ON CONFLICT (prompt_key) DO UPDATE SET generation = g.generation + 1
-    RETURNING prompt_key, generation
-)
-SELECT l.prompt_key, l.app_id, l.prompt, b.generation FROM locked l JOIN bumped b ON b.prompt_key = l.prompt_key
+-- Row-lock the touched groups in prompt_key order: one writer per group at a time, across instances (the prompt
+-- as JSON text).
+SELECT prompt_key, app_id, prompt::text AS prompt FROM agg_groups WHERE prompt_key = ANY($1::text[])
+ORDER BY prompt_key FOR UPDATE
 
 -- name: insert_interactions
 -- Take in interactions once (the first event of an interaction_id wins); return those new.
@@ -96,23 +87,21 @@ RETURNING event_id, interaction_id, vote, source_topic, source_partition, source
 -- 'budget' (the group's tasks in the annotation budget: their domain and the state hash last offered), 'counted'
 -- (the domain the group's approval votes are counted under by the leaderboard), and 'flagged' (no group: the
 -- flagged voters, app_id in `body` and user_ref in `item`, among the voters of the groups' stored votes and the
--- voters $2/$3 (app_id, user_ref) of the batch's new votes; read without a lock: see batches.py). Answers, votes,
--- pairs and the counted domain only of the groups $4 (the others' are kept by this process: group_cache.py);
--- requests and budget tasks of all (a batch may promote another group's task without that group's lock).
--- Answers in (occurred_at, interaction_id) order within their group.
+-- voters $2/$3 (app_id, user_ref) of the batch's new votes; read without a lock: see batches.py). Answers in
+-- (occurred_at, interaction_id) order within their group.
 SELECT 'answer' AS kind, prompt_key, interaction_id AS item, content AS body, model, model_version, domain,
        occurred_at, NULL::text AS state_hash, NULL::boolean AS is_counted, NULL::boolean AS is_tested,
        NULL::text[] AS battle
-FROM agg_interactions WHERE prompt_key = ANY($4::text[])
+FROM agg_interactions WHERE prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'vote', prompt_key, slot, vote::text, NULL, NULL, NULL, NULL, NULL, is_counted, is_tested, NULL
-FROM agg_votes WHERE prompt_key = ANY($4::text[])
+FROM agg_votes WHERE prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'pair', p.prompt_key, p.pair_id, NULL, NULL, NULL, NULL, NULL, p.state_hash, NULL, NULL,
        CASE WHEN b.pair_id IS NOT NULL THEN
            ARRAY[b.app_id, b.domain, b.winner_model, b.winner_version, b.loser_model, b.loser_version] END
 FROM agg_pairs p LEFT JOIN agg_pair_battles b ON b.pair_id = p.pair_id
-WHERE p.prompt_key = ANY($4::text[])
+WHERE p.prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'request', prompt_key, task_id, NULL, NULL, NULL, NULL, NULL, state_hash, NULL, NULL, NULL
 FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
@@ -121,7 +110,7 @@ SELECT 'budget', prompt_key, task_id, NULL, NULL, NULL, domain, NULL, state_hash
 FROM agg_task_budget WHERE prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'counted', prompt_key, NULL, NULL, NULL, NULL, domain, NULL, NULL, NULL, NULL, NULL
-FROM agg_counted_groups WHERE prompt_key = ANY($4::text[])
+FROM agg_counted_groups WHERE prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'flagged', NULL, f.user_ref, f.app_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM agg_voters f

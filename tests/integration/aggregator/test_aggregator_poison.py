@@ -13,7 +13,6 @@ from services.aggregator.app import SERVICE
 from services.aggregator.batches import BatchRules
 from services.aggregator.context import input_policies
 from services.aggregator.decoders import decode_interactions
-from services.aggregator.group_cache import GroupCache
 from services.aggregator.intake import BatchIntake
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.rules import batch_rules
@@ -64,7 +63,6 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
         rules=batch_rules(settings, SERVICE),
         metrics=metrics,
         policies=input_policies(runtime, settings, relay, metrics),  # type: ignore[arg-type]
-        groups=GroupCache(64),
     )
     try:
         await intake.take(consumed([good[0], poison, good[1], good[2]]), decode, topics.INTERACTIONS)
