@@ -69,7 +69,7 @@ class DeadLetterCounter:
             client_id="aggregator-dead-letters",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.dead_letter_counter_wait_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             **kafka_client_kwargs(settings),
@@ -98,7 +98,7 @@ class DeadLetterCounter:
         """Count batch after batch, committing each batch's offsets after its transaction."""
         while True:
             batches = await consumer.getmany(
-                timeout_ms=self.settings.dead_letter_counter_wait_ms, max_records=self.settings.kafka_max_batch_records
+                timeout_ms=self.settings.kafka_fetch_max_wait_ms, max_records=self.settings.kafka_max_batch_records
             )
             records = [record for partition in batches.values() for record in partition]
             if not records:

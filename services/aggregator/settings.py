@@ -98,16 +98,6 @@ class AggregatorSettings(ServiceSettings, LeaderboardSettings, AnalyticsSettings
     voter_redecide_batch: int = Field(200, description="Most groups of one voter decided again per run.", ge=1)
     voter_gauge_interval_s: float = Field(15.0, description="How often the flagged-voters gauge is refreshed.", gt=0)
 
-    dead_letter_counter_wait_ms: int = Field(
-        250,
-        description=(
-            "How long the dead-letter counter's fetch waits for letters: its counts are for the analyst UI, not a"
-            " path of events; the consumers' kafka_fetch_max_wait_ms (10 ms) made it poll an idle topic 100 times a"
-            " second."
-        ),
-        ge=0,
-    )
-
     outbox_relay_enabled: bool = Field(
         True,
         description=(
