@@ -26,7 +26,6 @@ from shared import topics
 from shared.errors import PipelineError, TransientError
 from shared.events import DeadLetter, utcnow
 from shared.kafka_security import kafka_broker_security, kafka_client_kwargs
-from shared.offset_commits import OrderedCommits, committing_later
 from shared.settings import PipelineSettings
 
 log = structlog.get_logger(__name__)
@@ -69,7 +68,6 @@ def batch_subscriber(
     *,
     group_id: str,
     raw_records: bool = False,
-    commits: OrderedCommits | None = None,
     **extra: Any,
 ) -> Callable[..., Any]:
     """Decorator: a batch consumer of `topic_name` in `group_id` whose offsets are committed per batch.
@@ -83,12 +81,7 @@ def batch_subscriber(
     `Any`, undecoded: `keep_raw_records`), asks for no `KafkaMessage`, and binds the log context
     itself (`batch_log_scope`). FastDepends resolves a `KafkaMessage` argument, the handler's or a
     dependency's, in a worker thread: a thread hop per batch each, which a hot consumer does not pay.
-
-    `commits`: the batch's offsets are committed in the background, in batch order, once the handler
-    returned (shared/offset_commits.py), instead of the ack waiting for the broker before the next batch.
     """
-    if commits is not None:
-        extra["parser"] = committing_later(commits)
     if raw_records:
         dependencies = list(extra.pop("dependencies", ()))
         extra["decoder"] = keep_raw_records

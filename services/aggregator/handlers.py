@@ -24,7 +24,6 @@ from shared import topics
 from shared.errors import NotFoundError
 from shared.events import AnnotationRequest, DeadLetter, FeedbackStats, ModelAlert, ModelLeaderboard, PreferencePair
 from shared.kafka import batch_log_scope, batch_subscriber, document_output
-from shared.offset_commits import OrderedCommits
 from shared.runtime import ContextDependency, Runtime
 
 
@@ -52,7 +51,6 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         group_id=settings.group_id,
         title="interactions",
         raw_records=True,
-        commits=OrderedCommits("interactions"),
         description="Canonical interactions (keyed by prompt_key) from ingest.",
     )
     async def on_interactions(
@@ -68,7 +66,6 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
         group_id=settings.group_id,
         title="votes",
         raw_records=True,
-        commits=OrderedCommits("votes"),
         description="End-user votes and expert verdicts (keyed by interaction_id). A verdict counts only for a "
         "task the aggregator issued, with its candidates (else dead letter unknown_task / candidates_mismatch); a "
         "vote waits for every answer it names until the parked-vote TTL (then parked_vote_expired); a comparison "
