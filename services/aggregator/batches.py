@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from services.aggregator import budget_store, leaderboard_store, store, voter_store
+from services.aggregator import budget_store, leaderboard_store, stats_store, store, voter_store
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
 from services.aggregator.evidence import collect_evidence
 from services.aggregator.leaderboard_counts import BoardChanges
@@ -150,7 +150,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     }
     outcome.votes_quarantined = sum(len(v) for v in applied.values()) - sum(len(v) for v in by_group.values())
     records = await decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
-    await store.add_stats(conn, deltas)
+    await stats_store.add_stats(conn, deltas)
     await leaderboard_store.note_model_versions(conn, new_interactions)
     letters = await _refuse(conn, refused, rules)
     await insert_outbox(conn, rules.service, [*records, *batch.dead_letters, *letters])
@@ -254,9 +254,9 @@ async def decide_groups(
     `also_lock` the voters whose rows that caller writes after this (locked here, in the voters' turn).
     """
     groups = await store.lock_groups(conn, new_groups | applied.keys() | redecide)
-    await store.load_group_state(conn, groups)
+    new_voters = {voter for votes in applied.values() for v in votes if (voter := voter_of(v)) is not None}
+    flagged = await store.load_group_state(conn, groups, new_voters)
     held = {prompt_key: rows.budget for prompt_key, rows in groups.items()}
-    flagged = await voter_store.select_flagged_voters(conn, _voters_in(groups, applied))
     vote_rows, mark_rows, pair_rows, sft_rows, records = [], [], [], [], []
     offers: list[TaskOffer] = []
     releases: list[str] = []
@@ -309,15 +309,9 @@ async def decide_groups(
     await store.update_vote_marks(conn, mark_rows)
     await _update_voters(conn, applied, tested_groups, also_lock, rules, now, outcome)
     await store.upsert_pairs(conn, pair_rows)
-    await leaderboard_store.record_changes(conn, board_changes, [row for _, row in pair_rows])
+    await leaderboard_store.record_changes(conn, board_changes, [row for _, row in pair_rows], groups)
     await store.upsert_sft_examples(conn, sft_rows)
     return records
-
-
-def _voters_in(groups: dict[str, store.GroupRows], applied: dict[str, list[Vote]]) -> set[VoterKey]:
-    """The end users behind the stored and new votes of the locked groups."""
-    votes = [v for rows in groups.values() for v in rows.votes.values()] + [v for vs in applied.values() for v in vs]
-    return {voter for v in votes if (voter := voter_of(v)) is not None}
 
 
 def _count_effective(rows: store.GroupRows, counted: CountedGroup, deltas: StatsDeltas) -> None:

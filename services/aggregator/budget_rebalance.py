@@ -16,7 +16,7 @@ import asyncio
 import asyncpg
 import structlog
 
-from services.aggregator import budget_store, store
+from services.aggregator import budget_store, stats_store
 from services.aggregator.batches import BatchRules
 from services.aggregator.outputs import SYNTHETIC_MODELS, Emission
 from services.aggregator.stats import StatsDeltas, model_versions
@@ -37,7 +37,7 @@ async def rebalance_domain(conn: asyncpg.Connection, domain: str, rules: BatchRu
     for request in outcome.first_published:
         for version in model_versions(request.candidates.values(), SYNTHETIC_MODELS):
             deltas.add(request.app_id, version, request.occurred_at, tasks_queued=1)
-    await store.add_stats(conn, deltas)
+    await stats_store.add_stats(conn, deltas)
     await insert_outbox(conn, rules.service, [_record(rules.topic_prefix, e) for e in outcome.emissions])
     return len(outcome.emissions)
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from services.aggregator import store
+from services.aggregator import export_store
 from services.aggregator.context import AggregatorContext
 from services.aggregator.export_stream import ExportStream
 from shared.errors import NotFoundError
@@ -71,7 +71,7 @@ async def _body(first: bytes, rest: AsyncIterator[bytes], stream: ExportStream) 
         await stream.aclose()
 
 
-def _etag(request: ExportRequest, point: store.ExportPoint) -> str:
+def _etag(request: ExportRequest, point: export_store.ExportPoint) -> str:
     """Changes when the request or the database's state may have: caches (datasets keys downloads on it)
     never serve an old export for a URL whose data moved on."""
     text = json.dumps([request.to_json(), point.snapshot, SCHEMA_VERSION], sort_keys=True)
@@ -112,7 +112,7 @@ def _add_head(router: APIRouter, dependency: ContextDependency[AggregatorContext
         """What a GET would be (validation, type, ETag) without reading it: HTTP clients and caches ask first."""
         params, repeated = _query(request)
         export_request = parse_request(name, params, repeated)
-        point = await store.select_export_point(context.exports.pool)
+        point = await export_store.select_export_point(context.exports.pool)
         headers = {"ETag": _etag(export_request, point), HEADER_SNAPSHOT: point.snapshot, "Cache-Control": "no-store"}
         return Response(status_code=200, media_type=MEDIA_TYPES[export_request.format], headers=headers)
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from services.aggregator import export_columns, exports, routing, store
+from services.aggregator import export_columns, export_store, exports, routing
 from services.aggregator.evidence import RATING_DOWN_MAX, RATING_UP_MIN
 from services.aggregator.pairs import EXPERT_MODEL
 from shared.errors import TransientError
@@ -148,14 +148,14 @@ def _sources(request: ExportRequest, conn: Any, fetch_rows: int) -> list[tuple[s
     filters, method = request.filters, request.filters.method
     if request.kind == "sft":
         return [
-            ("edits", lambda: store.select_export_edits(conn, filters, fetch_rows)),
-            ("pairs", lambda: store.select_export_rewrites(conn, filters, fetch_rows, EXPERT_MODEL)),
+            ("edits", lambda: export_store.select_export_edits(conn, filters, fetch_rows)),
+            ("pairs", lambda: export_store.select_export_rewrites(conn, filters, fetch_rows, EXPERT_MODEL)),
         ]
     sources: list[tuple[str, Callable[[], AsyncIterator]]] = []
     if method != "approval":
-        sources.append(("pairs", lambda: store.select_export_pairs(conn, filters, fetch_rows)))
+        sources.append(("pairs", lambda: export_store.select_export_pairs(conn, filters, fetch_rows)))
     if request.kind == "kto" and method in (None, "approval"):
-        opener = lambda: store.select_export_approvals(  # noqa: E731
+        opener = lambda: export_store.select_export_approvals(  # noqa: E731
             conn, filters, fetch_rows, RATING_UP_MIN, RATING_DOWN_MAX
         )
         sources.append(("approvals", opener))
@@ -187,7 +187,7 @@ class ExportStream:
 
     context: ExportContext
     request: ExportRequest
-    point: store.ExportPoint | None = None
+    point: export_store.ExportPoint | None = None
     rows: int = 0
     rows_by_split: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -201,7 +201,7 @@ class ExportStream:
     def schema(self) -> pa.Schema:
         return schema_of(self.request.kind, with_split=self.request.split == "all")
 
-    async def open(self) -> store.ExportPoint:
+    async def open(self) -> export_store.ExportPoint:
         """Take a slot and open the snapshot. Raises TransientError when every slot is busy."""
         self._stack.callback(self._worker.shutdown, wait=False)
         slots = self.context.slots
@@ -210,7 +210,7 @@ class ExportStream:
         await slots.acquire()
         self._stack.callback(slots.release)
         self._conn, self.point = await self._stack.enter_async_context(
-            store.export_snapshot(self.context.pool, self.context.rules.acquire_timeout_s)
+            export_store.export_snapshot(self.context.pool, self.context.rules.acquire_timeout_s)
         )
         log.info("export_started", kind=self.request.kind, format=self.request.format, split=self.request.split)
         return self.point

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from faststream import Depends as SubscriberDepends
 
-from services.aggregator import store
+from services.aggregator import stats_store, store
 from services.aggregator.admin import admin_router
 from services.aggregator.analyst_ui import analyst_router
 from services.aggregator.context import AggregatorContext
@@ -127,7 +127,7 @@ def http_router(dependency: ContextDependency[AggregatorContext]) -> APIRouter:
         limit: int = Query(50, ge=1, le=1000),
         context: AggregatorContext = Depends(dependency),
     ) -> list[dict[str, Any]]:
-        windows = await store.select_stats(context.pool, app_id, limit)
+        windows = await stats_store.select_stats(context.pool, app_id, limit)
         return [
             {
                 "app_id": w.app_id,

@@ -13,7 +13,7 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
-from services.aggregator import stats, store
+from services.aggregator import stats, stats_store, store
 from shared import db, topics
 from shared.errors import PipelineError
 from shared.events import utcnow
@@ -44,9 +44,9 @@ async def publish_stats(pool: asyncpg.Pool, relay: OutboxRelay, rules: JobRules)
     """Publish windows that changed, final once the watermark passed their end plus the allowed lateness."""
     now = utcnow()
     async with db.translate_errors(), pool.acquire() as conn, conn.transaction():
-        watermark = stats.watermark_of(await store.select_newest_event_at(conn), now)
+        watermark = stats.watermark_of(await stats_store.select_newest_event_at(conn), now)
         closed_before = watermark - timedelta(seconds=rules.stats_allowed_lateness_s)
-        rows = await store.select_stats_to_publish(conn, closed_before, rules.stats_publish_batch)
+        rows = await stats_store.select_stats_to_publish(conn, closed_before, rules.stats_publish_batch)
         if not rows:
             return 0
         finals = [stats.is_closed(r["window_end"], watermark, rules.stats_allowed_lateness_s) for r in rows]
@@ -60,7 +60,7 @@ async def publish_stats(pool: asyncpg.Pool, relay: OutboxRelay, rules: JobRules)
                     value=message.model_dump_json().encode(),
                 )
             )
-        await store.mark_stats_published(conn, rows, finals)
+        await stats_store.mark_stats_published(conn, rows, finals)
         await insert_outbox(conn, rules.service, records)
     relay.notify()
     log.debug("stats_published", windows=len(rows), closed=sum(finals))

@@ -1,8 +1,9 @@
 """The leaderboard's PostgreSQL state: counts kept by each batch, boards and alarms kept by the refit worker.
 
 One function per named query of sql/leaderboard.sql, on the caller's connection and transaction,
-except `record_changes`, the batch's one call: it reads what the changed pairs and decided groups
-counted for before, applies the pure changes of `leaderboard_counts.py` and marks the boards changed,
+except `record_changes`, the batch's one call: given what the changed pairs and decided groups counted
+for before (read with the group state: `store.load_group_state`), it applies the pure changes of
+`leaderboard_counts.py` and marks the boards changed,
 all in the batch's transaction (after the group locks, so the pairs and groups it reads are held).
 Shared rows are written in key order, in this order: battle counts, approval counts, boards (then the
 batch goes on to stats rows and, last, model versions): see the lock order in batches.py.
@@ -30,7 +31,7 @@ from services.aggregator.leaderboard_counts import (
 )
 from services.aggregator.leaderboard_outputs import AlertId, AlertState
 from services.aggregator.outputs import PairRow
-from services.aggregator.store import SQL_DIR
+from services.aggregator.store import SQL_DIR, GroupRows
 from shared import db
 from shared.events import Interaction
 
@@ -52,34 +53,31 @@ class BoardInput:
     release_order: dict[str, list[str]]
 
 
-async def record_changes(conn: asyncpg.Connection, changes: BoardChanges, pair_rows: Sequence[PairRow]) -> None:
-    """Apply a batch's pair rows and decided groups to the counts, and mark the boards they touch."""
-    stored = await _select_pair_battles(conn, [row.pair_id for row in pair_rows])
+async def record_changes(
+    conn: asyncpg.Connection,
+    changes: BoardChanges,
+    pair_rows: Sequence[PairRow],
+    groups: Mapping[str, GroupRows],
+) -> None:
+    """Apply a batch's pair rows and decided groups to the counts, and mark the boards they touch.
+
+    `groups`: the locked groups as `store.load_group_state` read them (the battles their pairs counted
+    for and the domain each was counted under before: only a batch holding a group's lock changes them).
+    """
+    stored = {pair_id: battle for rows in groups.values() for pair_id, battle in rows.battles.items()}
     battles, now = battle_changes(stored, pair_rows)
-    keys = [g.prompt_key for g in changes.groups]
-    rows = await conn.fetch(QUERIES["select_counted_groups"], keys) if keys else []
-    counted = {r["prompt_key"]: r["domain"] for r in rows}
+    counted = {
+        g.prompt_key: domain for g in changes.groups if (domain := groups[g.prompt_key].counted_domain) is not None
+    }
     approvals, domains = approval_changes(changes.groups, counted)
     await _add_battle_counts(conn, battles)
     await _add_approval_counts(conn, approvals)
     await _mark_boards_changed(conn, boards_of(battles, approvals))
-    await _write_pair_battles(conn, now)
+    await _write_pair_battles(conn, stored, now)
     if domains:
         prompt_keys = sorted(domains)
         app_ids, group_domains = zip(*(domains[k] for k in prompt_keys), strict=True)
         await conn.execute(QUERIES["upsert_counted_groups"], prompt_keys, list(app_ids), list(group_domains))
-
-
-async def _select_pair_battles(conn: asyncpg.Connection, pair_ids: list[str]) -> dict[str, BattleKey]:
-    if not pair_ids:
-        return {}
-    rows = await conn.fetch(QUERIES["select_pair_battles"], pair_ids)
-    return {r["pair_id"]: _battle_key(r) for r in rows}
-
-
-def _battle_key(row: Mapping[str, Any]) -> BattleKey:
-    winner = VersionKey(row["winner_model"], row["winner_version"])
-    return BattleKey(row["app_id"], row["domain"], winner, VersionKey(row["loser_model"], row["loser_version"]))
 
 
 def _battle_columns(keys: Sequence[BattleKey]) -> list[list[str]]:
@@ -99,9 +97,12 @@ async def _add_battle_counts(conn: asyncpg.Connection, deltas: Mapping[BattleKey
         await conn.execute(QUERIES["add_battle_counts"], *_battle_columns(keys), [deltas[k] for k in keys])
 
 
-async def _write_pair_battles(conn: asyncpg.Connection, now: Mapping[str, BattleKey | None]) -> None:
-    held = sorted((pid, key) for pid, key in now.items() if key is not None)
-    gone = sorted(pid for pid, key in now.items() if key is None)
+async def _write_pair_battles(
+    conn: asyncpg.Connection, stored: Mapping[str, BattleKey], now: Mapping[str, BattleKey | None]
+) -> None:
+    """Write the pairs' battles that changed (`stored`: what each pair held before; absent: none)."""
+    held = sorted((pid, key) for pid, key in now.items() if key is not None and stored.get(pid) != key)
+    gone = sorted(pid for pid, key in now.items() if key is None and pid in stored)
     if held:
         await conn.execute(QUERIES["upsert_pair_battles"], [p for p, _ in held], *_battle_columns([k for _, k in held]))
     if gone:

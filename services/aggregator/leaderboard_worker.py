@@ -242,7 +242,7 @@ class LeaderboardWorker:
                     )
                     # Before = after: a group counted meanwhile (by a batch) moves by nothing.
                     changes.add_group(group, rows.counted_votes(), rows.counted_votes(), self.rules.routing)
-                await boards.record_changes(conn, changes, [])
+                await boards.record_changes(conn, changes, [], groups)
             counted, after = counted + len(keys), keys[-1]
 
     async def backfill_until_done(self, retry_s: float) -> None:

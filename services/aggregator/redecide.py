@@ -17,7 +17,7 @@ import asyncpg
 import structlog
 from prometheus_client import Gauge
 
-from services.aggregator import store, voter_store
+from services.aggregator import stats_store, voter_store
 from services.aggregator.batches import BatchOutcome, BatchRules, decide_groups
 from services.aggregator.stats import StatsDeltas
 from services.aggregator.vote_quality import VoterKey
@@ -54,7 +54,7 @@ async def redecide_voter(pool: asyncpg.Pool, voter: VoterKey, rules: BatchRules,
         records = await decide_groups(
             conn, set(), {}, deltas, rules, utcnow(), BatchOutcome(), redecide=frozenset(keys), also_lock=[voter]
         )
-        await store.add_stats(conn, deltas)
+        await stats_store.add_stats(conn, deltas)
         await insert_outbox(conn, rules.service, records)
         if len(keys) < batch:
             await voter_store.finish_redecide(conn, voter, flagged)

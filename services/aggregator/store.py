@@ -1,16 +1,17 @@
-"""The aggregator's PostgreSQL state: the only module that touches asyncpg. One function per named query.
+"""The aggregator's PostgreSQL state of groups, interactions and votes (sql/queries.sql), one function per named query.
 
-Every function runs on the caller's connection, inside the caller's transaction: a batch's state
-change and its outbox rows commit together.
+Functions taking `conn` run on the caller's connection, inside the caller's transaction: a batch's
+state change and its outbox rows commit together. Beside it, each with its own .sql file:
+stats_store.py (feedback-stats windows), export_store.py (the exports' reads), budget_store.py,
+leaderboard_store.py, voter_store.py and analytics_store.py.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ import orjson
 
 from services.aggregator.admission import IssuedTask
 from services.aggregator.evidence import vote_slot
+from services.aggregator.leaderboard import VersionKey
+from services.aggregator.leaderboard_counts import BattleKey
 from services.aggregator.outputs import PairRow, TaskRow
 from services.aggregator.pairs import Answer, SftExample
-from services.aggregator.stats import StatsCounts, StatsDeltas, columns
-from services.aggregator.vote_quality import VoteMarks
+from services.aggregator.vote_quality import VoteMarks, VoterKey
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
-from shared.exports import ExportFilters
 
 SQL_DIR = Path(__file__).parent / "sql"
 QUERIES = db.load_queries(SQL_DIR / "queries.sql")
@@ -55,6 +56,10 @@ class GroupRows:
     emitted_tasks: dict[str, str] = field(default_factory=dict)
     budget: dict[str, BudgetedTask] = field(default_factory=dict)
     """task_id -> the group's tasks in the annotation budget (budget_store.py)."""
+    battles: dict[str, BattleKey] = field(default_factory=dict)
+    """pair_id -> the leaderboard battle the group's pair counts for now (leaderboard_store.record_changes)."""
+    counted_domain: str | None = None
+    """The domain the leaderboard counts the group's approval votes under (None: never counted)."""
 
     def counted_votes(self) -> dict[str, Vote]:
         """The latest votes that count (their voter is not flagged: vote_quality.py)."""
@@ -69,29 +74,6 @@ class StoredPair:
     prompt_key: str
     pair: dict[str, Any] | None
     updated_at: datetime
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class StatsWindow:
-    """One stored feedback-stats window (counts so far; `is_final` once it closed)."""
-
-    app_id: str
-    model_version: str
-    window_start: datetime
-    window_end: datetime
-    interactions: int
-    thumbs_up: int
-    thumbs_down: int
-    ratings: int
-    rating_sum: int
-    effective_thumbs_up: int
-    effective_thumbs_down: int
-    effective_ratings: int
-    effective_rating_sum: int
-    quarantined_votes: int
-    pairs_emitted: int
-    tasks_queued: int
-    is_final: bool
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -250,30 +232,56 @@ async def expire_parked_votes(conn: asyncpg.Connection, now: datetime, limit: in
     return await conn.fetch(QUERIES["expire_parked_votes"], now, limit)
 
 
-async def load_group_state(conn: asyncpg.Connection, groups: dict[str, GroupRows]) -> None:
-    """Fill the locked groups with their answers, latest votes, what was published and what the budget holds."""
-    for r in await conn.fetch(QUERIES["select_group_state"], sorted(groups)):
-        rows, kind, item = groups[r["prompt_key"]], r["kind"], r["item"]
-        if kind == "answer":
-            rows.answers.append(
-                Answer(
-                    interaction_id=item,
-                    content=r["body"],
-                    model=r["model"],
-                    model_version=r["model_version"],
-                    domain=r["domain"],
-                    occurred_at=r["occurred_at"],
-                )
-            )
-        elif kind == "vote":
-            rows.votes[item] = _parsed_vote(r["body"])
-            rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
-        elif kind == "pair":
-            rows.emitted_pairs[item] = r["state_hash"]
-        elif kind == "request":
-            rows.emitted_tasks[item] = r["state_hash"]
+async def load_group_state(
+    conn: asyncpg.Connection, groups: dict[str, GroupRows], new_voters: Iterable[VoterKey] = ()
+) -> set[VoterKey]:
+    """Fill the locked groups with their stored state; return the flagged voters among theirs and `new_voters`.
+
+    The state: answers, latest votes, what was published (with the pairs' battles) and what the budget
+    holds, and the domain the leaderboard counts the group under. Flagged voters are read without a lock
+    (a voter flagged meanwhile is caught by its re-decide: batches.py).
+    """
+    voters = sorted(set(new_voters))
+    rows = await conn.fetch(
+        QUERIES["select_group_state"], sorted(groups), [v[0] for v in voters], [v[1] for v in voters]
+    )
+    flagged: set[VoterKey] = set()
+    for r in rows:
+        if r["kind"] == "flagged":
+            flagged.add((r["body"], r["item"]))
         else:
-            rows.budget[item] = BudgetedTask(r["domain"], r["state_hash"])
+            _add_state_row(groups[r["prompt_key"]], r)
+    return flagged
+
+
+def _add_state_row(rows: GroupRows, r: asyncpg.Record) -> None:
+    kind, item = r["kind"], r["item"]
+    if kind == "answer":
+        rows.answers.append(
+            Answer(
+                interaction_id=item,
+                content=r["body"],
+                model=r["model"],
+                model_version=r["model_version"],
+                domain=r["domain"],
+                occurred_at=r["occurred_at"],
+            )
+        )
+    elif kind == "vote":
+        rows.votes[item] = _parsed_vote(r["body"])
+        rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
+    elif kind == "pair":
+        rows.emitted_pairs[item] = r["state_hash"]
+        if (battle := r["battle"]) is not None:
+            app_id, domain, winner_model, winner_version, loser_model, loser_version = battle
+            winner, loser = VersionKey(winner_model, winner_version), VersionKey(loser_model, loser_version)
+            rows.battles[item] = BattleKey(app_id, domain, winner, loser)
+    elif kind == "request":
+        rows.emitted_tasks[item] = r["state_hash"]
+    elif kind == "budget":
+        rows.budget[item] = BudgetedTask(r["domain"], r["state_hash"])
+    else:
+        rows.counted_domain = r["domain"]
 
 
 async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:
@@ -344,43 +352,6 @@ async def upsert_sft_examples(conn: asyncpg.Connection, rows: Sequence[tuple[str
     )
 
 
-async def add_stats(conn: asyncpg.Connection, deltas: StatsDeltas) -> None:
-    """Add a batch's increments, rows in key order (the lock order every writer uses)."""
-    rows = deltas.rows()
-    if not rows:
-        return
-    values = [columns(counts) for _, _, counts, _ in rows]
-    await conn.execute(
-        QUERIES["add_stats"],
-        [k.app_id for k, _, _, _ in rows],
-        [k.model_version for k, _, _, _ in rows],
-        [k.window_start for k, _, _, _ in rows],
-        [end for _, end, _, _ in rows],
-        *([v[i] for v in values] for i in range(len(fields(StatsCounts)))),
-        [newest for _, _, _, newest in rows],
-    )
-
-
-async def select_newest_event_at(conn: asyncpg.Connection) -> datetime | None:
-    return await conn.fetchval(QUERIES["select_newest_event_at"])
-
-
-async def select_stats_to_publish(conn: asyncpg.Connection, closed_before: datetime, limit: int) -> list[Any]:
-    return await conn.fetch(QUERIES["select_stats_to_publish"], closed_before, limit)
-
-
-async def mark_stats_published(conn: asyncpg.Connection, rows: Sequence[Any], finals: Sequence[bool]) -> None:
-    if not rows:
-        return
-    await conn.execute(
-        QUERIES["mark_stats_published"],
-        [r["app_id"] for r in rows],
-        [r["model_version"] for r in rows],
-        [r["window_start"] for r in rows],
-        list(finals),
-    )
-
-
 async def select_pair(pool: asyncpg.Pool, pair_id: str) -> StoredPair | None:
     async with db.translate_errors():
         row = await pool.fetchrow(QUERIES["select_pair"], pair_id)
@@ -389,88 +360,3 @@ async def select_pair(pool: asyncpg.Pool, pair_id: str) -> StoredPair | None:
     return StoredPair(
         pair_id=row["pair_id"], prompt_key=row["prompt_key"], pair=row["pair"], updated_at=row["updated_at"]
     )
-
-
-async def select_stats(pool: asyncpg.Pool, app_id: str | None, limit: int) -> list[StatsWindow]:
-    async with db.translate_errors():
-        rows = await pool.fetch(QUERIES["select_stats"], app_id, limit)
-    return [StatsWindow(**{name: row[name] for name in StatsWindow.__dataclass_fields__}) for row in rows]
-
-
-# Exports (issue 12): one read-only snapshot, read through server-side cursors in chunks.
-
-
-@dataclass(kw_only=True, frozen=True, slots=True)
-class ExportPoint:
-    """Where an export's snapshot stands: the transaction's start time and PostgreSQL's snapshot (xmin:xmax:xips)."""
-
-    taken_at: datetime
-    snapshot: str
-
-
-@asynccontextmanager
-async def export_snapshot(pool: asyncpg.Pool, acquire_timeout_s: float) -> AsyncIterator[tuple[Any, ExportPoint]]:
-    """A connection in a REPEATABLE READ READ ONLY transaction; every read in it sees one moment.
-
-    Yields (connection, point); the first statement (the point) fixes the snapshot. The transaction
-    only reads, so leaving it early (a client gone) just rolls it back.
-    """
-    async with db.translate_errors(), pool.acquire(timeout=acquire_timeout_s) as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow(QUERIES["select_export_snapshot"])
-            yield conn, ExportPoint(taken_at=row["taken_at"], snapshot=row["snapshot"])
-
-
-def _export_filter_args(filters: ExportFilters) -> list[Any]:
-    return [
-        filters.app_id,
-        filters.domain,
-        filters.method,
-        filters.model_version,
-        filters.min_confidence,
-        filters.since,
-        filters.until,
-    ]
-
-
-async def _chunks(conn: asyncpg.Connection, query: str, args: Sequence[Any], chunk_rows: int) -> AsyncIterator[list]:
-    cursor = await conn.cursor(QUERIES[query], *args)
-    while True:
-        async with db.translate_errors():
-            records = await cursor.fetch(chunk_rows)
-        if not records:
-            return
-        yield records
-
-
-def select_export_pairs(conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int) -> AsyncIterator[list]:
-    """Chunks of live pairs (records of the columns `export_columns.PAIR_COLUMNS` names, in its order)."""
-    return _chunks(conn, "select_export_pairs", _export_filter_args(filters), chunk_rows)
-
-
-def select_export_rewrites(
-    conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int, expert_model: str
-) -> AsyncIterator[list]:
-    """Chunks of live expert-rewrite pairs, one per rewrite (records as `select_export_pairs` gives them)."""
-    return _chunks(conn, "select_export_rewrites", [*_export_filter_args(filters), expert_model], chunk_rows)
-
-
-def select_export_approvals(
-    conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int, rating_up_min: int, rating_down_max: int
-) -> AsyncIterator[list]:
-    """Chunks of answers that are a side of no live pair, with their effective approval counts."""
-    args = [filters.app_id, filters.model_version, filters.since, filters.until, rating_up_min, rating_down_max]
-    return _chunks(conn, "select_export_approvals", args, chunk_rows)
-
-
-def select_export_edits(conn: asyncpg.Connection, filters: ExportFilters, chunk_rows: int) -> AsyncIterator[list]:
-    """Chunks of end users' latest edits (SFT examples) with the edited answer and its live edit pair."""
-    args = [filters.app_id, filters.model_version, filters.since, filters.until]
-    return _chunks(conn, "select_export_edits", args, chunk_rows)
-
-
-async def select_export_point(pool: asyncpg.Pool) -> ExportPoint:
-    """Where the state stands now (for an ETag: it changes whenever a write transaction has begun)."""
-    async with db.translate_errors():
-        row = await pool.fetchrow(QUERIES["select_export_snapshot"])
-    return ExportPoint(taken_at=row["taken_at"], snapshot=row["snapshot"])

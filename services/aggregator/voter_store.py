@@ -42,15 +42,6 @@ def _split(keys: Sequence[VoterKey]) -> tuple[list[str], list[str]]:
     return [k[0] for k in keys], [k[1] for k in keys]
 
 
-async def select_flagged_voters(conn: asyncpg.Connection, voters: Iterable[VoterKey]) -> set[VoterKey]:
-    """Which of these voters are flagged (no lock: a voter flagged meanwhile is caught by its re-decide)."""
-    keys = sorted(set(voters))
-    if not keys:
-        return set()
-    rows = await conn.fetch(QUERIES["select_flagged_voters"], *_split(keys))
-    return {(r["app_id"], r["user_ref"]) for r in rows}
-
-
 async def lock_voters(conn: asyncpg.Connection, voters: Iterable[VoterKey]) -> dict[VoterKey, VoterState]:
     """Row-lock these voters in key order (creating the new ones) and return their state."""
     keys = sorted(set(voters))

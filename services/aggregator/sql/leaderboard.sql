@@ -1,11 +1,6 @@
 -- The model leaderboard's queries: one named block each, used by services/aggregator/leaderboard_store.py.
 -- (Beside queries.sql, in the same format: the leaderboard's tables are its own, see 0002_create_leaderboard.sql.)
 
--- name: select_pair_battles
--- The battle each of these pairs counts for now (pairs of groups the batch holds locked).
-SELECT pair_id, app_id, domain, winner_model, winner_version, loser_model, loser_version
-FROM agg_pair_battles WHERE pair_id = ANY($1::text[])
-
 -- name: add_battle_counts
 -- Add signed changes to battle counts (rows in key order: the lock order).
 INSERT INTO agg_battle_counts AS c (app_id, domain, winner_model, winner_version, loser_model, loser_version, battles)
@@ -27,10 +22,6 @@ SET app_id = excluded.app_id, domain = excluded.domain, winner_model = excluded.
 -- name: delete_pair_battles
 -- Pairs that count for no battle any more (retracted, or no longer between two versions).
 DELETE FROM agg_pair_battles WHERE pair_id = ANY($1::text[])
-
--- name: select_counted_groups
--- The domain each of these groups' approval votes are counted under.
-SELECT prompt_key, domain FROM agg_counted_groups WHERE prompt_key = ANY($1::text[])
 
 -- name: upsert_counted_groups
 -- Groups counted for the first time, or moved to another domain.

@@ -1,12 +1,5 @@
 -- Vote quality's queries (services/aggregator/voter_store.py): the outlier test's voters and their flags.
 
--- name: select_flagged_voters
--- Which of these voters are flagged now (read without a lock; see the lock order in batches.py).
-SELECT v.app_id, v.user_ref
-FROM agg_voters v
-JOIN unnest($1::text[], $2::text[]) AS t(app_id, user_ref) ON v.app_id = t.app_id AND v.user_ref = t.user_ref
-WHERE v.flagged
-
 -- name: lock_voters
 -- Create the voters not seen before and row-lock them all, in key order (the caller sorts); their state.
 INSERT INTO agg_voters AS v (app_id, user_ref)

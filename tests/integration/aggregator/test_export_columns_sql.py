@@ -17,7 +17,7 @@ import asyncpg
 import pyarrow as pa
 import pytest
 
-from services.aggregator import export_columns, store
+from services.aggregator import export_columns, export_store
 from services.aggregator.exports import Selection
 from services.aggregator.pairs import EXPERT_MODEL
 from shared.export_schema import EVIDENCE_FIELDS
@@ -95,9 +95,9 @@ async def _read(conn: asyncpg.Connection, source: str) -> list[Any]:
     records: list[Any] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         if source == "pairs":
-            chunks = store.select_export_pairs(conn, ExportFilters(), 2)
+            chunks = export_store.select_export_pairs(conn, ExportFilters(), 2)
         else:
-            chunks = store.select_export_rewrites(conn, ExportFilters(), 2, EXPERT_MODEL)
+            chunks = export_store.select_export_rewrites(conn, ExportFilters(), 2, EXPERT_MODEL)
         async for chunk in chunks:
             records += chunk
     return records
