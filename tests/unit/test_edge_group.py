@@ -104,12 +104,16 @@ async def test_one_event_id_in_concurrent_calls_is_judged_in_arrival_order() -> 
     ]
 
 
+# Calls of up to 4 (event_id, body) items over few ids and two bodies: duplicates and conflicts are common.
+CALLS = st.lists(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("xy")), min_size=0, max_size=4),
+    min_size=1,
+    max_size=12,
+)
+
+
 @given(
-    calls=st.lists(
-        st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("xy")), min_size=0, max_size=4),
-        min_size=1,
-        max_size=12,
-    ),
+    calls=CALLS,
     max_items=st.integers(1, 6),
 )
 @settings(max_examples=60, deadline=None)
@@ -278,11 +282,7 @@ async def test_pipelined_a_failed_group_fails_its_callers_and_those_judged_again
 
 
 @given(
-    calls=st.lists(
-        st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("xy")), min_size=0, max_size=4),
-        min_size=1,
-        max_size=12,
-    ),
+    calls=CALLS,
     max_items=st.integers(1, 6),
     depth=st.integers(1, 3),
 )
