@@ -128,6 +128,9 @@ async def test_the_aggregators_votes_consumer_dead_letters_its_poison(
 ) -> None:
     app = f"app-{uuid.uuid4().hex[:6]}"
     await send_on_one_partition(pipeline, topics.INTERACTIONS, [interaction(app, "Q?", "a", "A.").value or b""])
+    # The votes must find their interaction stored: a vote that comes first is parked and applied by the
+    # interactions consumer when the interaction arrives, and then it is that consumer which meets the poison.
+    await in_table(pipeline, "SELECT count(*) = 1 FROM agg_interactions WHERE app_id = $1", app)
     records = [vote(app, "a", f"u{i}", kind="thumb", value=1) for i in range(3)]
     poison_id = json.loads(records[1].value or b"")["event_id"]
     fold = batches.fold_and_test
