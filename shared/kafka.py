@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,34 +184,19 @@ async def publish_records(broker: KafkaBroker, records: Sequence[OutRecord], *, 
     """
     if not records:
         return
-
-    async def send(futures: list[asyncio.Future[Any]]) -> None:
-        for record in records:
-            futures.append(
-                await broker.publish(
-                    record.value,
-                    record.topic,
-                    key=record.key,
-                    headers=dict(record.headers) if record.headers else None,
-                    no_confirm=True,
-                )
-            )
-
-    await acknowledged(send, len(records), timeout_s=timeout_s)
-
-
-async def acknowledged(
-    send: Callable[[list[asyncio.Future[Any]]], Awaitable[None]], records: int, *, timeout_s: float
-) -> None:
-    """Run `send` (it adds one future per acknowledgement to wait for), then wait for all of them.
-
-    Within `timeout_s`; any failure becomes a TransientError (a PipelineError passes as it is), and the
-    futures still pending are cancelled.
-    """
     futures: list[asyncio.Future[Any]] = []
     try:
-        async with publish_errors(records, timeout_s):
-            await send(futures)
+        async with publish_errors(len(records), timeout_s):
+            for record in records:
+                futures.append(
+                    await broker.publish(
+                        record.value,
+                        record.topic,
+                        key=record.key,
+                        headers=dict(record.headers) if record.headers else None,
+                        no_confirm=True,
+                    )
+                )
             await asyncio.gather(*futures)
     finally:
         cancel_pending(futures)
