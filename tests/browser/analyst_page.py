@@ -9,6 +9,7 @@ tests compare a still page with the routes.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -167,6 +168,12 @@ async def sign_in(page: Page, base_url: str, token: str) -> None:
     await page.goto(f"{base_url}/ui/")
     await page.get_by_label("Admin token", exact=True).fill(token)
     await page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def as_the_page_rounds(value: float) -> int:
+    """`Math.round`, which the page's formats use: halves go up (Python's `round` sends them to the even
+    number, so a rating served as 1030.5 reads 1,031 on the page and 1,030 from `round`)."""
+    return math.floor(value + 0.5)
 
 
 def region(page: Page, name: str) -> Any:

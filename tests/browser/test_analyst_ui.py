@@ -17,6 +17,7 @@ from tests.browser.analyst_page import (
     POISON,
     SCRIPT_MODEL,
     Analyst,
+    as_the_page_rounds,
     drawn_intervals,
     region,
     running_analyst,
@@ -76,7 +77,7 @@ async def test_the_leaderboard_is_drawn_as_the_route_serves_it(
             entry["ci_low"],
             entry["ci_high"],
         )
-        assert f"rank {entry['rank']}, rating {round(entry['rating']):,}" in mark["title"]
+        assert f"rank {entry['rank']}, rating {as_the_page_rounds(entry['rating']):,}" in mark["title"]
     # The old version above the new, worse one, and the worse one's interval wholly below it.
     versions = [d["version"] for d in drawn]
     assert versions.index("v-old") < versions.index("v-new")
@@ -133,7 +134,7 @@ async def test_the_other_panels_draw_the_routes_numbers(
     title = await drawn.first.locator("title").text_content()
     assert (
         title is not None
-        and f"{round(first['rate'] * 100)}%" in title
+        and f"{as_the_page_rounds(first['rate'] * 100)}%" in title
         and f"{first['up']} up and {first['down']} down" in title
     )
     await expect(region(page, "Approval over time").locator("polygon.band").first).to_be_attached()
