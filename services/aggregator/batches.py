@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -54,7 +55,7 @@ from services.aggregator.vote_quality import (
 )
 from services.aggregator.voters import VoterRules
 from shared import topics
-from shared.errors import ContractError
+from shared.errors import PipelineError
 from shared.events import Interaction, VerdictVote, Vote
 from shared.kafka import OutRecord, dead_letter_record
 from shared.outbox import insert_outbox
@@ -83,6 +84,10 @@ class BatchInput:
     interactions: list[Interaction] = field(default_factory=list)
     votes: list[store.ParkedVote] = field(default_factory=list)
     dead_letters: list[OutRecord] = field(default_factory=list)
+    claims_parked: bool = True
+    """Apply the votes parked for the batch's interactions with them (else they stay parked: intake.py)."""
+    parked_ids: list[UUID] = field(default_factory=list)
+    """Parked votes to apply by id, already admitted when they were parked (intake.py)."""
 
 
 @dataclass(kw_only=True)
@@ -134,7 +139,13 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     await store.insert_groups(conn, interactions)
     new_keys = await store.insert_interactions(conn, interactions)
     new_interactions = [i for i in interactions if (i.app_id, i.interaction_id) in new_keys]
-    applied, parked, refused = await _admit_votes(conn, new_keys, votes, rules, now)
+    # Every interaction of the batch, not only the new ones: a redelivered interaction whose parked votes
+    # were left parked (intake.py) takes them then.
+    claims = {(i.app_id, i.interaction_id) for i in interactions} if batch.claims_parked else set()
+    claimed = await store.claim_parked_votes(conn, claims) + await store.claim_parked_votes_by_id(
+        conn, batch.parked_ids
+    )
+    applied, parked, refused = await _admit_votes(conn, claimed, votes, rules, now)
     deltas = StatsDeltas(rules.stats_window_s)
     for interaction in new_interactions:
         deltas.add(interaction.app_id, interaction.response.model_version, interaction.occurred_at, interactions=1)
@@ -152,7 +163,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     records = await decide_groups(conn, new_groups, by_group, deltas, rules, now, outcome)
     await stats_store.add_stats(conn, deltas)
     await leaderboard_store.note_model_versions(conn, new_interactions)
-    letters = await _refuse(conn, refused, rules)
+    letters = await refuse_votes(conn, refused, rules)
     await insert_outbox(conn, rules.service, [*records, *batch.dead_letters, *letters])
     outcome.interactions, outcome.votes_parked = len(new_interactions), len(parked)
     outcome.votes_applied = sum(len(v) for v in applied.values())
@@ -160,12 +171,12 @@ async def apply_batch(conn: asyncpg.Connection, batch: BatchInput, rules: BatchR
     return outcome
 
 
-Refused = list[tuple[store.ParkedVote, ContractError]]
+Refused = list[tuple[store.ParkedVote, PipelineError]]
 
 
 async def _admit_votes(
     conn: asyncpg.Connection,
-    new_keys: set[tuple[str, str]],
+    claimed: list[store.ParkedVote],
     votes: list[store.ParkedVote],
     rules: BatchRules,
     now: datetime,
@@ -174,7 +185,6 @@ async def _admit_votes(
 
     The others are parked until the answer they wait for arrives, or refused (admission.py).
     """
-    claimed = await store.claim_parked_votes(conn, new_keys)
     # Locks already held are taken again at no cost; see the module docstring for the order.
     await store.lock_interaction_keys(conn, [(p.vote.app_id, n) for p in claimed for n in named_interactions(p.vote)])
     incoming, refused = await _check_verdicts(conn, [*claimed, *votes])
@@ -214,7 +224,7 @@ async def _check_verdicts(
     return kept, refused
 
 
-async def _refuse(conn: asyncpg.Connection, refused: Refused, rules: BatchRules) -> list[OutRecord]:
+async def refuse_votes(conn: asyncpg.Connection, refused: Refused, rules: BatchRules) -> list[OutRecord]:
     """Dead letters of refused votes; their ids are forgotten, so a redriven copy is not taken for a duplicate."""
     if not refused:
         return []

@@ -10,19 +10,22 @@ it, which is tried alone a bounded number of times and then dead-lettered throug
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from uuid import UUID
 
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
 
-from services.aggregator.batches import BatchInput, BatchRules, apply_batch
+from services.aggregator import store
+from services.aggregator.batches import BatchInput, BatchRules, apply_batch, refuse_votes
 from services.aggregator.decoders import Decode
 from services.aggregator.metrics import AggregatorMetrics
 from shared import db
 from shared.consumer import ConsumerPolicy
+from shared.errors import ProcessingError, TransientError
 from shared.events import utcnow
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, insert_outbox
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +43,55 @@ class BatchIntake:
 
     async def take(self, records: Sequence[ConsumerRecord], decode: Decode, topic_name: str) -> None:
         """Apply a batch in one transaction; a batch that cannot be applied is narrowed to its poison."""
+        policy = self.policies[topic_name]
 
         async def apply(batch: Sequence[ConsumerRecord]) -> None:
-            await self._apply(decode(tuple(batch), self.rules), topic_name)
+            decoded = decode(tuple(batch), self.rules)
+            try:
+                await self._apply(decoded, topic_name)
+            except TransientError:
+                raise
+            except Exception:
+                if len(batch) != 1 or not decoded.interactions:
+                    raise
+                await self._apply_parked_apart(decoded, topic_name, policy.max_attempts)
 
-        await self.policies[topic_name].consume(records, apply)
+        await policy.consume(records, apply)
+
+    async def _apply_parked_apart(self, alone: BatchInput, topic_name: str, attempts: int) -> None:
+        """An interaction that failed alone: itself without its parked votes, then each of those votes alone.
+
+        The votes that waited for it are applied with it, so a vote that cannot be processed made the
+        interaction fail too. Stored first without them (if it still fails, it is the poison and this
+        raises), the votes are then claimed one at a time, and the one that fails for good is
+        dead-lettered alone with its own origin. A crash in between leaves them parked; the
+        interaction's redelivery claims them again (batches.apply_batch).
+        """
+        await self._apply(replace(alone, claims_parked=False), topic_name)
+        interaction = alone.interactions[0]
+        async with db.translate_errors(), self.pool.acquire() as conn:
+            waiting = await store.select_parked_vote_ids(conn, interaction.app_id, interaction.interaction_id)
+        log.warning("parked_votes_applied_apart", consumer=topic_name, votes=len(waiting))
+        for event_id in waiting:
+            await self._apply_parked_alone(event_id, topic_name, attempts)
+
+    async def _apply_parked_alone(self, event_id: UUID, topic_name: str, attempts: int) -> None:
+        failure = "none"
+        for _ in range(attempts):
+            try:
+                await self._apply(BatchInput(claims_parked=False, parked_ids=[event_id]), topic_name)
+                return
+            except TransientError:
+                raise
+            except Exception as exc:
+                failure = type(exc).__name__
+        log.error("parked_vote_processing_failed", consumer=topic_name, attempts=attempts, error=failure)
+        error = ProcessingError(f"could not be processed after {attempts} attempts: {failure}")
+        async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
+            taken = await store.claim_parked_votes_by_id(conn, [event_id])
+            letters = await refuse_votes(conn, [(vote, error) for vote in taken], self.rules)
+            await insert_outbox(conn, self.rules.service, letters)
+        self.relay.notify()
 
     async def _apply(self, batch: BatchInput, topic_name: str) -> None:
         with self.metrics.batch_seconds.labels(topic_name).time():

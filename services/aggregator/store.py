@@ -200,7 +200,22 @@ async def claim_parked_votes(conn: asyncpg.Connection, pairs: Iterable[tuple[str
     wanted = sorted(set(pairs))
     if not wanted:
         return []
-    rows = await conn.fetch(QUERIES["claim_parked_votes"], [p[0] for p in wanted], [p[1] for p in wanted])
+    return _parked(await conn.fetch(QUERIES["claim_parked_votes"], [p[0] for p in wanted], [p[1] for p in wanted]))
+
+
+async def claim_parked_votes_by_id(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> list[ParkedVote]:
+    """Take (delete and return) these parked votes; one taken meanwhile (expired, claimed) is not returned."""
+    if not event_ids:
+        return []
+    return _parked(await conn.fetch(QUERIES["claim_parked_votes_by_id"], list(event_ids)))
+
+
+async def select_parked_vote_ids(conn: asyncpg.Connection, app_id: str, interaction_id: str) -> list[UUID]:
+    """The parked votes waiting for one interaction, in the order they were parked."""
+    return [r["event_id"] for r in await conn.fetch(QUERIES["select_parked_vote_ids"], app_id, interaction_id)]
+
+
+def _parked(rows: Sequence[asyncpg.Record]) -> list[ParkedVote]:
     return [
         ParkedVote(
             vote=parse_vote(r["vote"]),

@@ -149,6 +149,71 @@ async def test_the_aggregators_votes_consumer_dead_letters_its_poison(
     assert (letter.error_code, json.loads(letter.raw_bytes() or b"")["event_id"]) == ("processing_failed", poison_id)
 
 
+async def test_a_parked_vote_that_fails_is_dead_lettered_alone_and_its_interaction_stored(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The votes come first and are parked; the interactions consumer applies them when the interaction
+    # arrives, and it is there that the poison fails: the interaction and the good votes must go through.
+    app = f"app-{uuid.uuid4().hex[:6]}"
+    records = [vote(app, "a", f"u{i}", kind="thumb", value=1) for i in range(3)]
+    ids = [json.loads(r.value or b"")["event_id"] for r in records]
+    fold = batches.fold_and_test
+
+    def fold_failing(current: Any, marks: Any, new: Any, *args: Any) -> Any:
+        new = list(new)
+        if any(str(v.event_id) == ids[1] for v in new):
+            raise RuntimeError("a step that never copes with this one vote")
+        return fold(current, marks, new, *args)
+
+    monkeypatch.setattr(batches, "fold_and_test", fold_failing)
+    origins = await send_on_one_partition(pipeline, topics.VOTES, [r.value or b"" for r in records])
+    await in_table(pipeline, "SELECT count(*) = 3 FROM agg_parked_votes WHERE app_id = $1", app)
+    [interaction_origin] = await send_on_one_partition(
+        pipeline, topics.INTERACTIONS, [interaction(app, "Q?", "a", "A.").value or b""]
+    )
+    letter = await dead_letter_at(pipeline, topics.VOTES, origins[1])
+    assert (letter.error_code, json.loads(letter.raw_bytes() or b"")["event_id"]) == ("processing_failed", ids[1])
+    await in_table(pipeline, "SELECT count(*) = 1 FROM agg_interactions WHERE app_id = $1", app)
+    good = [uuid.UUID(ids[0]), uuid.UUID(ids[2])]
+    await in_table(pipeline, "SELECT count(*) = 2 FROM agg_votes WHERE event_id = ANY($1::uuid[])", good)
+    await in_table(pipeline, "SELECT count(*) = 0 FROM agg_parked_votes WHERE app_id = $1", app)
+    # Every letter up to the vote's (one relay, in order): none of them is the interaction's.
+    async with pipeline.reading(topics.DEAD_LETTER) as reader:
+
+        async def letters_up_to_the_votes() -> set[tuple[str, int | None, int | None]] | None:
+            read = [DeadLetter.model_validate_json(r.value) for r in await reader.poll()]
+            origins = {(x.source_topic, x.source_partition, x.source_offset) for x in read}
+            return origins if (letter.source_topic, letter.source_partition, letter.source_offset) in origins else None
+
+        lettered = await eventually(letters_up_to_the_votes, timeout=40)
+    assert (pipeline.topic(topics.INTERACTIONS), *interaction_origin) not in lettered
+
+
+async def test_an_interaction_taken_again_claims_the_votes_left_parked_for_it(pipeline: Pipeline) -> None:
+    # What a crash between storing an interaction alone and applying its parked votes one by one leaves
+    # (intake.py): a vote parked for an interaction already stored. The interaction's redelivery takes it.
+    app = f"app-{uuid.uuid4().hex[:6]}"
+    record = interaction(app, "Q?", "a", "A.")
+    await send_on_one_partition(pipeline, topics.INTERACTIONS, [record.value or b""])
+    await in_table(pipeline, "SELECT count(*) = 1 FROM agg_interactions WHERE app_id = $1", app)
+    left = json.loads(vote(app, "a", "u0", kind="thumb", value=1).value or b"")
+    connection = await asyncpg.connect(pipeline.database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO agg_parked_votes (event_id, app_id, interaction_id, vote, source_topic, source_partition,"
+            " source_offset, expires_at) VALUES ($1, $2, 'a', $3::jsonb, $4, 0, 0, now() + interval '1 hour')",
+            uuid.UUID(left["event_id"]),
+            app,
+            json.dumps(left),
+            pipeline.topic(topics.VOTES),
+        )
+    finally:
+        await connection.close()
+    await send_on_one_partition(pipeline, topics.INTERACTIONS, [record.value or b""])
+    await in_table(pipeline, "SELECT count(*) = 1 FROM agg_votes WHERE event_id = $1", uuid.UUID(left["event_id"]))
+    await in_table(pipeline, "SELECT count(*) = 0 FROM agg_parked_votes WHERE app_id = $1", app)
+
+
 async def test_the_annotation_requests_consumer_dead_letters_what_postgresql_refuses(pipeline: Pipeline) -> None:
     domain = f"d{uuid.uuid4().hex[:6]}"
     before, poison, after = (annotation_request_body(f"task-{uuid.uuid4().hex[:8]}", domain) for _ in range(3))

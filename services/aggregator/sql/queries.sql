@@ -65,6 +65,15 @@ USING unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
 WHERE p.app_id = t.app_id AND p.interaction_id = t.interaction_id
 RETURNING p.vote, p.source_topic, p.source_partition, p.source_offset, p.expires_at
 
+-- name: claim_parked_votes_by_id
+-- Take these parked votes (with their origin and TTL): a parked vote applied apart from its interaction (intake.py).
+DELETE FROM agg_parked_votes WHERE event_id = ANY($1::uuid[])
+RETURNING vote, source_topic, source_partition, source_offset, expires_at
+
+-- name: select_parked_vote_ids
+-- The parked votes waiting for one interaction, in the order they were parked.
+SELECT event_id FROM agg_parked_votes WHERE app_id = $1 AND interaction_id = $2 ORDER BY parked_at, event_id
+
 -- name: select_issued_tasks
 -- The annotation tasks the aggregator issued under these ids (withdrawn ones too), with their group.
 SELECT task_id, prompt_key, kind FROM agg_annotation_requests WHERE task_id = ANY($1::text[])
