@@ -36,8 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from services.aggregator.beta import prob_above_half, prob_better
 from services.aggregator.evidence import Tally
-from services.aggregator.pairs import TaskSpec, prob_above_half, prob_better
+from services.aggregator.pairs import TaskSpec
 
 _EDGE = 1e-12  # keeps logit finite at p = 0 or 1
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.aggregator.beta import prob_above_half
 from services.aggregator.outputs import SYNTHETIC_MODELS
-from services.aggregator.pairs import EXPERT_MODEL, prob_above_half
+from services.aggregator.pairs import EXPERT_MODEL
 from shared.export_schema import EVIDENCE_FIELDS
 from shared.exports import ExportFilters, split_of
 

@@ -1,4 +1,4 @@
-"""Pair building, pure: win probabilities, deterministic ids, and the judgement of one prompt group.
+"""Pair building, pure: deterministic ids and the judgement of one prompt group (win probabilities: beta.py).
 
 Evidence, strongest first, per unordered pair of answers {a, b}:
 
@@ -20,14 +20,13 @@ becomes a rewrite task. Nothing here does I/O or reads settings: the rules come 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
-import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from services.aggregator.evidence import Evidence, Tally
+from services.aggregator.beta import prob_above_half, prob_better, uncertainty
+from services.aggregator.evidence import Evidence
 from shared.events import Candidate, EditVote, Message, VerdictVote
 
 EXPERT_MODEL = "expert"
@@ -146,40 +145,6 @@ def task_candidates(interaction_ids: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(interaction_ids))
 
 
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-
-
-def _prob_second_beats_first(a1: int, b1: int, a2: int, b2: int) -> float:
-    """P(X2 > X1) for X1 ~ Beta(a1, b1), X2 ~ Beta(a2, b2), integer a2: a closed-form sum of a2 terms."""
-    base = _log_beta(a1, b1)
-    total = 0.0
-    for i in range(a2):
-        total += math.exp(_log_beta(a1 + i, b1 + b2) - math.log(b2 + i) - _log_beta(1 + i, b2) - base)
-    return total
-
-
-def prob_better(a: Tally, b: Tally) -> float:
-    """P(theta_a > theta_b), theta_x ~ Beta(1 + up_x, 1 + down_x): exact, in [0, 1]."""
-    probability = _prob_second_beats_first(1 + b.up, 1 + b.down, 1 + a.up, 1 + a.down)
-    return min(1.0, max(0.0, probability))
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def prob_above_half(wins: int, losses: int) -> float:
-    """P(theta > 1/2) for theta ~ Beta(1 + wins, 1 + losses) = P(Binomial(wins + losses + 1, 1/2) <= wins).
-
-    Cached: every outlier test and pair decision asks it of small vote counts, again and again.
-    """
-    n = wins + losses + 1
-    return sum(math.comb(n, k) for k in range(wins + 1)) / 2**n
-
-
-def _uncertainty(p: float) -> float:
-    """1 when a coin flip (p = 1/2), 0 when sure either way."""
-    return 1.0 - abs(2.0 * p - 1.0)
-
-
 def _pair_evidence(chosen: str, rejected: str, ev: Evidence) -> dict[str, int]:
     c, r = ev.tally(chosen), ev.tally(rejected)
     wins, losses = ev.comparison_counts(chosen, rejected)
@@ -253,7 +218,7 @@ def judge_pair(group: Group, a: Answer, b: Answer, rules: PairRules) -> PairSpec
     wins, losses = ev.comparison_counts(a_id, b_id)
     if wins or losses:
         if wins and losses:
-            return _compare_task(group, a, b, "split_comparisons", _uncertainty(wins / (wins + losses)))
+            return _compare_task(group, a, b, "split_comparisons", uncertainty(wins / (wins + losses)))
         winner, loser, count = (a, b, wins) if wins else (b, a, losses)
         p_winner = p if winner is a else 1.0 - p
         if has_thumbs and thumbs_total >= rules.min_votes and 1.0 - p_winner >= rules.confidence_threshold:
@@ -268,7 +233,7 @@ def judge_pair(group: Group, a: Answer, b: Answer, rules: PairRules) -> PairSpec
         chosen, rejected = (a, b) if p >= 0.5 else (b, a)
         return _pair(group, chosen, rejected, "votes", best)
     if thumbs_total >= rules.min_votes_for_task:
-        return _compare_task(group, a, b, "uncertain_votes", _uncertainty(p))
+        return _compare_task(group, a, b, "uncertain_votes", uncertainty(p))
     return None
 
 

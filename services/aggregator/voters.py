@@ -48,8 +48,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from services.aggregator.beta import prob_above_half
 from services.aggregator.evidence import Tally
-from services.aggregator.pairs import prob_above_half
 
 Direction = Literal["up", "down"]
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.aggregator.beta import prob_above_half
 from services.aggregator.evidence import fold_votes, vote_slot
-from services.aggregator.pairs import prob_above_half
 from services.aggregator.stats import StatsDeltas, WindowKey, window_of
 from shared.events import ThumbVote
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.aggregator.beta import prob_better
 from services.aggregator.budget import (
     Admission,
     DomainQueue,
@@ -23,7 +24,7 @@ from services.aggregator.budget import (
     task_value,
 )
 from services.aggregator.evidence import Tally
-from services.aggregator.pairs import TaskSpec, prob_better
+from services.aggregator.pairs import TaskSpec
 from tests.strategies import tallies
 
 TASKS = [f"t{i:02d}" for i in range(12)]
