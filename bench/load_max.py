@@ -202,7 +202,7 @@ def write_results(report: dict[str, Any], results_dir: Path = RESULTS_DIR) -> No
     (results_dir / f"{stem}.md").write_text(markdown(report))
 
 
-def _progress(record: dict[str, Any]) -> None:
+def progress(record: dict[str, Any]) -> None:
     verdict = "held" if record["held"] else "failed: " + "; ".join(record["failures"])
     print(f"{record['rate']:,} events/s {verdict}", flush=True)
 
@@ -212,7 +212,7 @@ def main(args: argparse.Namespace) -> None:
     config = config_from(args)
     plan, limits = plan_from(args)
     with tempfile.TemporaryDirectory(prefix="bench-load-max-") as tmp:
-        records = asyncio.run(find_max(config, plan, limits, Path(tmp), _progress))
+        records = asyncio.run(find_max(config, plan, limits, Path(tmp), progress))
     report = build_report(config, plan, limits, records)
     write_results(report)
     print(markdown(report))
