@@ -121,6 +121,10 @@ against the pipeline at {rate:,} events/s, both held, same run:
 | process | floor ms/event | pipeline ms/event | pipeline / floor |
 |---|---:|---:|---:|
 {_compare_rows(held, held["rate"], pipeline, rate)}
+
+CPU per event includes what a process spends whatever the rate (consumers fetch every
+`fetch_max_wait_ms` on Tansu, bench/results/idle.md; the once-a-second intake sample is a query on
+PostgreSQL for both stacks): at two different held rates the idle part weighs differently.
 """
     )
 

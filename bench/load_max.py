@@ -16,7 +16,8 @@ During each probe's load the CPU seconds of every process tree (broker, PostgreS
 ingest, feedback, aggregator, this load generator) are read at the start and the end of the load, and
 their RSS once a second until the drain ends (bench/load_processes.py).
 Results: bench/results/load_max.json and load_max.md, beside the single-rate load.json and load.md
-(load_max_<N>_aggregators.* with `--aggregators N`).
+(load_max_<N>_aggregators.* with `--aggregators N`). A probe runs against a Target: the pipeline here,
+the floor stack (no logic, the same shape) in bench/load_floor.py, under the same load, rules and search.
 """
 
 from __future__ import annotations
