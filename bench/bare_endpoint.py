@@ -4,7 +4,10 @@
 (shared.serve: one worker, uvloop and httptools, no access log): `POST` any path parses the JSON
 body, sends it with an aiokafka producer (the service's producer settings: acks=all, linger,
 batch size) keyed by its event_id, awaits the broker's acknowledgement and answers
-`202 {"event_id", "status": "accepted", "accepted": [event_id]}`. No validation, no dedupe, no
+`202 {"event_id", "status": "accepted", "accepted": [event_id]}`. A JSON array body is a batch (as
+`/v1/interactions/batch` and `/v1/votes/batch` take them, for `bench.load --floor`): each item is sent as
+its own record keyed by its event_id, all are awaited, and the answer is the batch routes' shape
+(`{"results": [{"event_id", "status": "accepted"}], "rejected": []}`). No validation, no dedupe, no
 database: what single posts through ingest are measured against. A bare ASGI callable, not a
 framework, so the baseline is the fastest this stack goes; its startup heap is frozen out of the
 garbage collector's full collections, as the services' is (shared.heap).
@@ -14,6 +17,7 @@ Environment: BARE_BOOTSTRAP, BARE_PORT, BARE_TOPIC, BARE_LINGER_MS, BARE_MAX_BAT
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import Awaitable, Callable
@@ -53,11 +57,22 @@ class BareEndpoint:
         if scope["method"] != "POST":
             await _reply(send, 200, b"{}")
             return
-        item = orjson.loads(body)
-        event_id = item["event_id"]
+        parsed = orjson.loads(body)
+        if isinstance(parsed, list):
+            await _reply(send, 202, await self._send_batch(parsed))
+            return
+        event_id = parsed["event_id"]
         assert self.producer is not None
         await (await self.producer.send(self.topic, body, key=event_id.encode()))
         await _reply(send, 202, orjson.dumps({"event_id": event_id, "status": "accepted", "accepted": [event_id]}))
+
+    async def _send_batch(self, items: list[dict[str, Any]]) -> bytes:
+        """Each item its own record keyed by its event_id, all acknowledged; the reply of a batch route."""
+        assert self.producer is not None
+        sends = [await self.producer.send(self.topic, orjson.dumps(i), key=i["event_id"].encode()) for i in items]
+        await asyncio.gather(*sends)
+        results = [{"event_id": i["event_id"], "status": "accepted"} for i in items]
+        return orjson.dumps({"results": results, "rejected": []})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

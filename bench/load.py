@@ -15,7 +15,8 @@ service process (psutil). After the load it keeps sampling until the lag is zero
 event_id is looked up in the aggregator's state (agg_interactions, agg_seen_votes): missing ones are
 loss. Tansu's end_offsets() is wrong after multi-record batches, so no lag is computed from it.
 Results: bench/results/load.json and load.md. `--find-max` searches the highest rate that holds
-instead (bench/load_max.py; results in load_max.json and load_max.md).
+instead (bench/load_max.py; results in load_max.json and load_max.md); `--find-max --floor` searches the
+same for a no-logic stack of the same shape, `--compare` both in one run (bench/load_floor.py; load_floor.*).
 """
 
 from __future__ import annotations
@@ -308,6 +309,13 @@ def write_results(config: LoadConfig, result: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if (args.floor or args.compare) and not args.find_max:
+        raise SystemExit("--floor and --compare go with --find-max")
+    if args.find_max and (args.floor or args.compare):
+        from bench import load_floor  # it builds on load_max: imported only when asked for
+
+        load_floor.main(args)
+        return
     if args.find_max:
         from bench import load_max  # it builds on this module: imported only when asked for
 

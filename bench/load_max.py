@@ -16,19 +16,22 @@ During each probe's load the CPU seconds of every process tree (broker, PostgreS
 ingest, feedback, aggregator, this load generator) are read at the start and the end of the load, and
 their RSS once a second until the drain ends (bench/load_processes.py).
 Results: bench/results/load_max.json and load_max.md, beside the single-rate load.json and load.md
-(load_max_<N>_aggregators.* with `--aggregators N`).
+(load_max_<N>_aggregators.* with `--aggregators N`). A probe runs against a Target: the pipeline here,
+the floor stack (no logic, the same shape) in bench/load_floor.py, under the same load, rules and search.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +83,44 @@ async def _offer_watched(
     return load_s, cpu
 
 
-async def run_probe(config: LoadConfig, run_dir: Path, limits: HoldLimits) -> dict[str, Any]:
-    """One rate on a fresh stack under `run_dir`: its figures, whether it held and why not."""
-    counters = Counters()
+@contextlib.asynccontextmanager
+async def pipeline_stack(config: LoadConfig, run_dir: Path) -> AsyncIterator[Stack]:
+    """The whole pipeline on a fresh stack under `run_dir`, with `config.aggregators` aggregator instances."""
     env = {"AGGREGATOR_MAX_OPEN_TASKS_PER_DOMAIN": str(config.max_open_tasks)}
     async with Stack(run_dir, fast_unsafe_database=True, ready_timeout_s=120, extra_env=env) as stack:
-        assert stack.database_url is not None
         await start_aggregators(stack, config)
+        yield stack
+
+
+async def _missing_in_aggregator(stack: Stack, counters: Counters) -> dict[str, int]:
+    assert stack.database_url is not None
+    return await missing_effects(stack.database_url, counters)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a probe offers its load to: the stack it starts and how it reads what that stack took in.
+
+    The stack has the attributes bench.load and bench/load_processes.py read: `services` (the
+    "ingest" and "feedback" edges the senders post to, and the consumer side, each with `url` and
+    `pid`), `broker`, `database` and `database_url`.
+    """
+
+    start: Callable[[LoadConfig, Path], AbstractAsyncContextManager[Any]]
+    sampler: Callable[[Any, Counters], Sampler]
+    missing: Callable[[Any, Counters], Awaitable[dict[str, int]]]
+    taken_in: Callable[[Any], Awaitable[dict[str, float]]]
+
+
+PIPELINE = Target(pipeline_stack, Sampler, _missing_in_aggregator, processed_by_aggregator)
+
+
+async def run_probe(config: LoadConfig, run_dir: Path, limits: HoldLimits, target: Target = PIPELINE) -> dict[str, Any]:
+    """One rate on a fresh stack under `run_dir`: its figures, whether it held and why not."""
+    counters = Counters()
+    async with target.start(config, run_dir) as stack:
         watch = load_processes.ProcessWatch(load_processes.roots(stack))
-        sampler = Sampler(stack, counters)
+        sampler = target.sampler(stack, counters)
         watching = asyncio.create_task(watch.run())
         try:
             load_s, cpu = await _offer_watched(stack, config, sampler, watch)
@@ -98,8 +130,8 @@ async def run_probe(config: LoadConfig, run_dir: Path, limits: HoldLimits) -> di
             await _cancel(watching)
             await sampler.close()
         # Before the lag is zero, events still on their way would count as lost: no loss check then.
-        loss = None if drain_s is None else await missing_effects(stack.database_url, counters)
-        final = await processed_by_aggregator(stack)
+        loss = None if drain_s is None else await target.missing(stack, counters)
+        final = await target.taken_in(stack)
     result = summarize(config, counters, during, sampler.samples, load_s, drain_s, loss or {}, final)
     samples = result.pop("samples")
     figures = ProbeFigures(
@@ -132,12 +164,13 @@ async def find_max(
     limits: HoldLimits,
     work_dir: Path,
     on_probe: Callable[[dict[str, Any]], None] = lambda record: None,
+    target: Target = PIPELINE,
 ) -> list[dict[str, Any]]:
     """Probe rates as the search asks until it has its answer; every probe's record, in order."""
     records: list[dict[str, Any]] = []
     while (rate := next_rate(plan, [Probe(r["rate"], r["held"]) for r in records])) is not None:
         run_dir = work_dir / f"probe-{len(records) + 1}"
-        records.append(await run_probe(replace(config, rate=rate), run_dir, limits))
+        records.append(await run_probe(replace(config, rate=rate), run_dir, limits, target))
         # A probe's pgdata is hundreds of MB at high rates; only its figures are kept.
         shutil.rmtree(run_dir, ignore_errors=True)
         on_probe(records[-1])
@@ -170,7 +203,7 @@ def write_results(report: dict[str, Any], results_dir: Path = RESULTS_DIR) -> No
     (results_dir / f"{stem}.md").write_text(markdown(report))
 
 
-def _progress(record: dict[str, Any]) -> None:
+def progress(record: dict[str, Any]) -> None:
     verdict = "held" if record["held"] else "failed: " + "; ".join(record["failures"])
     print(f"{record['rate']:,} events/s {verdict}", flush=True)
 
@@ -180,7 +213,7 @@ def main(args: argparse.Namespace) -> None:
     config = config_from(args)
     plan, limits = plan_from(args)
     with tempfile.TemporaryDirectory(prefix="bench-load-max-") as tmp:
-        records = asyncio.run(find_max(config, plan, limits, Path(tmp), _progress))
+        records = asyncio.run(find_max(config, plan, limits, Path(tmp), progress))
     report = build_report(config, plan, limits, records)
     write_results(report)
     print(markdown(report))

@@ -70,7 +70,7 @@ def _answer(report: dict[str, Any]) -> str:
     return text
 
 
-def _held_and_failed(report: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def held_and_failed(report: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     best = report["highest_held_events_per_s"]
     held = next((p for p in report["probes"] if p["held"] and p["rate"] == best), None)
     above = [p for p in report["probes"] if not p["held"] and (best is None or p["rate"] > best)]
@@ -78,7 +78,7 @@ def _held_and_failed(report: dict[str, Any]) -> tuple[dict[str, Any] | None, dic
 
 
 def _processes(report: dict[str, Any]) -> str:
-    held, failed = _held_and_failed(report)
+    held, failed = held_and_failed(report)
     if held is None:
         return ""
     failed_header = "a failed rate (none above)" if failed is None else f"{failed['rate']:,} events/s (failed)"

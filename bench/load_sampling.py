@@ -82,6 +82,11 @@ class Sampler:
         # A vote parked (its interaction not there yet) counts in votes_parked, and again in votes_applied
         # once its interaction comes: taken in = interactions + votes applied + votes parked right now.
         taken = int(processed["interactions"] + processed["votes_applied"]) + parked_now
+        extra = {"parked": parked_now, "open_tasks": await load_budget.open_per_domain(await self._db())}
+        return self.record(taken, extra)
+
+    def record(self, taken: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """Append and return one sample: `taken` events taken in so far, each service's RSS, and `extra`."""
         rss = {}
         for name, service in self.stack.services.items():
             try:
@@ -93,9 +98,8 @@ class Sampler:
             "accepted": self.counters.accepted,
             "processed": taken,
             "lag": self.counters.accepted - taken,
-            "parked": parked_now,
+            **extra,
             "rss_mb": rss,
-            "open_tasks": await load_budget.open_per_domain(await self._db()),
         }
         self.samples.append(row)
         return row

@@ -131,6 +131,14 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--drain-limit", type=float, default=limits.drain_limit_s, help="a held rate's lag is zero this soon (s)"
     )
+    group.add_argument(
+        "--floor",
+        action="store_true",
+        help="search the floor stack instead: bare endpoints + a bare consumer, no logic (bench/load_floor.py)",
+    )
+    group.add_argument(
+        "--compare", action="store_true", help="search the floor, then the pipeline, in one run (the ratio)"
+    )
 
 
 def plan_from(args: argparse.Namespace) -> tuple[SearchPlan, HoldLimits]:
