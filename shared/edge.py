@@ -45,6 +45,7 @@ from shared.edge_metrics import EdgeMetrics
 from shared.edge_view import prune_edge_view
 from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
+from shared.events.json_items import JsonItems
 from shared.kafka import OutRecord, dead_letter_for
 from shared.kafka_batches import start_batched
 from shared.settings import PipelineSettings, limits_from
@@ -83,6 +84,8 @@ class EdgeStream:
     record: Record | None = None
     """Records the events published now (ids, body hashes, stream name) and what else the stream keeps of them, in
     one statement (ingest: the edge's view of interactions); None: `record_published`, the ids and hashes only."""
+    json_items: JsonItems[Any] | None = None
+    """Validates a whole HTTP body from its bytes when nothing in it is refused (shared.events.json_items)."""
     mark: Mark | None = None
     """Stamps fresh events (admitted, first of their id) before they are published, one result per event in order
     (feedback: the per-voter hourly budget's quarantine); a stamp is never part of the body compared by id."""
@@ -149,6 +152,17 @@ class EdgePublisher:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
                 results[index] = item_result(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
+        return await self._accept_valid(good, results, via=via)
+
+    async def accept_parsed(self, events: Sequence[Event], *, via: str) -> list[ItemResult]:
+        """`accept_items` for items already validated (`EdgeStream.json_items`): stamped here, then judged."""
+        return await self._accept_valid(
+            [(i, self.stream.stamp(e, utcnow())) for i, e in enumerate(events)], {}, via=via
+        )
+
+    async def _accept_valid(
+        self, good: list[tuple[int, Event]], results: dict[int, ItemResult], *, via: str
+    ) -> list[ItemResult]:
         events = [event for _, event in good]
         if via == "http":
             admissions = await self.http_group.submit(events)
