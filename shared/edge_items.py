@@ -13,7 +13,7 @@ import orjson
 
 from shared.errors import ConflictError, ContractError, PipelineError
 from shared.events import Event
-from shared.events.json_items import orjson_exact
+from shared.events.json_items import orjson_writes
 
 # `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
 ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
@@ -46,9 +46,9 @@ def body_hash(event: Event, value: bytes | None = None) -> bytes:
 
     `value`: the event's `serialized` JSON when the caller has it: the same text is then made from it
     (decoded, stamped fields dropped, keys sorted) instead of from `model_dump`, unless its free-form
-    `metadata` holds what orjson would decode otherwise (an integer past 64 bits: read back as a float).
+    `metadata` holds what orjson cannot write (an integer past 64 bits, which it would read back as a float).
     """
-    if value is not None and orjson_exact(getattr(event, "metadata", None)):
+    if value is not None and orjson_writes(getattr(event, "metadata", None)):
         body = orjson.loads(value)
         for name in _STAMPED:
             body.pop(name, None)

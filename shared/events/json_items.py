@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from shared.settings import Limits, default_limits
@@ -33,6 +34,13 @@ _ORJSON_INT_MAX = 2**64 - 1
 
 def orjson_exact(value: Any) -> bool:
     """Whether orjson would read `value` (decoded by pydantic's parser) the same: no NaN/inf, no wide integer."""
+    kind = type(value)  # exact types first: decoded JSON has no subclasses, and this runs per item
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX
+    if kind is float:
+        return math.isfinite(value)
     if isinstance(value, dict):
         return all(orjson_exact(v) for v in value.values())
     if isinstance(value, list):
@@ -41,6 +49,15 @@ def orjson_exact(value: Any) -> bool:
         return math.isfinite(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX
+    return True
+
+
+def orjson_writes(value: Any) -> bool:
+    """Whether orjson can write `value`: among JSON's values, every integer in the range orjson reads back exactly."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
     return True
 
 
