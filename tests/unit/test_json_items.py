@@ -123,3 +123,10 @@ def test_orjson_exact() -> None:
     assert not orjson_exact({"a": [float("nan")]})
     assert not orjson_exact([{"b": 2**64}])
     assert not orjson_exact(-(2**63) - 1)
+
+
+def test_duplicate_keys_keep_the_last_value_as_orjson_does() -> None:
+    item = orjson.dumps(interaction(app_id="first", metadata={"x": 1}))
+    item = item[:-1] + b',"app_id":"second","metadata":{"x":1,"x":2}}'
+    assert INTERACTION_ITEMS.one(item) == parse_interaction(orjson.loads(item))
+    assert INTERACTION_ITEMS.one(item).app_id == "second"  # type: ignore[union-attr]
