@@ -12,11 +12,11 @@ HTTP posts in flight at once share the work (a group commit, shared.edge_group):
 dedupe query, one acknowledged publish and one insert of the published ids carry all of them, and
 each caller gets its own items' results once that publish was acknowledged. Their items are judged
 in arrival order as one list, so concurrent posts of one event_id within a process are judged like
-items of one batch (first accepted, later duplicate or conflict). A group frees its place once its
-publish is acknowledged: the next group is judged while the previous one's ids are recorded, against
-those ids kept in memory (shared.edge_flight). With EDGE_GROUP_DEPTH 2 it starts even before that
-acknowledgement; a post judged a duplicate or conflict of an id whose group then fails gets 503
-(retry), never a wrong answer. A post is answered after its id was recorded (the database up),
+items of one batch (first accepted, later duplicate or conflict). With EDGE_GROUP_DEPTH 2, two
+groups may be in flight: the next group is judged and handed to the producer while the previous
+one's acknowledgement and recording are in flight, against the previous one's ids kept in memory
+(shared.edge_flight); a post judged a duplicate or conflict of an id whose group then fails gets
+503 (retry), never a wrong answer. A post is answered after its id was recorded (the database up),
 so another instance judges a later post of that id against the table. A raw-topic batch and an HTTP
 post of one id racing each other (or two processes) may both be published; the consumers' own
 dedupe by event_id keeps the first.
@@ -192,18 +192,13 @@ class EdgePublisher:
 
         async def finish() -> list[Admission | BaseException]:
             try:
-                await finish_publish(on_acknowledged=lambda: self._acknowledged(flight))
+                await finish_publish(on_acknowledged=lambda: flight.settle(acknowledged=True))
             finally:
                 flight.settle(acknowledged=False)
                 self.in_flight.drop(flight)
             return [await _settled(event, a) for event, a in zip(events, admissions, strict=True)]
 
         return finish
-
-    def _acknowledged(self, flight: Flight) -> None:
-        """A group's publish is on the broker: groups judged against it may answer, the next group may start."""
-        flight.settle(acknowledged=True)
-        self.http_group.release()
 
     async def _admit_and_publish(self, events: Sequence[Event], *, via: str) -> list[Admission]:
         """Admit `events` in order and publish the accepted: one check, one dedupe query, one acknowledged publish."""

@@ -10,9 +10,7 @@ group at a time, in arrival order, so a group's start sees the items of earlier 
 the group's `finish` (waiting for the acknowledgement, recording), which runs in a task of its own.
 With `depth` 2 the next group's start begins while the previous group's finish is in flight (at most
 `depth` groups started and not finished); with depth 1 (`GroupCommit(flush, ...)`) a flush ends before
-the next begins. A finish may free its group's place early (`release`, from inside the finish: the edge
-does once the broker acknowledged, so the next group's dedupe query runs beside the recording).
-Results are handed out when a group's finish returns: one per item, an exception
+the next begins. Results are handed out when a group's finish returns: one per item, an exception
 in place of a result fails that item's caller (a group's start that judged an item against an earlier
 group in flight returns an error for it when that group failed). When start or finish raises, every
 caller of the group gets that exception, as a lone caller would; the callers queued behind it are
@@ -97,7 +95,6 @@ class GroupCommit(Generic[T, R]):
         self.depth = depth
         self._queue: list[_Waiter[T, R]] = []
         self._finishing: set[asyncio.Task[None]] = set()
-        self._released: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
 
@@ -116,17 +113,6 @@ class GroupCommit(Generic[T, R]):
         # Shielded: a cancelled caller stops waiting; the flush task (and the other callers) go on.
         return await asyncio.shield(waiter.done)
 
-    def release(self) -> None:
-        """Called from inside a group's finish: that group no longer counts against `depth` (its finish goes on)."""
-        task = asyncio.current_task()
-        if task is None or task not in self._finishing:
-            return
-        self._finishing.discard(task)
-        self._released.add(task)
-        task.add_done_callback(self._released.discard)
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
     async def _run(self) -> None:
         group: list[_Waiter[T, R]] = []
         try:
@@ -141,7 +127,7 @@ class GroupCommit(Generic[T, R]):
                 await asyncio.wait([*self._finishing, self._wakeup], return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             # The flush task itself was cancelled (shutdown): nobody may wait forever.
-            for task in [*self._finishing, *self._released]:
+            for task in self._finishing:
                 task.cancel()
             for waiter in [*group, *self._queue]:
                 waiter.done.cancel()

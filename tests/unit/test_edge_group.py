@@ -301,37 +301,3 @@ def test_pipelined_results_equal_judging_every_call_in_turn(
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="depth"):
         GroupCommit.pipelined(PipelinedJudge().start, max_items=1, name="t", depth=0)
-
-
-async def test_a_released_group_lets_the_next_one_start_before_it_finishes() -> None:
-    acknowledged, recorded = asyncio.Event(), asyncio.Event()
-    events: list[str] = []
-    group: GroupCommit[Item, str]
-
-    async def start(items: list[Item]) -> Callable[[], Awaitable[list[str | BaseException]]]:
-        number = events.count("start") + 1
-        events.append("start")
-
-        async def finish() -> list[str | BaseException]:
-            if number == 1:
-                await acknowledged.wait()
-                group.release()  # the next group may start: this one still records
-                events.append("released 1")
-                await recorded.wait()
-            events.append(f"finish {number}")
-            return ["accepted"] * len(items)
-
-        return finish
-
-    group = GroupCommit.pipelined(start, max_items=1, name="t", depth=1)
-    first = asyncio.create_task(group.submit([("a", "x")]))
-    second = asyncio.create_task(group.submit([("b", "x")]))
-    await asyncio.sleep(0.01)
-    assert events == ["start"], "depth 1: the second group waits"
-    acknowledged.set()
-    assert await second == ["accepted"], "released: the second group started and finished"
-    assert events == ["start", "released 1", "start", "finish 2"]
-    assert not first.done(), "the first group's callers wait for its own finish"
-    recorded.set()
-    assert await first == ["accepted"]
-    group.release()  # outside a finish: nothing to release
