@@ -40,11 +40,12 @@ from shared import db
 from shared.consumer import broker_dead_letters, consumer_policy
 from shared.edge_flight import Flight, InFlight, dependency_failed
 from shared.edge_group import Finish, GroupCommit
-from shared.edge_items import ItemResult, ItemStatus, body_hash, conflict_with, item_result
+from shared.edge_items import ItemResult, ItemStatus, body_hash, conflict_with, item_result, serialized
 from shared.edge_metrics import EdgeMetrics
 from shared.edge_view import prune_edge_view
 from shared.errors import ContractError, PipelineError, TransientError
 from shared.events import Event, utcnow
+from shared.events.json_items import JsonItems
 from shared.kafka import OutRecord, dead_letter_for
 from shared.kafka_batches import start_batched
 from shared.settings import PipelineSettings, limits_from
@@ -65,6 +66,8 @@ class Admission:
     error: PipelineError | None = None
     body_hash: bytes | None = None
     """Of an accepted event: what `published_events` records for it (computed once)."""
+    value: bytes | None = None
+    """Of an accepted event: its JSON as published (computed once, with the hash)."""
     after: Flight | None = None
     """Of a duplicate or conflict judged against a group still in flight (shared.edge_flight): that group."""
 
@@ -83,6 +86,8 @@ class EdgeStream:
     record: Record | None = None
     """Records the events published now (ids, body hashes, stream name) and what else the stream keeps of them, in
     one statement (ingest: the edge's view of interactions); None: `record_published`, the ids and hashes only."""
+    json_items: JsonItems[Any] | None = None
+    """Validates a whole HTTP body from its bytes when nothing in it is refused (shared.events.json_items)."""
     mark: Mark | None = None
     """Stamps fresh events (admitted, first of their id) before they are published, one result per event in order
     (feedback: the per-voter hourly budget's quarantine); a stamp is never part of the body compared by id."""
@@ -149,6 +154,17 @@ class EdgePublisher:
                 event_id = item.get("event_id") if isinstance(item, dict) else None
                 results[index] = item_result(index, str(event_id) if event_id else None, "rejected", exc)
                 self.metrics.rejected.labels(self.stream.name, via).inc()
+        return await self._accept_valid(good, results, via=via)
+
+    async def accept_parsed(self, events: Sequence[Event], *, via: str) -> list[ItemResult]:
+        """`accept_items` for items already validated (`EdgeStream.json_items`): stamped here, then judged."""
+        return await self._accept_valid(
+            [(i, self.stream.stamp(e, utcnow())) for i, e in enumerate(events)], {}, via=via
+        )
+
+    async def _accept_valid(
+        self, good: list[tuple[int, Event]], results: dict[int, ItemResult], *, via: str
+    ) -> list[ItemResult]:
         events = [event for _, event in good]
         if via == "http":
             admissions = await self.http_group.submit(events)
@@ -163,11 +179,11 @@ class EdgePublisher:
         """A group's first stage: judge (against the groups in flight too) and hand the accepted to the producer."""
         flight = Flight()
         admissions = await self.admit(events, in_flight=self.in_flight.snapshot())
-        accepted = [(e, a.body_hash) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
-        self.in_flight.add(flight, {e.event_id: d for e, d in accepted if d is not None})
+        accepted = [(e, a) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
+        self.in_flight.add(flight, {e.event_id: a.body_hash for e, a in accepted if a.body_hash is not None})
         try:
             finish_publish = await self.start_publish(
-                [e for e, _ in accepted], via="http", digests=[d for _, d in accepted]
+                [e for e, _ in accepted], via="http", admitted=[a for _, a in accepted]
             )
         except BaseException:
             flight.settle(acknowledged=False)
@@ -187,8 +203,8 @@ class EdgePublisher:
     async def _admit_and_publish(self, events: Sequence[Event], *, via: str) -> list[Admission]:
         """Admit `events` in order and publish the accepted: one check, one dedupe query, one acknowledged publish."""
         admissions = await self.admit(events)
-        accepted = [(e, a.body_hash) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
-        await self.publish([e for e, _ in accepted], via=via, digests=[d for _, d in accepted])
+        accepted = [(e, a) for e, a in zip(events, admissions, strict=True) if a.status == "accepted"]
+        await self.publish([e for e, _ in accepted], via=via, admitted=[a for _, a in accepted])
         return admissions
 
     async def consume(self, records: Sequence[ConsumerRecord]) -> None:
@@ -209,8 +225,8 @@ class EdgePublisher:
             if admission.error is not None:
                 letters.append(self._dead_letter(record, admission.error))
             self._count(admission, "kafka")
-        fresh = [(e, a.body_hash) for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
-        await self.publish([e for e, _ in fresh], via="kafka", extra=letters, digests=[d for _, d in fresh])
+        fresh = [(e, a) for (_, e), a in zip(good, admissions, strict=True) if a.status == "accepted"]
+        await self.publish([e for e, _ in fresh], via="kafka", extra=letters, admitted=[a for _, a in fresh])
 
     async def _dead_letter_poison(self, record: ConsumerRecord, error: PipelineError) -> None:
         """A record the policy gave up on (it failed alone `consumer_max_attempts` times)."""
@@ -269,10 +285,11 @@ class EdgePublisher:
             if refusal is not None:
                 admissions.append(Admission(status="rejected", error=refusal))
                 continue
-            digest = body_hash(event)
+            value = serialized(event)
+            digest = body_hash(event, value)
             if event.event_id not in published:
                 published[event.event_id] = digest
-                admissions.append(Admission(status="accepted", body_hash=digest))
+                admissions.append(Admission(status="accepted", body_hash=digest, value=value))
             elif published[event.event_id] in (None, digest):
                 admissions.append(Admission(status="duplicate", after=flights.get(event.event_id)))
             else:
@@ -286,13 +303,14 @@ class EdgePublisher:
         *,
         via: str,
         extra: Sequence[OutRecord] = (),
-        digests: Sequence[bytes | None] | None = None,
+        admitted: Sequence[Admission] | None = None,
     ) -> None:
         """Publish `events` (admitted: first of their id) and `extra` records, then record the ids as published.
 
-        `digests`: each event's body_hash when the caller has it (admit computed it), else computed here.
+        `admitted`: each event's admission when the caller has it (its body hash and JSON, computed by
+        `admit`), else both are computed here.
         """
-        await (await self.start_publish(events, via=via, extra=extra, digests=digests))()
+        await (await self.start_publish(events, via=via, extra=extra, admitted=admitted))()
 
     async def start_publish(
         self,
@@ -300,21 +318,24 @@ class EdgePublisher:
         *,
         via: str,
         extra: Sequence[OutRecord] = (),
-        digests: Sequence[bytes | None] | None = None,
+        admitted: Sequence[Admission] | None = None,
     ) -> Callable[..., Awaitable[None]]:
         """`publish`'s first stage (the records handed to the producer); returns the rest (acknowledged, recorded).
 
         The rest calls `on_acknowledged` (if given) once the broker acknowledged, before recording.
         """
         started = asyncio.get_running_loop().time()
+        given = admitted or [Admission(status="accepted")] * len(events)
+        digests = [a.body_hash for a in given]
+        values = [a.value for a in given]
         if self.stream.mark is not None and events:
-            events = await self.stream.mark(events)
-        # The serializer's bytes are what model_dump_json() decodes to str: skip the str round trip.
+            marked = await self.stream.mark(events)
+            # A stamped event is another body on the topic (its hash, the body compared by id, is the same).
+            values = [v if m is e else None for e, m, v in zip(events, marked, values, strict=True)]
+            events = marked
         records = [
-            OutRecord(
-                topic=self.stream.output_topic, key=self.stream.key(e), value=e.__pydantic_serializer__.to_json(e)
-            )
-            for e in events
+            OutRecord(topic=self.stream.output_topic, key=self.stream.key(e), value=v or serialized(e))
+            for e, v in zip(events, values, strict=True)
         ]
         acknowledged = await start_batched(self.broker, [*records, *extra], timeout_s=self.settings.publish_timeout_s)
 
@@ -352,12 +373,10 @@ class EdgePublisher:
             return {}
         return {row["event_id"]: row["body_hash"] for row in rows}
 
-    async def _record_published(self, events: Sequence[Event], digests: Sequence[bytes | None] | None) -> None:
+    async def _record_published(self, events: Sequence[Event], digests: Sequence[bytes | None]) -> None:
         if not events:
             return
-        hashes = [
-            d if d is not None else body_hash(e) for e, d in zip(events, digests or [None] * len(events), strict=True)
-        ]
+        hashes = [d if d is not None else body_hash(e) for e, d in zip(events, digests, strict=True)]
         record = self.stream.record or record_published
         try:
             # One statement (atomic alone): no transaction, so no BEGIN and COMMIT round trips per flush.

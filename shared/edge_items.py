@@ -13,6 +13,7 @@ import orjson
 
 from shared.errors import ConflictError, ContractError, PipelineError
 from shared.events import Event
+from shared.events.json_items import orjson_writes
 
 # `forbidden`: over HTTP, an item whose app_id the caller's app key does not cover (shared.app_keys).
 ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected", "forbidden"]
@@ -35,9 +36,24 @@ class ItemResult:
         return body
 
 
-def body_hash(event: Event) -> bytes:
-    """sha256 of the event as validated (defaults filled, keys sorted), without what the pipeline stamps."""
-    body = event.model_dump(mode="json", exclude=_STAMPED)
+def serialized(event: Event) -> bytes:
+    """The event's JSON as published (what `model_dump_json()` gives, as bytes)."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def body_hash(event: Event, value: bytes | None = None) -> bytes:
+    """sha256 of the event as validated (defaults filled, keys sorted), without what the pipeline stamps.
+
+    `value`: the event's `serialized` JSON when the caller has it: the same text is then made from it
+    (decoded, stamped fields dropped, keys sorted) instead of from `model_dump`, unless its free-form
+    `metadata` holds what orjson cannot write (an integer past 64 bits, which it would read back as a float).
+    """
+    if value is not None and orjson_writes(getattr(event, "metadata", None)):
+        body = orjson.loads(value)
+        for name in _STAMPED:
+            body.pop(name, None)
+    else:
+        body = event.model_dump(mode="json", exclude=_STAMPED)
     try:
         text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:

@@ -94,15 +94,37 @@ async def accept_authorized(edge: EdgePublisher, items: Sequence[Any], key: AppK
     return [results[i] for i in range(len(items))]
 
 
+def _parsed(edge: EdgePublisher, body: bytes, key: AppKey | None, *, many: bool) -> list[Any] | None:
+    """The body's items validated from its bytes when all are valid and the key covers each; else None.
+
+    None sends the body the per-item way (`accept_authorized`), which judges and names what is refused.
+    """
+    parser = edge.stream.json_items
+    if parser is None:
+        return None
+    if many:
+        events = parser.many(body, edge.limits)
+    else:
+        event = parser.one(body, edge.limits)
+        events = None if event is None else [event]
+    if events is None or (key is not None and any(refuse_app({"app_id": e.app_id}, key) for e in events)):
+        return None
+    return events
+
+
 async def single_reply(edge: EdgePublisher, body: bytes, key: AppKey | None, *, noun: str) -> Reply:
     """`POST /v1/<things>`: 202 accepted or duplicate, 403 forbidden, 409 conflict; ContractError (422) if invalid."""
-    item = decode_json(body)
-    if not isinstance(item, dict):
-        raise ContractError(
-            f"body must be one {noun} object",
-            errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
-        )
-    (result,) = await accept_authorized(edge, [item], key)
+    parsed = _parsed(edge, body, key, many=False)
+    if parsed is not None:
+        (result,) = await edge.accept_parsed(parsed, via="http")
+    else:
+        item = decode_json(body)
+        if not isinstance(item, dict):
+            raise ContractError(
+                f"body must be one {noun} object",
+                errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
+            )
+        (result,) = await accept_authorized(edge, [item], key)
     if result.status == "rejected":
         raise ContractError(f"invalid {noun}", errors=[{**e, "loc": ["body", *e["loc"]]} for e in result.errors])
     if result.status in ("forbidden", "conflict"):
@@ -114,6 +136,9 @@ async def single_reply(edge: EdgePublisher, body: bytes, key: AppKey | None, *, 
 
 async def batch_reply(edge: EdgePublisher, body: bytes, key: AppKey | None, *, max_batch_items: int) -> Reply:
     """`POST /v1/<things>/batch`: each item judged on its own (see `batch_results_reply`); 413 past the limit."""
+    parsed = _parsed(edge, body, key, many=True)
+    if parsed is not None and len(parsed) <= max_batch_items:
+        return batch_results_reply(await edge.accept_parsed(parsed, via="http"))
     items = decode_json(body)
     if not isinstance(items, list):
         raise ContractError(

@@ -172,11 +172,15 @@ class RequestMetrics:
     """ASGI middleware: count and time each request by route template and status.
 
     Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
+    Each label set's child is looked up once (prometheus_client's `labels()` builds and locks per call):
+    the children kept are the ones the registry keeps anyway.
     """
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,8 +200,18 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self.metrics.latency.labels(self.metrics.service, route, method).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(self.metrics.service, route, method, str(status)).inc()
+            latency = self._latency.get((route, method))
+            if latency is None:
+                latency = self._latency[(route, method)] = self.metrics.latency.labels(
+                    self.metrics.service, route, method
+                )
+            latency.observe(time.perf_counter() - started)
+            requests = self._requests.get((route, method, status))
+            if requests is None:
+                requests = self._requests[(route, method, status)] = self.metrics.requests.labels(
+                    self.metrics.service, route, method, str(status)
+                )
+            requests.inc()
 
 
 class BodySizeLimit:

@@ -13,19 +13,16 @@ FastStream's publish gives them (`content-type`, `correlation_id`), so consumers
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faststream.kafka import KafkaBroker
 
 from shared.kafka import OutRecord, cancel_pending, publish_errors, publish_records
-
-_PARTITIONER = DefaultPartitioner()
+from shared.kafka_keys import correlation_ids, partitions_of
 
 
 def aiokafka_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
@@ -38,16 +35,15 @@ def aiokafka_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
 
 def partition_for(key: bytes | None, partitions: Sequence[int]) -> int:
     """The partition aiokafka's default partitioner gives `key` among `partitions` (sorted); no key: a random one."""
-    return _PARTITIONER(key, partitions, partitions)
+    return partitions_of([key], partitions)[0]
 
 
-def record_headers(record: OutRecord) -> list[tuple[str, bytes]]:
-    """What FastStream's publish would send as the record's headers."""
-    return [
-        ("content-type", b""),
-        ("correlation_id", str(uuid.uuid4()).encode()),
-        *((name, value.encode()) for name, value in record.headers),
-    ]
+def record_headers(record: OutRecord, correlation_id: bytes) -> list[tuple[str, bytes]]:
+    """What FastStream's publish would send as the record's headers (its correlation id given)."""
+    headers = [("content-type", b""), ("correlation_id", correlation_id)]
+    if record.headers:
+        headers.extend((name, value.encode()) for name, value in record.headers)
+    return headers
 
 
 async def publish_batched(broker: KafkaBroker, records: Sequence[OutRecord], *, timeout_s: float) -> None:
@@ -99,12 +95,15 @@ async def _by_partition(
     producer: AIOKafkaProducer, records: Sequence[OutRecord]
 ) -> dict[tuple[str, int], list[OutRecord]]:
     """Records by (topic, partition), each partition's in the order given."""
-    partitions: dict[str, list[int]] = {}
-    groups: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    by_topic: dict[str, list[OutRecord]] = defaultdict(list)
     for record in records:
-        if record.topic not in partitions:
-            partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
-        groups[(record.topic, partition_for(record.key, partitions[record.topic]))].append(record)
+        by_topic[record.topic].append(record)
+    groups: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    for topic, topic_records in by_topic.items():
+        partitions = sorted(await producer.partitions_for(topic))
+        chosen = partitions_of([r.key for r in topic_records], partitions)
+        for record, partition in zip(topic_records, chosen, strict=True):
+            groups[(topic, partition)].append(record)
     return groups
 
 
@@ -114,8 +113,8 @@ async def _send_partition(
     """Queue `records` for one partition in as few batches as fit; the futures of their acknowledgements."""
     futures = []
     batch = producer.create_batch()
-    for record in records:
-        headers = record_headers(record)
+    for record, correlation_id in zip(records, correlation_ids(len(records)), strict=True):
+        headers = record_headers(record, correlation_id)
         if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
             # Full (a batch's first record always fits): send it and start the next.
             futures.append(await _send_closed(producer, batch, topic, partition))

@@ -9,6 +9,7 @@ from shared import topics
 from shared.edge import EdgeStream, Mark
 from shared.edge_view import refuse_cross_group
 from shared.events import END_USER_VOTE_ADAPTER, Event, parse_end_user_vote
+from shared.events.parsing import END_USER_VOTE_ITEMS
 
 STREAM_NAME = "votes"
 
@@ -25,6 +26,7 @@ def vote_stream(topic_prefix: str, mark: Mark | None = None) -> EdgeStream:
         output_topic=topics.topic(topic_prefix, topics.VOTES),
         # Apps give end-user evidence only: a body claiming expert evidence is refused (forbidden_source).
         parse=parse_end_user_vote,
+        json_items=END_USER_VOTE_ITEMS,
         stamp=stamp_vote,
         key=lambda event: event.interaction_id.encode(),  # type: ignore[attr-defined]
         # A comparison of two answers the edge's view knows in different prompt groups: 422 / dead letter.

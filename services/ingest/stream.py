@@ -8,6 +8,7 @@ from shared import topics
 from shared.edge import EdgeStream
 from shared.edge_view import record_interactions
 from shared.events import Interaction, parse_interaction
+from shared.events.parsing import INTERACTION_ITEMS
 from shared.prompt_key import prompt_key
 
 STREAM_NAME = "interactions"
@@ -23,6 +24,7 @@ def interaction_stream(topic_prefix: str) -> EdgeStream:
         name=STREAM_NAME,
         output_topic=topics.topic(topic_prefix, topics.INTERACTIONS),
         parse=parse_interaction,
+        json_items=INTERACTION_ITEMS,
         stamp=stamp_interaction,  # type: ignore[arg-type]
         # Keyed by prompt_key: every answer of one prompt group lands on one partition.
         key=lambda event: event.prompt_key.encode(),  # type: ignore[attr-defined]

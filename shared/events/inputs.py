@@ -79,10 +79,15 @@ class Interaction(Event):
     def _metadata_bounded(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         limit = limits_of(info).max_metadata_bytes
         try:
-            size = len(orjson.dumps(value, default=str))
+            text = orjson.dumps(value, default=str)
+            # orjson writes NUL as the escape \u0000: without that text (the common case) there is none; with it,
+            # the text may be a string's own backslash followed by u0000, so the values are looked at.
+            nul = b"\\u0000" in text and has_nul(value)
         except orjson.JSONEncodeError:
-            size = len(json.dumps(value, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
-        if has_nul(value):
+            text = json.dumps(value, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
+            nul = has_nul(value)
+        size = len(text)
+        if nul:
             raise PydanticCustomError("nul_character", "metadata must not contain the NUL character (\\u0000)")
         if size > limit:
             raise PydanticCustomError(

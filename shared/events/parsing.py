@@ -16,7 +16,12 @@ from shared.events.inputs import (
     Interaction,
     Vote,
 )
+from shared.events.json_items import JsonItems
 from shared.settings import Limits, default_limits
+
+# The HTTP edges' fast path (shared.events.json_items): whole bodies from bytes; metadata is free-form JSON.
+INTERACTION_ITEMS: JsonItems[Interaction] = JsonItems(Interaction, free_form=lambda item: item.metadata)
+END_USER_VOTE_ITEMS: JsonItems[EndUserVote] = JsonItems(EndUserVote)
 
 _VOTE_KINDS = frozenset(("thumb", "rating", "comparison", "edit", "comment", "verdict"))
 
