@@ -91,9 +91,23 @@ class OutputPlan:
     task_releases: list[str] = field(default_factory=list)
 
 
-def _hash(payload: object) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+# The state hashes' JSON: what json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# default=str) writes, with one encoder built once instead of one per call (json.dumps builds one for
+# any non-default argument).
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _hash_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _hash(payload: object) -> str:
+    return _hash_text(_JSON(payload))
+
+
+def group_domain(group: Group, rules: routing.RoutingRules) -> str:
+    """The domain a group's pairs and tasks carry, and its leaderboard counts are under (routing.route_domain)."""
+    return routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
 
 
 def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> tuple[PreferencePair, str]:
@@ -116,9 +130,21 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
     return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{spec.pair_id}:{state_hash}")}), state_hash
 
 
-def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
-    candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
-    return _hash([spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority])
+def _task_hash(spec: TaskSpec, domain: str, priority: float, candidates_json: dict[Answer, str]) -> str:
+    """The hash of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` as `_hash` writes it.
+
+    A JSON array is its items' JSON joined by commas, so each candidate's part (its answer's text is most
+    of the bytes) is written once per group and reused by every task showing it (`candidates_json`, by
+    answer); tests/unit/aggregator/test_output_fast_paths.py holds it to the whole `_hash`.
+    """
+    parts = []
+    for a in spec.candidates:
+        part = candidates_json.get(a)
+        if part is None:
+            part = candidates_json[a] = _JSON((a.interaction_id, a.content, a.model, a.model_version))
+        parts.append(part)
+    rest = _JSON([spec.reason, spec.evidence, spec.occurred_at, domain, priority])
+    return _hash_text(f"[{_JSON(spec.kind)},[{','.join(parts)}],{rest[1:]}")
 
 
 @dataclass
@@ -174,10 +200,15 @@ def plan_outputs(
     *,
     traffic: int,
     now: datetime,
+    domain: str | None = None,
 ) -> OutputPlan:
-    """Diff the decision against what was published (pair_id / task_id -> hash) and last offered (task_id -> hash)."""
+    """Diff the decision against what was published (pair_id / task_id -> hash) and last offered (task_id -> hash).
+
+    `domain`: the group's routed domain if the caller has it (`group_domain`), else routed here.
+    """
     plan = OutputPlan()
-    domain = routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
+    if domain is None:
+        domain = group_domain(group, rules)
     for spec in decision.pairs.values():
         pair, state_hash = _pair_message(group, spec, domain, now)
         if emitted_pairs.get(spec.pair_id) == state_hash:
@@ -191,10 +222,10 @@ def plan_outputs(
         if pid not in decision.pairs and state_hash != RETRACTED:
             plan.pair_rows.append(PairRow(pid, RETRACTED, None))
             plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, pid, None))
-    redacted = _Redacted(group.prompt)
+    redacted, candidates_json = _Redacted(group.prompt), dict[Answer, str]()
     for spec in decision.tasks.values():
         priority = task_priority(spec, traffic, rules.priority_step)
-        state_hash = _task_hash(spec, domain, priority)
+        state_hash = _task_hash(spec, domain, priority, candidates_json)
         if offered_tasks.get(spec.task_id) == state_hash:
             continue
         request = _task_message(group, spec, domain, priority, state_hash, redacted, now)
