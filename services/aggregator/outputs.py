@@ -16,6 +16,7 @@ state always carries the same event_id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -164,8 +165,23 @@ class _Redacted:
     def candidate(self, answer: Answer) -> Candidate:
         found = self.candidates.get(answer.interaction_id)
         if found is None:
-            found = self.candidates[answer.interaction_id] = routing.redacted_candidate(answer.candidate())
+            found = self.candidates[answer.interaction_id] = shown_candidate(answer)
         return found
+
+
+def _shown_candidate(answer: Answer) -> Candidate:
+    return routing.redacted_candidate(answer.candidate())
+
+
+_shown_short_candidate = functools.lru_cache(maxsize=routing.REDACTION_CACHE_SIZE)(_shown_candidate)
+
+
+def shown_candidate(answer: Answer) -> Candidate:
+    """An answer as annotators see it in a task: redacted; short ones cached (a frozen candidate, by the answer:
+    a hot group's answers are shown again by its tasks after every vote on it)."""
+    if len(answer.content) <= routing.REDACTION_CACHE_MAX_CHARS:
+        return _shown_short_candidate(answer)
+    return _shown_candidate(answer)
 
 
 def _task_message(

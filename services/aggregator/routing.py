@@ -116,16 +116,25 @@ def route_domain(own_domains: Iterable[str | None], prompt: Sequence[Message], r
 
 
 def redacted_prompt(prompt: Sequence[Message]) -> list[Message]:
-    """The prompt as annotators may see it (redact_messages, each text through the redaction cache)."""
-    return [m.model_copy(update={"content": _redacted_text(m.content)}) for m in prompt]
+    """The prompt as annotators may see it (redact_messages; short messages through the redaction cache)."""
+    return [_redacted_message(m) if len(m.content) <= REDACTION_CACHE_MAX_CHARS else _redact_message(m) for m in prompt]
 
 
 # A busy group's answers are shown again in new tasks after every vote on the group: redacting the same
 # text each time was the aggregator's biggest CPU cost under load. redact is a pure function of the text;
-# the cache holds at most REDACTION_CACHE_SIZE texts of up to REDACTION_CACHE_MAX_CHARS (~64 MB at worst,
-# ~2 MB for bench.load's texts). Prompts go through it too: a task shows its group's prompt again each time.
+# each cache holds at most REDACTION_CACHE_SIZE texts of up to REDACTION_CACHE_MAX_CHARS. Prompts are
+# cached as redacted messages (a task shows its group's prompt again each time, and a frozen message can
+# be shown by every request), answers as redacted candidates (outputs.py): with the texts' cache, at most
+# ~200 MB at worst, ~5 MB for bench.load's texts.
 REDACTION_CACHE_SIZE = 4096
 REDACTION_CACHE_MAX_CHARS = 8_000
+
+
+def _redact_message(message: Message) -> Message:
+    return message.model_copy(update={"content": redact(message.content)})
+
+
+_redacted_message = functools.lru_cache(maxsize=REDACTION_CACHE_SIZE)(_redact_message)
 
 
 @functools.lru_cache(maxsize=REDACTION_CACHE_SIZE)

@@ -22,6 +22,8 @@ from services.aggregator.outputs import _task_hash, group_domain, plan_outputs
 from services.aggregator.pairs import Answer, TaskSpec, decide
 from services.aggregator.rules import pair_rules, routing_rules
 from services.aggregator.settings import AggregatorSettings
+from shared.events import Message
+from shared.pii import redact
 from tests.strategies import T0, answer_sets, evidence_streams, group_of
 
 RULES = pair_rules(AggregatorSettings())
@@ -69,7 +71,7 @@ def task_specs(draw: st.DrawFn) -> TaskSpec:
     )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(task_specs(), min_size=1, max_size=4), texts, any_floats)
 def test_a_task_hash_is_the_plain_json_hash_whatever_the_inputs(specs: list[TaskSpec], domain: str, priority: float):
     shared: dict[Answer, str] = {}  # one per group: later specs reuse the earlier ones' candidates
@@ -142,3 +144,27 @@ def test_naive_datetimes_and_later_moments_hash_apart() -> None:
     later = replace(spec, occurred_at=spec.occurred_at + timedelta(microseconds=1))
     assert _task_hash(spec, "d", 1.0, {}) != _task_hash(later, "d", 1.0, {})
     assert _task_hash(later, "d", 1.0, {}) == reference_task_hash(later, "d", 1.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(["mail me at a@b.example", "call +1 415 555 0100", "plain", "é\u2028\x7f"]) | texts,
+             min_size=1, max_size=4)
+)  # fmt: skip
+def test_cached_redaction_shows_what_redacting_each_text_shows(contents: list[str]) -> None:
+    _check_redaction(contents, filler=0)
+
+
+def test_long_texts_are_redacted_without_the_cache() -> None:
+    _check_redaction(["mail me at a@b.example"], filler=routing.REDACTION_CACHE_MAX_CHARS)
+
+
+def _check_redaction(contents: list[str], filler: int) -> None:
+    prompt = tuple(Message.model_construct(role="user", content="x" * filler + c) for c in contents)
+    plain = [m.model_copy(update={"content": redact(m.content)}) for m in prompt]
+    assert routing.redacted_prompt(prompt) == plain == routing.redacted_prompt(prompt)  # missed, then cached
+    for content in contents:
+        a = Answer(interaction_id="i", content="y" * filler + content, model="m", model_version="v", domain=None,
+                   occurred_at=T0)  # fmt: skip
+        expected = a.candidate().model_copy(update={"content": redact(a.content)})
+        assert outputs.shown_candidate(a) == expected == outputs.shown_candidate(a)
