@@ -19,10 +19,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from services.aggregator import routing
 from services.aggregator.budget import task_priority
@@ -93,17 +96,12 @@ class OutputPlan:
 
 
 # The state hashes' JSON: what json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-# default=str) writes, with one encoder built once instead of one per call (json.dumps builds one for
-# any non-default argument).
+# default=str) writes, with one encoder built once instead of one per call.
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
-def _hash_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
 def _hash(payload: object) -> str:
-    return _hash_text(_JSON(payload))
+    return hashlib.sha256(_JSON(payload).encode("utf-8")).hexdigest()[:32]
 
 
 def group_domain(group: Group, rules: routing.RoutingRules) -> str:
@@ -131,21 +129,29 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
     return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{spec.pair_id}:{state_hash}")}), state_hash
 
 
-def _task_hash(spec: TaskSpec, domain: str, priority: float, candidates_json: dict[Answer, str]) -> str:
-    """The hash of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` as `_hash` writes it.
+def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
+    """`_hash` of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` (every stored hash).
 
-    A JSON array is its items' JSON joined by commas, so each candidate's part (its answer's text is most
-    of the bytes) is written once per group and reused by every task showing it (`candidates_json`, by
-    answer); tests/unit/aggregator/test_output_fast_paths.py holds it to the whole `_hash`.
+    Written by orjson when it writes what json.dumps writes: strings, ints of 64 bits, and a float whose
+    repr has no exponent (orjson writes 9.99e-05 as 0.0000999); `occurred_at` as `default=str` writes it.
+    Else, or if orjson refuses a string, json.dumps. tests/unit/aggregator/test_output_fast_paths.py
+    holds it to the plain `_hash` over any inputs.
     """
-    parts = []
-    for a in spec.candidates:
-        part = candidates_json.get(a)
-        if part is None:
-            part = candidates_json[a] = _JSON((a.interaction_id, a.content, a.model, a.model_version))
-        parts.append(part)
-    rest = _JSON([spec.reason, spec.evidence, spec.occurred_at, domain, priority])
-    return _hash_text(f"[{_JSON(spec.kind)},[{','.join(parts)}],{rest[1:]}")
+    candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
+    payload = [spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority]
+    if _orjson_writes_alike(priority, spec.evidence):
+        try:
+            fast = [*payload[:4], str(spec.occurred_at), domain, priority]
+            return hashlib.sha256(orjson.dumps(fast, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        except orjson.JSONEncodeError:  # a string that is not valid UTF-8 (a lone surrogate): as json.dumps does
+            pass
+    return _hash(payload)
+
+
+def _orjson_writes_alike(priority: float, evidence: Mapping[str, int]) -> bool:
+    if type(priority) is not float or not math.isfinite(priority) or "e" in repr(priority):
+        return False
+    return all(type(n) is int and -(2**63) <= n < 2**63 for n in evidence.values())
 
 
 @dataclass
@@ -238,10 +244,10 @@ def plan_outputs(
         if pid not in decision.pairs and state_hash != RETRACTED:
             plan.pair_rows.append(PairRow(pid, RETRACTED, None))
             plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, pid, None))
-    redacted, candidates_json = _Redacted(group.prompt), dict[Answer, str]()
+    redacted = _Redacted(group.prompt)
     for spec in decision.tasks.values():
         priority = task_priority(spec, traffic, rules.priority_step)
-        state_hash = _task_hash(spec, domain, priority, candidates_json)
+        state_hash = _task_hash(spec, domain, priority)
         if offered_tasks.get(spec.task_id) == state_hash:
             continue
         request = _task_message(group, spec, domain, priority, state_hash, redacted, now)
