@@ -110,6 +110,7 @@ def group_domain(group: Group, rules: routing.RoutingRules) -> str:
 
 
 def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> tuple[PreferencePair, str]:
+    """The pair (its event_id still the nil UUID: `_with_event_id` once it is published) and its state hash."""
     pair = PreferencePair(
         event_id=_NIL,
         app_id=group.app_id,
@@ -125,8 +126,13 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
         occurred_at=spec.occurred_at,
         updated_at=now,
     )
-    state_hash = _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
-    return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{spec.pair_id}:{state_hash}")}), state_hash
+    return pair, _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
+
+
+def _with_event_id(pair: PreferencePair, state_hash: str) -> PreferencePair:
+    """A pair's event_id: uuid5 of its pair_id and state hash (made only for the pairs published: most
+    batches find a group's pairs as they were)."""
+    return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{pair.pair_id}:{state_hash}")})
 
 
 def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
@@ -235,6 +241,7 @@ def plan_outputs(
         pair, state_hash = _pair_message(group, spec, domain, now)
         if emitted_pairs.get(spec.pair_id) == state_hash:
             continue
+        pair = _with_event_id(pair, state_hash)
         body = pair.model_dump_json().encode()
         plan.pair_rows.append(PairRow(spec.pair_id, state_hash, json.loads(body)))
         plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, spec.pair_id, body))

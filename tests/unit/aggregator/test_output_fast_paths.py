@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +85,10 @@ def test_the_hash_of_inputs_orjson_writes_otherwise_is_still_the_plain_one() -> 
         assert _task_hash(spec, "d", priority) == reference_task_hash(spec, "d", priority)
 
 
+def _event_id(key: str, state_hash: str) -> str:
+    return str(uuid.uuid5(outputs._NAMESPACE, f"{key}:{state_hash}"))
+
+
 def _offered_hashes(group, decision, domain: str) -> dict[str, str]:
     traffic = 12
     return {
@@ -114,11 +119,12 @@ def test_a_plan_is_the_plain_plan_and_the_same_with_the_domain_passed(answers_, 
     assert {o.task_id: o.state_hash for o in passed.task_offers} == {
         t: h for t, h in reference.items() if offered.get(t) != h
     }
+    for row, emission in zip(passed.pair_rows, passed.emissions, strict=True):
+        pair = json.loads(emission.value) if emission.value is not None else None
+        assert row.pair == pair and (pair is None or pair["event_id"] == _event_id(row.pair_id, row.state_hash))
     for offer in passed.task_offers:
         assert json.loads(offer.body)["domain"] == domain == offer.domain
-        assert json.loads(offer.body)["event_id"] == str(
-            outputs.uuid.uuid5(outputs._NAMESPACE, f"{offer.task_id}:{offer.state_hash}")
-        )
+        assert json.loads(offer.body)["event_id"] == _event_id(offer.task_id, offer.state_hash)
 
 
 @settings(max_examples=100, deadline=None)
