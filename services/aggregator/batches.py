@@ -39,7 +39,14 @@ from services.aggregator import budget_store, leaderboard_store, stats_store, st
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
 from services.aggregator.evidence import collect_evidence
 from services.aggregator.leaderboard_counts import BoardChanges
-from services.aggregator.outputs import SYNTHETIC_MODELS, Emission, OutputPlan, TaskOffer, plan_outputs
+from services.aggregator.outputs import (
+    SYNTHETIC_MODELS,
+    Emission,
+    OutputPlan,
+    TaskOffer,
+    group_domain,
+    plan_outputs,
+)
 from services.aggregator.pairs import Group, PairRules, decide
 from services.aggregator.routing import RoutingRules
 from services.aggregator.stats import StatsDeltas, model_versions
@@ -289,7 +296,8 @@ async def decide_groups(
             evidence=collect_evidence(counted.after.values()),
         )
         decision = decide(group, rules.pairs)
-        board_changes.add_group(group, counted.before, counted.after, rules.routing)
+        domain = group_domain(group, rules.routing)  # routed once: its pairs, tasks and counts carry it
+        board_changes.add_group(group, counted.before, counted.after, rules.routing, domain=domain)
         plan = plan_outputs(
             group,
             decision,
@@ -299,6 +307,7 @@ async def decide_groups(
             rules.routing,
             traffic=len(rows.answers) + len(counted.state),
             now=now,
+            domain=domain,
         )
         pair_rows += [(prompt_key, row) for row in plan.pair_rows]
         sft_rows += [(prompt_key, example) for example in decision.sft]

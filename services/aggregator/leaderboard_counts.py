@@ -127,13 +127,23 @@ class BoardChanges:
 
     groups: list[GroupApproval] = field(default_factory=list)
 
-    def add_group(self, group: Group, before: Mapping[str, Vote], after: Mapping[str, Vote], routing: RoutingRules):
+    def add_group(
+        self,
+        group: Group,
+        before: Mapping[str, Vote],
+        after: Mapping[str, Vote],
+        routing: RoutingRules,
+        *,
+        domain: str | None = None,
+    ) -> None:
         """A decided group: its latest votes per slot before and after this batch.
 
         Every decided group is listed, with or without votes, so every group of the state gets its
-        counted domain (a group without one is what the backfill looks for).
+        counted domain (a group without one is what the backfill looks for). `domain`: the group's routed
+        domain if the caller has it (outputs.group_domain), else routed here.
         """
-        domain = route_domain((a.domain for a in group.answers), group.prompt, routing)
+        if domain is None:
+            domain = route_domain((a.domain for a in group.answers), group.prompt, routing)
         old = version_approvals(before.values(), group.answers)
         new = version_approvals(after.values(), group.answers)
         self.groups.append(GroupApproval(group.prompt_key, group.app_id, domain, old, new))

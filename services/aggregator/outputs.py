@@ -16,12 +16,16 @@ state always carries the same event_id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from services.aggregator import routing
 from services.aggregator.budget import task_priority
@@ -91,12 +95,22 @@ class OutputPlan:
     task_releases: list[str] = field(default_factory=list)
 
 
+# The state hashes' JSON: what json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# default=str) writes, with one encoder built once instead of one per call.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def _hash(payload: object) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(_JSON(payload).encode("utf-8")).hexdigest()[:32]
+
+
+def group_domain(group: Group, rules: routing.RoutingRules) -> str:
+    """The domain a group's pairs and tasks carry, and its leaderboard counts are under (routing.route_domain)."""
+    return routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
 
 
 def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> tuple[PreferencePair, str]:
+    """The pair (its event_id still the nil UUID: `_with_event_id` once it is published) and its state hash."""
     pair = PreferencePair(
         event_id=_NIL,
         app_id=group.app_id,
@@ -112,13 +126,38 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
         occurred_at=spec.occurred_at,
         updated_at=now,
     )
-    state_hash = _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
-    return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{spec.pair_id}:{state_hash}")}), state_hash
+    return pair, _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
+
+
+def _with_event_id(pair: PreferencePair, state_hash: str) -> PreferencePair:
+    """A pair's event_id: uuid5 of its pair_id and state hash (made only for the pairs published: most
+    batches find a group's pairs as they were)."""
+    return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{pair.pair_id}:{state_hash}")})
 
 
 def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
+    """`_hash` of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` (every stored hash).
+
+    Written by orjson when it writes what json.dumps writes: strings, ints of 64 bits, and a float whose
+    repr has no exponent (orjson writes 9.99e-05 as 0.0000999); `occurred_at` as `default=str` writes it.
+    Else, or if orjson refuses a string, json.dumps. tests/unit/aggregator/test_output_fast_paths.py
+    holds it to the plain `_hash` over any inputs.
+    """
     candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
-    return _hash([spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority])
+    payload = [spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority]
+    if _orjson_writes_alike(priority, spec.evidence):
+        try:
+            fast = [*payload[:4], str(spec.occurred_at), domain, priority]
+            return hashlib.sha256(orjson.dumps(fast, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        except orjson.JSONEncodeError:  # a string that is not valid UTF-8 (a lone surrogate): as json.dumps does
+            pass
+    return _hash(payload)
+
+
+def _orjson_writes_alike(priority: float, evidence: Mapping[str, int]) -> bool:
+    if type(priority) is not float or not math.isfinite(priority) or "e" in repr(priority):
+        return False
+    return all(type(n) is int and -(2**63) <= n < 2**63 for n in evidence.values())
 
 
 @dataclass
@@ -138,8 +177,23 @@ class _Redacted:
     def candidate(self, answer: Answer) -> Candidate:
         found = self.candidates.get(answer.interaction_id)
         if found is None:
-            found = self.candidates[answer.interaction_id] = routing.redacted_candidate(answer.candidate())
+            found = self.candidates[answer.interaction_id] = shown_candidate(answer)
         return found
+
+
+def _shown_candidate(answer: Answer) -> Candidate:
+    return routing.redacted_candidate(answer.candidate())
+
+
+_shown_short_candidate = functools.lru_cache(maxsize=routing.REDACTION_CACHE_SIZE)(_shown_candidate)
+
+
+def shown_candidate(answer: Answer) -> Candidate:
+    """An answer as annotators see it in a task: redacted; short ones cached (a frozen candidate, by the answer:
+    a hot group's answers are shown again by its tasks after every vote on it)."""
+    if len(answer.content) <= routing.REDACTION_CACHE_MAX_CHARS:
+        return _shown_short_candidate(answer)
+    return _shown_candidate(answer)
 
 
 def _task_message(
@@ -174,14 +228,20 @@ def plan_outputs(
     *,
     traffic: int,
     now: datetime,
+    domain: str | None = None,
 ) -> OutputPlan:
-    """Diff the decision against what was published (pair_id / task_id -> hash) and last offered (task_id -> hash)."""
+    """Diff the decision against what was published (pair_id / task_id -> hash) and last offered (task_id -> hash).
+
+    `domain`: the group's routed domain if the caller has it (`group_domain`), else routed here.
+    """
     plan = OutputPlan()
-    domain = routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
+    if domain is None:
+        domain = group_domain(group, rules)
     for spec in decision.pairs.values():
         pair, state_hash = _pair_message(group, spec, domain, now)
         if emitted_pairs.get(spec.pair_id) == state_hash:
             continue
+        pair = _with_event_id(pair, state_hash)
         body = pair.model_dump_json().encode()
         plan.pair_rows.append(PairRow(spec.pair_id, state_hash, json.loads(body)))
         plan.emissions.append(Emission(topics.PREFERENCE_PAIRS, spec.pair_id, body))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.routing import GENERAL_DOMAIN, RoutingRules, parse_domain_rules, route_domain
@@ -61,3 +61,27 @@ def test_keywords_that_begin_alike_each_match_as_a_whole_word() -> None:
                          ("going", GENERAL_DOMAIN), ("in C.", "code"), ("golang", GENERAL_DOMAIN)]:  # fmt: skip
         prompt = [Message(role="user", content=text)]
         assert route_domain([None], prompt, rules) == one_pattern_at_a_time(text, rules) == domain, text
+
+
+# Characters whose case matching is unusual (Kelvin sign, long s, dotted I, sharp s), regex specials, spaces.
+ODD = st.sampled_from(["k", "K", "\u212a", "s", "S", "\u017f", "i", "I", "\u0130", "\u0131", "ß", "ẞ", "+", ".", "\\",
+                       "(", "[", "^", "-", " ", "\n", "é", "É", "1"])  # fmt: skip
+ODD_TEXT = st.text(ODD | st.characters(exclude_characters="\x00"), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keywords=st.lists(ODD_TEXT.filter(bool), min_size=1, max_size=6),
+    patterns=st.lists(st.sampled_from([r"\d+mg", "```", r"(?<!\w)(a|b)(?!\w)"]), max_size=2),
+    data=st.data(),
+    separator=st.sampled_from([" ", "", "-", "\n"]),
+)
+def test_any_keywords_match_as_each_pattern_would_alone(keywords, patterns, data, separator) -> None:
+    # Keywords with any characters (the look-ahead of first characters must imply nothing new), and
+    # patterns that look like keywords (a look-behind and a look-ahead around a group); texts made of
+    # the keywords themselves (in other cases too), of what the patterns match, and of anything.
+    rules = rules_of(parse_domain_rules({"rules": [{"domain": "one", "keywords": keywords, "patterns": patterns}]}))
+    known = st.sampled_from([*keywords, *(k.swapcase() for k in keywords), "a", "b", "12mg"])
+    text = separator.join(data.draw(st.lists(known | ODD_TEXT, max_size=8))) or "."
+    expected = one_pattern_at_a_time(text, rules)
+    assert route_domain([None], [Message(role="user", content=text)], rules) == expected
