@@ -15,22 +15,13 @@ from shared.errors import ContractError
 from shared.events import parse_end_user_vote, parse_interaction
 from shared.events.json_items import orjson_exact
 from shared.events.parsing import END_USER_VOTE_ITEMS, INTERACTION_ITEMS
+from tests.support.builders import interaction_body
 
 
 def interaction(**changes: Any) -> dict[str, Any]:
-    body = {
-        "event_id": str(uuid.uuid4()),
-        "app_id": "helpdesk",
-        "occurred_at": "2026-11-26T10:00:00+00:00",
-        "interaction_id": "int-1",
-        "conversation_id": "conv-1",
-        "user_ref": "u-1",
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
-        "response": {"content": "Hello.", "model": "m", "model_version": "v1"},
-        "language": "en",
-        "metadata": {"latency_ms": 12, "client": "bench"},
-    }
-    body.update(changes)
+    """A valid interaction with a system message and metadata; a change to `...` drops that key."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    body = interaction_body(**{"messages": messages, "metadata": {"latency_ms": 12, "client": "bench"}, **changes})
     return {k: v for k, v in body.items() if v is not ...}
 
 
