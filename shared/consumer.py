@@ -63,27 +63,34 @@ class ConsumerPolicy:
         self.pause.succeeded()
 
     async def _apply_alone(self, record: ConsumerRecord, apply: Apply) -> None:
+        try:
+            error = await self.attempt(lambda: apply((record,)), partition=record.partition, offset=record.offset)
+        except TransientError as exc:
+            await self._pause_and_raise(exc)
+        if error is not None:
+            await self._send_dead_letter(record, error)
+
+    async def attempt(self, step: Callable[[], Awaitable[None]], **where: object) -> PipelineError | None:
+        """Run one record's `step` up to `max_attempts` times: None once it applies, else the error to dead-letter
+        it with (a ContractError at once: it is permanent; processing_failed after the last attempt).
+
+        A TransientError is raised as it comes, for the caller to pause on (once, however deep the step).
+        `where` says which record, in the log of a step that failed for good.
+        """
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await apply((record,))
-                return
-            except TransientError as exc:
-                await self._pause_and_raise(exc)
+                await step()
+                return None
+            except TransientError:
+                raise
             except ContractError as exc:
-                await self._send_dead_letter(record, exc)
-                return
+                return exc
             except Exception as exc:
                 if attempt < self.max_attempts:
                     continue
-                log.exception(
-                    "message_processing_failed",
-                    consumer=self.name,
-                    partition=record.partition,
-                    offset=record.offset,
-                    attempts=attempt,
-                )
-                error = ProcessingError(f"could not be processed after {attempt} attempts: {type(exc).__name__}")
-                await self._send_dead_letter(record, error)
+                log.exception("message_processing_failed", consumer=self.name, attempts=attempt, **where)
+                return ProcessingError(f"could not be processed after {attempt} attempts: {type(exc).__name__}")
+        raise ValueError("max_attempts must be at least 1")
 
     async def _send_dead_letter(self, record: ConsumerRecord, error: PipelineError) -> None:
         try:

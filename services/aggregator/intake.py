@@ -23,7 +23,7 @@ from services.aggregator.decoders import Decode
 from services.aggregator.metrics import AggregatorMetrics
 from shared import db
 from shared.consumer import ConsumerPolicy
-from shared.errors import ProcessingError, TransientError
+from shared.errors import TransientError
 from shared.events import utcnow
 from shared.outbox import OutboxRelay, insert_outbox
 
@@ -54,11 +54,11 @@ class BatchIntake:
             except Exception:
                 if len(batch) != 1 or not decoded.interactions:
                     raise
-                await self._apply_parked_apart(decoded, topic_name, policy.max_attempts)
+                await self._apply_parked_apart(decoded, topic_name)
 
         await policy.consume(records, apply)
 
-    async def _apply_parked_apart(self, alone: BatchInput, topic_name: str, attempts: int) -> None:
+    async def _apply_parked_apart(self, alone: BatchInput, topic_name: str) -> None:
         """An interaction that failed alone: itself without its parked votes, then each of those votes alone.
 
         The votes that waited for it are applied with it, so a vote that cannot be processed made the
@@ -73,20 +73,14 @@ class BatchIntake:
             waiting = await store.select_parked_vote_ids(conn, interaction.app_id, interaction.interaction_id)
         log.warning("parked_votes_applied_apart", consumer=topic_name, votes=len(waiting))
         for event_id in waiting:
-            await self._apply_parked_alone(event_id, topic_name, attempts)
+            await self._apply_parked_alone(event_id, topic_name)
 
-    async def _apply_parked_alone(self, event_id: UUID, topic_name: str, attempts: int) -> None:
-        failure = "none"
-        for _ in range(attempts):
-            try:
-                await self._apply(BatchInput(claims_parked=False, parked_ids=[event_id]), topic_name)
-                return
-            except TransientError:
-                raise
-            except Exception as exc:
-                failure = type(exc).__name__
-        log.error("parked_vote_processing_failed", consumer=topic_name, attempts=attempts, error=failure)
-        error = ProcessingError(f"could not be processed after {attempts} attempts: {failure}")
+    async def _apply_parked_alone(self, event_id: UUID, topic_name: str) -> None:
+        policy = self.policies[topic_name]
+        batch = BatchInput(claims_parked=False, parked_ids=[event_id])
+        error = await policy.attempt(lambda: self._apply(batch, topic_name), parked_vote=str(event_id))
+        if error is None:
+            return
         async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
             taken = await store.claim_parked_votes_by_id(conn, [event_id])
             letters = await refuse_votes(conn, [(vote, error) for vote in taken], self.rules)
