@@ -179,8 +179,7 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._latency: dict[tuple[str, str], Any] = {}
-        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -200,18 +199,18 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            latency = self._latency.get((route, method))
-            if latency is None:
-                latency = self._latency[(route, method)] = self.metrics.latency.labels(
-                    self.metrics.service, route, method
-                )
-            latency.observe(time.perf_counter() - started)
-            requests = self._requests.get((route, method, status))
-            if requests is None:
-                requests = self._requests[(route, method, status)] = self.metrics.requests.labels(
-                    self.metrics.service, route, method, str(status)
-                )
-            requests.inc()
+            service = self.metrics.service
+            _child(self._children, self.metrics.latency, service, route, method).observe(time.perf_counter() - started)
+            _child(self._children, self.metrics.requests, service, route, method, str(status)).inc()
+
+
+def _child(children: dict[tuple[Any, ...], Any], metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per label set and metric."""
+    key = (metric, *labels)
+    child = children.get(key)
+    if child is None:
+        child = children[key] = metric.labels(*labels)
+    return child
 
 
 class BodySizeLimit:
