@@ -96,7 +96,9 @@ async def test_votes_past_the_budget_are_accepted_marked_counted_and_move_no_pai
 
     async def window() -> dict[str, Any]:
         rows = (await stack.aggregator.get("/v1/stats", params={"app_id": app})).json()
-        assert rows and rows[0]["quarantined_votes"] == 1 and rows[0]["thumbs_up"] == 3, rows
+        # Every vote counted: a's and b's votes are on two partitions, and one may be applied well after the other.
+        assert rows and rows[0]["quarantined_votes"] == 1, rows
+        assert (rows[0]["thumbs_up"], rows[0]["thumbs_down"]) == (3, 2), rows
         return rows[0]
 
     row = await eventually(window, timeout=30)
