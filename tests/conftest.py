@@ -86,7 +86,9 @@ def pg_server_url(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPath
     if external is not None:
         yield external
         return
-    with start_database(tmp_path_factory.mktemp("postgres") / "pgdata", fast_unsafe=True) as database:
+    # One database per test: PostgreSQL's own autovacuum naptime, not the stack's (it visits each database).
+    pgdata = tmp_path_factory.mktemp("postgres") / "pgdata"
+    with start_database(pgdata, fast_unsafe=True, autovacuum_naptime_s=None) as database:
         yield database.url
 
 

@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.local_broker import MISSING_BROKER_MESSAGE, start_broker
-from deploy.local_database import start_database
+from deploy.local_database import AUTOVACUUM_NAPTIME_S, start_database
 from deploy.localstack import LocalStackError, free_port
 from tests.support.kafka import Security, client_security
+from tests.support.waiting import eventually
 
 KAFKA_TIMEOUT_S = 10.0
 
@@ -144,6 +145,46 @@ async def test_database_stop_then_start_keeps_data(tmp_path: Path) -> None:
         assert database.url == url
         assert await _fetch_notes(url) == ["before stop"]
     finally:
+        await asyncio.to_thread(database.stop)
+
+
+async def _plan_of_prepared(connection: asyncpg.Connection) -> str:
+    rows = await connection.fetch("EXPLAIN EXECUTE by_keys('{app}', '{int-1}')")
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_database_replans_a_prepared_statement_once_its_table_has_grown(tmp_path: Path) -> None:
+    """A statement prepared while its table was nearly empty keeps its plan until the table is analyzed.
+
+    The services prepare their statements once per connection, and PostgreSQL soon settles on a
+    generic plan (forced here): joined against a parameter array, a table of a few rows is scanned
+    whole. The local server's autovacuum visits often enough (AUTOVACUUM_NAPTIME_S) that a table
+    grown from empty is read by its index within seconds, not after PostgreSQL's default minute.
+    """
+    database = await asyncio.to_thread(start_database, tmp_path / "pgdata", fast_unsafe=True)
+    connection = await asyncpg.connect(database.url, timeout=KAFKA_TIMEOUT_S)
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute("CREATE TABLE keyed (a text, b text, v text NOT NULL, PRIMARY KEY (a, b))")
+        await connection.execute(
+            "PREPARE by_keys(text[], text[]) AS "
+            "SELECT v FROM keyed JOIN unnest($1, $2) AS u(a, b) ON keyed.a = u.a AND keyed.b = u.b"
+        )
+        assert "Seq Scan on keyed" in await _plan_of_prepared(connection)
+        await connection.execute(
+            "INSERT INTO keyed SELECT 'app', 'int-' || g, repeat('x', 50) FROM generate_series(1, 20000) AS g"
+        )
+        assert "Seq Scan on keyed" in await _plan_of_prepared(connection)  # grown, not yet analyzed
+
+        async def analyzed() -> bool:
+            return await connection.fetchval(
+                "SELECT last_autoanalyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'keyed'"
+            )
+
+        await eventually(analyzed, timeout=4 * AUTOVACUUM_NAPTIME_S, interval=0.5)
+        assert "Index Scan using keyed_pkey" in await _plan_of_prepared(connection)
+    finally:
+        await connection.close()
         await asyncio.to_thread(database.stop)
 
 
