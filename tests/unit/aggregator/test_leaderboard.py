@@ -93,6 +93,66 @@ def test_newton_refit_agrees_with_the_lbfgs_fit() -> None:
     assert np.allclose(bt.refit(changed, point.logits).logits, bt.fit(changed).logits, atol=1e-5)
 
 
+def _rounds_one_by_one(counts: bt.PairCounts, point: bt.Strengths, rounds: int, seed: int) -> np.ndarray:
+    """The bootstrap's rounds fitted one at a time, as it did before fitting them together: the reference."""
+    cells = np.concatenate([counts.first_wins, counts.second_wins])
+    draws = np.random.default_rng(seed).multinomial(counts.total, cells / cells.sum(), size=rounds).astype(float)
+    m = counts.first.size
+    return np.array([bt.fit(counts.with_wins(d[:m], d[m:]), start=point.logits).logits for d in draws])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(2, 7),
+    battles=st.integers(3, 300),
+    spread=st.floats(0.0, 3.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bootstrap_rounds_fitted_together_equal_each_round_fitted_alone(
+    size: int, battles: int, spread: float, seed: int
+) -> None:
+    """Few battles give rounds whose MLE does not exist (a version never lost): those take the prior's MAP."""
+    rng = np.random.default_rng(seed)
+    wins = np.zeros((size, size))
+    strengths = rng.normal(0.0, spread, size)
+    for _ in range(battles):
+        i, j = rng.choice(size, 2, replace=False)
+        winner, loser = (i, j) if rng.random() < 1.0 / (1.0 + np.exp(strengths[j] - strengths[i])) else (j, i)
+        wins[winner, loser] += 1
+    counts = bt.pair_counts(wins)
+    point = bt.fit(counts)
+    together = bt.bootstrap(counts, point, rounds=30, rng=np.random.default_rng(seed))
+    assert np.allclose(together, _rounds_one_by_one(counts, point, 30, seed), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "limit", [("_NEWTON_ITERATIONS", 1), ("_BATCHED_MAX_VERSIONS", 3)], ids=["newton_unsettled", "board_too_large"]
+)
+def test_bootstrap_rounds_not_fitted_together_are_fitted_alone(
+    monkeypatch: pytest.MonkeyPatch, limit: tuple[str, int]
+) -> None:
+    wins = simulate_wins(np.array([0.8, 0.1, -0.4, -0.9]), 20, np.random.default_rng(4))
+    counts = bt.pair_counts(wins)
+    point = bt.fit(counts)
+    monkeypatch.setattr(bt, *limit)  # one Newton step from the point estimate settles no round; 4 versions > 3
+    together = bt.bootstrap(counts, point, rounds=20, rng=np.random.default_rng(8))
+    assert np.allclose(together, _rounds_one_by_one(counts, point, 20, 8), atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+def test_rounds_strongly_connected_is_has_mle_of_each_round(size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    wins = rng.integers(0, 3, (size, size)) * (rng.random((size, size)) < 0.4)
+    np.fill_diagonal(wins, 0)
+    counts = bt.pair_counts(wins + wins.T + np.eye(size))  # every pair that met in some round, both ways
+    rounds = rng.integers(0, 2, (12, 2 * counts.first.size)).astype(float)
+    m = counts.first.size
+    together = bt._strongly_connected(counts, rounds[:, :m], rounds[:, m:])
+    alone = [bt.has_mle(counts.with_wins(r[:m], r[m:])) for r in rounds]
+    assert together.tolist() == alone
+
+
 def test_bootstrap_intervals_cover_the_true_strength_in_most_runs() -> None:
     strengths = np.array([1.2, 0.7, 0.3, 0.0, -0.6, -1.1])
     truth = to_ratings(strengths)
