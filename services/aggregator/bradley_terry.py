@@ -46,6 +46,7 @@ _NEWTON_STEP_TOL = 1e-9
 # The bootstrap fits its rounds together up to this many versions: the rounds' information matrices
 # (rounds x size^2 floats) and their solves; larger boards fit each round alone (L-BFGS-B).
 _BATCHED_MAX_VERSIONS = 64
+_LOSS_ROUNDING = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,20 +273,22 @@ def _newton_rounds(
             step = -np.linalg.solve(hessian, grad[..., None])[..., 0]
         except np.linalg.LinAlgError:  # a singular round: every round unsettled is fitted alone
             break
+        settled |= np.abs(step).max(axis=1) < _NEWTON_STEP_TOL  # at the optimum: the full step is nil
+        if settled.all():
+            break
         t = np.where(settled, 0.0, 1.0)
         slope = (grad * step).sum(axis=1)
+        # Near the optimum of a loss summed over many battles, its change is below its rounding.
+        noise = _LOSS_ROUNDING * np.abs(loss)
         new = objective(theta + t[:, None] * step)
         for _ in range(20):  # backtracking, each round on its own
-            short = new[0] > loss + 1e-4 * t * slope
+            short = new[0] > loss + 1e-4 * t * slope + noise
             if not short.any():
                 break
             t = np.where(short, t / 2.0, t)
             new = objective(theta + t[:, None] * step)
         theta = theta + t[:, None] * step
         loss, grad, conductance = new
-        settled |= t * np.abs(step).max(axis=1) < _NEWTON_STEP_TOL
-        if settled.all():
-            break
     finite = np.isfinite(theta).all(axis=1)
     return theta - theta.mean(axis=1, keepdims=True), settled & finite
 
