@@ -1,12 +1,13 @@
 """The per-voter hourly budget in PostgreSQL (quarantine.py's store): one function per named query.
 
 A voter is (app_id, hash of user_ref): the raw user_ref is never stored here. Buckets are locked in key order
-so that concurrent batches cannot deadlock.
+so that concurrent batches cannot deadlock. A batch is decided by one statement (`decide_budget_votes`): no
+transaction of its own, so one round trip per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -15,36 +16,39 @@ import asyncpg
 from services.feedback.store import QUERIES
 from shared import db
 
-BudgetBucket = tuple[str, bytes, datetime]  # (app_id, voter_hash, hour)
+
+@dataclass(frozen=True, slots=True)
+class BudgetedVotes:
+    """A batch of budgeted votes as the statement takes them: one column per field, in the batch's order."""
+
+    event_ids: list[UUID]
+    app_ids: list[str]
+    voter_hashes: list[bytes]
+    received_at: list[datetime]
 
 
-async def select_budget_decisions(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> dict[UUID, str | None]:
-    """event_id -> quarantine reason (None: counted) of the votes decided before."""
-    rows = await conn.fetch(QUERIES["select_budget_decisions"], list(event_ids))
-    return {r["event_id"]: r["quarantine_reason"] for r in rows}
+@dataclass(frozen=True, slots=True)
+class BudgetDecision:
+    """A vote's decision: its quarantine reason (None: counted), and whether it was taken now (not reused)."""
+
+    reason: str | None
+    fresh: bool
 
 
-async def add_budget_votes(conn: asyncpg.Connection, added: Mapping[BudgetBucket, int]) -> dict[BudgetBucket, int]:
-    """Add votes to their buckets (locked in key order); each bucket's total after."""
-    keys = sorted(added)
-    if not keys:
-        return {}
-    rows = await conn.fetch(
-        QUERIES["add_budget_votes"],
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [added[k] for k in keys],
+async def decide_budget_votes(
+    pool: asyncpg.Pool, votes: BudgetedVotes, max_votes_per_hour: int, reason: str
+) -> dict[UUID, BudgetDecision]:
+    """event_id -> decision: earlier decisions reused, the others counted, decided and remembered (one statement)."""
+    rows = await pool.fetch(
+        QUERIES["decide_budget_votes"],
+        votes.event_ids,
+        votes.app_ids,
+        votes.voter_hashes,
+        votes.received_at,
+        max_votes_per_hour,
+        reason,
     )
-    return {(r["app_id"], bytes(r["voter_hash"]), r["hour"]): r["votes"] for r in rows}
-
-
-async def insert_budget_decisions(
-    conn: asyncpg.Connection, rows: Sequence[tuple[UUID, datetime, int, str | None]]
-) -> None:
-    """(event_id, hour, ordinal in its bucket, quarantine reason or None) of fresh votes."""
-    if rows:
-        await conn.execute(QUERIES["insert_budget_decisions"], *(list(column) for column in zip(*rows, strict=True)))
+    return {r["event_id"]: BudgetDecision(r["quarantine_reason"], r["fresh"]) for r in rows}
 
 
 async def delete_budget_before(pool: asyncpg.Pool, hour: datetime) -> int:

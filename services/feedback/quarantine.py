@@ -1,20 +1,19 @@
 """The per-voter hourly budget at the edge: the I/O shell of voter_budget.py, run on each batch of fresh votes.
 
 Fresh means admitted (first of its event_id): the edge calls `mark` after its de-duplication and before
-it publishes, so a re-post is never counted twice. In one transaction: the decisions already taken on
-these event_ids are reused (a publish that failed and is retried stamps the same mark), the others are
-counted in their (app_id, voter, hour) bucket (an upsert in key order that returns the totals: the
-count before each bucket's first new vote is total - added) and decided by `decide_batch`, and each
-decision is remembered. A quarantined vote is published with `quarantine_reason` (it is accepted and
-kept; the aggregator counts it in the stats and moves nothing with it). The budget is advisory like the
-edge's other checks: without the database, votes go out unmarked (and a warning is logged).
+it publishes, so a re-post is never counted twice. One statement per batch (budget_store.decide_budget_votes,
+atomic alone): the decisions already taken on these event_ids are reused (a publish that failed and is
+retried stamps the same mark), the others are counted in their (app_id, voter, hour) bucket and decided by
+voter_budget's rule (`decide_batch`, which the statement is tested against), and each decision is
+remembered. A quarantined vote is published with `quarantine_reason` (it is accepted and kept; the
+aggregator counts it in the stats and moves nothing with it). The budget is advisory like the edge's
+other checks: without the database, votes go out unmarked (and a warning is logged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,8 +23,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as CounterMetric
 
-from services.feedback import budget_store, store
-from services.feedback.voter_budget import BucketKey, VoterBudget, bucket_of, decide_batch, hour_of
+from services.feedback import budget_store
+from services.feedback.voter_budget import QUARANTINE_REASON, VoterBudget, hour_of, is_budgeted
 from shared import db
 from shared.errors import TransientError
 from shared.events import CommentVote, ComparisonVote, EditVote, Event, RatingVote, ThumbVote, utcnow
@@ -49,9 +48,14 @@ def voter_hash(app_id: str, user_ref: str) -> bytes:
     return hashlib.sha256(f"{app_id}\x1f{user_ref}".encode()).digest()[:16]
 
 
-def _stored(bucket: BucketKey) -> budget_store.BudgetBucket:
-    app_id, user_ref, hour = bucket
-    return app_id, voter_hash(app_id, user_ref), hour
+def budgeted_votes(votes: Sequence[Event]) -> budget_store.BudgetedVotes:
+    """The columns the budget's statement takes of budgeted votes (stamped, with a user_ref)."""
+    return budget_store.BudgetedVotes(
+        event_ids=[v.event_id for v in votes],
+        app_ids=[v.app_id for v in votes],
+        voter_hashes=[voter_hash(v.app_id, v.user_ref) for v in votes],  # type: ignore[attr-defined]
+        received_at=[v.received_at for v in votes],  # type: ignore[attr-defined]
+    )
 
 
 class BudgetMetrics:
@@ -72,36 +76,22 @@ class VoterBudgetGate:
 
     async def mark(self, events: Sequence[Event]) -> list[Event]:
         """The events in order, those past the budget marked quarantined."""
-        budgeted = [e for e in events if bucket_of(e) is not None]  # type: ignore[arg-type]
+        budgeted = [e for e in events if is_budgeted(e)]  # type: ignore[arg-type]
         if not budgeted:
             return list(events)
         try:
-            async with db.translate_errors(), asyncio.timeout(self.timeout_s), store.transaction(self.pool) as conn:
-                reasons = await self._decide(conn, budgeted)
+            async with db.translate_errors(), asyncio.timeout(self.timeout_s):
+                decisions = await budget_store.decide_budget_votes(
+                    self.pool, budgeted_votes(budgeted), self.budget.max_votes_per_hour, QUARANTINE_REASON
+                )
         except (TransientError, TimeoutError) as exc:
             log.warning("voter_budget_unavailable", votes=len(budgeted), error=type(exc).__name__)
             return list(events)
-        return [quarantined(e, reasons[e.event_id]) if reasons.get(e.event_id) else e for e in events]
-
-    async def _decide(self, conn: asyncpg.Connection, votes: list[Event]) -> dict:
-        """event_id -> quarantine reason (None: counted), reusing earlier decisions on the same ids."""
-        reasons = await budget_store.select_budget_decisions(conn, [v.event_id for v in votes])
-        fresh = list({v.event_id: v for v in votes if v.event_id not in reasons}.values())
-        added = Counter(_stored(bucket_of(v)) for v in fresh)  # type: ignore[arg-type]
-        totals = await budget_store.add_budget_votes(conn, added)
-        before: dict[BucketKey, int] = {}
-        for vote in fresh:
-            bucket = bucket_of(vote)  # type: ignore[arg-type]
-            before[bucket] = totals[_stored(bucket)] - added[_stored(bucket)]  # type: ignore[index]
-        decisions, _ = decide_batch(fresh, before, self.budget)  # type: ignore[arg-type]
-        await budget_store.insert_budget_decisions(
-            conn, [(v.event_id, d.bucket[2], d.ordinal, d.reason) for v, d in zip(fresh, decisions, strict=True)]
-        )
-        for vote, decision in zip(fresh, decisions, strict=True):
-            reasons[vote.event_id] = decision.reason
-            if decision.reason:
+        for decision in decisions.values():
+            if decision.fresh and decision.reason:
                 self.metrics.quarantined.labels(decision.reason).inc()
-        return reasons
+        reasons = {event_id: d.reason for event_id, d in decisions.items() if d.reason}
+        return [quarantined(e, reasons[e.event_id]) if e.event_id in reasons else e for e in events]
 
     async def prune(self) -> int:
         """Forget the hours before the previous one (a retry comes within minutes; the budget is per hour)."""

@@ -12,7 +12,9 @@ skips it; stats count it apart). The rules:
   same decisions whatever order its items came in; vote n of a bucket is quarantined when n > limit.
 
 The shell keeps one counter per (app_id, user_ref, hour) (an upsert adding the batch's votes per bucket,
-returning the totals: counts before = total - added), and prunes buckets older than the current hour.
+returning the totals: counts before = total - added), and prunes buckets older than the current hour. It
+applies these rules in the one statement that counts a batch (sql/queries.sql, decide_budget_votes: one
+round trip per batch); `decide_batch` is the rule that statement is tested against.
 """
 
 from __future__ import annotations
@@ -71,13 +73,20 @@ def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def bucket_of(vote: BudgetedVote) -> BucketKey | None:
-    """The (app_id, user_ref, hour) a vote counts in, or None for votes that are never budgeted."""
+def is_budgeted(vote: BudgetedVote) -> bool:
+    """Whether a vote counts in a voter's budget (an end user's, with a user_ref), once stamped."""
     if vote.source != "end_user" or vote.user_ref is None:
-        return None
+        return False
     if vote.received_at is None:
         raise ValueError("a vote is budgeted after the edge stamped received_at")
-    return vote.app_id, vote.user_ref, hour_of(vote.received_at)
+    return True
+
+
+def bucket_of(vote: BudgetedVote) -> BucketKey | None:
+    """The (app_id, user_ref, hour) a vote counts in, or None for votes that are never budgeted."""
+    if not is_budgeted(vote):
+        return None
+    return vote.app_id, vote.user_ref, hour_of(vote.received_at)  # type: ignore[arg-type,return-value]
 
 
 def decide_one(count_before: int, budget: VoterBudget) -> tuple[int, bool]:

@@ -387,24 +387,57 @@ WHERE status = 'open' AND leases ? $1
 
 -- The per-voter hourly budget (services/feedback/voter_budget.py, shell: services/feedback/quarantine.py).
 
--- name: select_budget_decisions
--- Decisions already taken on these votes (a publish that failed and is retried keeps its mark).
-SELECT event_id, quarantine_reason FROM voter_budget_votes WHERE event_id = ANY($1::uuid[])
-
--- name: add_budget_votes
--- Count a batch's fresh votes per (app, voter, hour), rows in key order (the lock order); the new totals.
-INSERT INTO voter_budget_hours AS h (app_id, voter_hash, hour, votes)
-SELECT t.app_id, t.voter_hash, t.hour, t.votes
-FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::integer[]) WITH ORDINALITY AS t(app_id, voter_hash, hour, votes, ord)
-ORDER BY t.ord
-ON CONFLICT (app_id, voter_hash, hour) DO UPDATE SET votes = h.votes + excluded.votes
-RETURNING app_id, voter_hash, hour, votes
-
--- name: insert_budget_decisions
--- Remember the decision on each fresh vote (the first decision of an event_id stays).
-INSERT INTO voter_budget_votes (event_id, hour, ordinal, quarantine_reason)
-SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::integer[], $4::text[])
-ON CONFLICT (event_id) DO NOTHING
+-- name: decide_budget_votes
+-- The budget's decision on a batch of votes, in one statement (atomic alone: no transaction, one round trip).
+-- Votes decided before (a publish that failed and is retried) keep their decision (fresh false). The others
+-- (one per event_id, the last given) are counted in their (app, voter, hour) bucket, the hour being
+-- received_at floored in UTC: an upsert in key order (the lock order), whose new totals give each bucket's
+-- count before the batch (total - added). Each is numbered in its bucket after that count in
+-- (received_at, event_id) order, and quarantined with reason $6 past $5 votes (voter_budget.decide_batch,
+-- the rule this statement is tested against); each decision is remembered (the first of an event_id stays).
+WITH given AS (
+    SELECT DISTINCT ON (g.event_id) g.event_id, g.app_id, g.voter_hash, g.received_at,
+           date_trunc('hour', g.received_at, 'UTC') AS hour
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[])
+         WITH ORDINALITY AS g(event_id, app_id, voter_hash, received_at, ord)
+    ORDER BY g.event_id, g.ord DESC
+),
+known AS (
+    SELECT v.event_id, v.quarantine_reason FROM voter_budget_votes AS v WHERE v.event_id = ANY ($1::uuid[])
+),
+fresh AS (
+    SELECT g.* FROM given AS g WHERE NOT EXISTS (SELECT 1 FROM known AS k WHERE k.event_id = g.event_id)
+),
+added AS (
+    SELECT app_id, voter_hash, hour, count(*)::integer AS votes FROM fresh GROUP BY app_id, voter_hash, hour
+),
+totals AS (
+    INSERT INTO voter_budget_hours AS h (app_id, voter_hash, hour, votes)
+    SELECT app_id, voter_hash, hour, votes FROM added ORDER BY app_id COLLATE "C", voter_hash, hour
+    ON CONFLICT (app_id, voter_hash, hour) DO UPDATE SET votes = h.votes + excluded.votes
+    RETURNING h.app_id, h.voter_hash, h.hour, h.votes
+),
+decided AS (
+    SELECT n.event_id, n.hour, n.ordinal::integer AS ordinal,
+           CASE WHEN n.ordinal > $5::integer THEN $6::text END AS quarantine_reason
+    FROM (
+        SELECT f.event_id, f.hour,
+               t.votes - a.votes
+               + row_number() OVER (PARTITION BY f.app_id, f.voter_hash, f.hour ORDER BY f.received_at, f.event_id)
+               AS ordinal
+        FROM fresh AS f
+        JOIN added AS a ON (a.app_id, a.voter_hash, a.hour) = (f.app_id, f.voter_hash, f.hour)
+        JOIN totals AS t ON (t.app_id, t.voter_hash, t.hour) = (f.app_id, f.voter_hash, f.hour)
+    ) AS n
+),
+remembered AS (
+    INSERT INTO voter_budget_votes (event_id, hour, ordinal, quarantine_reason)
+    SELECT event_id, hour, ordinal, quarantine_reason FROM decided
+    ON CONFLICT (event_id) DO NOTHING
+)
+SELECT event_id, quarantine_reason, true AS fresh FROM decided
+UNION ALL
+SELECT event_id, quarantine_reason, false FROM known
 
 -- name: delete_budget_hours_before
 -- Forget the counts of hours that are over.
