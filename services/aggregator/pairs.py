@@ -20,6 +20,7 @@ becomes a rewrite task. Nothing here does I/O or reads settings: the rules come 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from dataclasses import dataclass, field, replace
@@ -126,7 +127,9 @@ class PairDecision:
     sft: list[SftExample] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _digest(*parts: str) -> str:
+    """Cached: a hot group's pairs and tasks are named again every batch that touches the group."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
