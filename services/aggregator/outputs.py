@@ -17,17 +17,13 @@ state always carries the same event_id.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-
-from services.aggregator import routing
+from services.aggregator import routing, state_hashes
 from services.aggregator.budget import task_priority
 from services.aggregator.pairs import (
     EDIT_MODEL,
@@ -95,15 +91,6 @@ class OutputPlan:
     task_releases: list[str] = field(default_factory=list)
 
 
-# The state hashes' JSON: what json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-# default=str) writes, with one encoder built once instead of one per call.
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-
-def _hash(payload: object) -> str:
-    return hashlib.sha256(_JSON(payload).encode("utf-8")).hexdigest()[:32]
-
-
 def group_domain(group: Group, rules: routing.RoutingRules) -> str:
     """The domain a group's pairs and tasks carry, and its leaderboard counts are under (routing.route_domain)."""
     return routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
@@ -126,87 +113,13 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
         occurred_at=spec.occurred_at,
         updated_at=now,
     )
-    return pair, _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
+    return pair, state_hashes.pair_hash(pair)
 
 
 def _with_event_id(pair: PreferencePair, state_hash: str) -> PreferencePair:
     """A pair's event_id: uuid5 of its pair_id and state hash (made only for the pairs published: most
     batches find a group's pairs as they were)."""
     return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{pair.pair_id}:{state_hash}")})
-
-
-def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
-    """`_hash` of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` (every stored hash).
-
-    Cached on its inputs where inputs that compare equal write the same JSON (`_task_hash_key`): every
-    batch that touches a hot group hashes its tasks again to find the few that changed.
-    """
-    key = _task_hash_key(spec, domain, priority)
-    if key is not None:
-        return _cached_task_hash(key)
-    candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
-    return _plain_task_hash(spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority)
-
-
-_Fields = tuple[str, str, str, str]  # a candidate's interaction_id, content, model, model_version
-_TaskHashKey = tuple[str, tuple[_Fields, ...], str, tuple[tuple[str, int], ...], datetime, object, str, str]
-
-
-def _task_hash_key(spec: TaskSpec, domain: str, priority: float) -> _TaskHashKey | None:
-    """The inputs, such that equal keys write equal JSON; None when they may not (then not cached).
-
-    Strings equal as the text they hold (a str subclass too); ints are ints (True == 1 writes `true`);
-    the priority is finite and held as its repr (-0.0 == 0.0 writes `-0.0`); a datetime is held with
-    its UTC offset (equal instants in two offsets write two texts).
-    """
-    kind, reason, evidence, occurred_at = spec.kind, spec.reason, spec.evidence, spec.occurred_at
-    if type(priority) is not float or not math.isfinite(priority) or type(occurred_at) is not datetime:
-        return None
-    if type(kind) is not str or type(reason) is not str or type(domain) is not str:
-        return None
-    if not all(type(k) is str and type(n) is int for k, n in evidence.items()):
-        return None
-    candidates = tuple((a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates)
-    if not all(isinstance(f, str) for c in candidates for f in c):
-        return None
-    return (kind, candidates, reason, tuple(evidence.items()), occurred_at, occurred_at.utcoffset(), domain,
-            repr(priority))  # fmt: skip
-
-
-# A key holds its candidates' texts: 16k tasks of two 1 kB answers ~ 32 MB at most.
-@functools.lru_cache(maxsize=1 << 14)
-def _cached_task_hash(key: _TaskHashKey) -> str:
-    kind, candidates, reason, evidence, occurred_at, _, domain, priority = key
-    return _plain_task_hash(kind, candidates, reason, dict(evidence), occurred_at, domain, float(priority))
-
-
-def _plain_task_hash(
-    kind: str,
-    candidates: Sequence[_Fields],
-    reason: str,
-    evidence: Mapping[str, int],
-    occurred_at: datetime,
-    domain: str,
-    priority: float,
-) -> str:
-    """`_task_hash` uncached. Written by orjson when it writes what json.dumps writes: strings, ints of 64 bits,
-    and a float whose repr has no exponent (orjson writes 9.99e-05 as 0.0000999); `occurred_at` as
-    `default=str` writes it. Else, or if orjson refuses a string, json.dumps.
-    tests/unit/aggregator/test_output_fast_paths.py holds it to the plain `_hash` over any inputs.
-    """
-    if _orjson_writes_alike(priority, evidence):
-        try:
-            fast = [kind, candidates, reason, evidence, str(occurred_at), domain, priority]
-            return hashlib.sha256(orjson.dumps(fast, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-        except orjson.JSONEncodeError:  # a string that is not valid UTF-8 (a lone surrogate): as json.dumps does
-            pass
-    return _hash([kind, candidates, reason, evidence, occurred_at, domain, priority])
-
-
-def _orjson_writes_alike(priority: float, evidence: Mapping[str, int]) -> bool:
-    if type(priority) is not float or not math.isfinite(priority) or "e" in repr(priority):
-        return False
-    return all(type(n) is int and -(2**63) <= n < 2**63 for n in evidence.values())
 
 
 @dataclass
@@ -287,7 +200,12 @@ def plan_outputs(
     if domain is None:
         domain = group_domain(group, rules)
     for spec in decision.pairs.values():
+        key = state_hashes.pair_hash_key(group, spec, domain)
+        known = state_hashes.PAIR_HASHES.get(key)
+        if known is not None and emitted_pairs.get(spec.pair_id) == known:
+            continue  # as published: the pair itself is not built
         pair, state_hash = _pair_message(group, spec, domain, now)
+        state_hashes.PAIR_HASHES.put(key, state_hash)
         if emitted_pairs.get(spec.pair_id) == state_hash:
             continue
         pair = _with_event_id(pair, state_hash)
@@ -303,7 +221,7 @@ def plan_outputs(
     redacted = _Redacted(group.prompt)
     for spec in decision.tasks.values():
         priority = task_priority(spec, traffic, rules.priority_step)
-        state_hash = _task_hash(spec, domain, priority)
+        state_hash = state_hashes.task_hash(spec, domain, priority)
         if offered_tasks.get(spec.task_id) == state_hash:
             continue
         request = _task_message(group, spec, domain, priority, state_hash, redacted, now)
