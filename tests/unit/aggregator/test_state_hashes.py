@@ -217,3 +217,17 @@ def test_the_hot_group_comparison_fails_when_a_cache_answers_wrong(monkeypatch: 
     _, lying = _plan(group, {}, {}, 20)
     assert plain.task_offers and not plain.pair_rows
     assert lying != plain
+
+
+moments = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 2), timezones=offsets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(moments, min_size=2, max_size=2), st.lists(st.none() | moments, min_size=2, max_size=2))
+def test_a_pairs_time_is_the_plain_max_also_among_equal_instants(answered, evidenced) -> None:
+    """`_when2` picks what `max` picked: the first of equal instants (two offsets write two texts)."""
+    a, b = (replace(answer(i), occurred_at=t) for i, t in zip(("int-a", "int-b"), answered, strict=True))
+    newest_at = {i: t for i, t in zip(("int-a", "int-b"), evidenced, strict=True) if t is not None}
+    group = Group(prompt_key="k", app_id="app", prompt=(), answers=(a, b), evidence=pairs.Evidence(newest_at=newest_at))
+    plain, fast = pairs._when(group, a, b), pairs._when2(group, a, b)
+    assert plain == fast and str(plain) == str(fast)
