@@ -37,7 +37,6 @@ import structlog
 
 from services.aggregator import budget_store, leaderboard_store, stats_store, store, voter_store
 from services.aggregator.admission import check_verdict, named_interactions, place_vote
-from services.aggregator.evidence import collect_evidence
 from services.aggregator.leaderboard_counts import BoardChanges
 from services.aggregator.outputs import (
     SYNTHETIC_MODELS,
@@ -293,7 +292,7 @@ async def decide_groups(
             app_id=rows.app_id,
             prompt=rows.prompt,
             answers=tuple(rows.answers),
-            evidence=collect_evidence(counted.after.values()),
+            evidence=tested.evidence,  # collect_evidence(counted.after.values()), already collected
         )
         decision = decide(group, rules.pairs)
         domain = group_domain(group, rules.routing)  # routed once: its pairs, tasks and counts carry it

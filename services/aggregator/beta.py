@@ -28,7 +28,14 @@ def _prob_second_beats_first(a1: int, b1: int, a2: int, b2: int) -> float:
 
 def prob_better(a: Tally, b: Tally) -> float:
     """P(theta_a > theta_b), theta_x ~ Beta(1 + up_x, 1 + down_x): exact, in [0, 1]."""
-    probability = _prob_second_beats_first(1 + b.up, 1 + b.down, 1 + a.up, 1 + a.down)
+    return _prob_better(a.up, a.down, b.up, b.down)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _prob_better(a_up: int, a_down: int, b_up: int, b_down: int) -> float:
+    """Cached on the four counts: a hot group's pairs are judged again after every vote on the group, and
+    their tasks' priorities ask it again (budget.py), mostly of counts seen before."""
+    probability = _prob_second_beats_first(1 + b_up, 1 + b_down, 1 + a_up, 1 + a_down)
     return min(1.0, max(0.0, probability))
 
 

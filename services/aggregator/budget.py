@@ -30,6 +30,7 @@ lock, the few tasks at the two ends that a batch's decisions can reach, and deci
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Mapping, Sequence
@@ -77,11 +78,26 @@ def task_value(traffic: int, change_probability: float, step: float = 0.0) -> fl
 def task_priority(spec: TaskSpec, traffic: int, step: float = 0.0) -> float:
     """A task's priority (`task_value`) from the counts its evidence holds (a_up, b_down, a_preferred, ...)."""
     counts = spec.evidence
-    a = Tally(counts.get("a_up", 0), counts.get("a_down", 0))
+    a_up, a_down = counts.get("a_up", 0), counts.get("a_down", 0)
     if spec.kind == "rewrite":
-        return task_value(traffic, rewrite_change_probability(a), step)
-    b = Tally(counts.get("b_up", 0), counts.get("b_down", 0))
-    change = compare_change_probability(a, b, counts.get("a_preferred", 0), counts.get("b_preferred", 0))
+        return _rewrite_priority(a_up, a_down, traffic, step)
+    b_up, b_down = counts.get("b_up", 0), counts.get("b_down", 0)
+    return _compare_priority(
+        a_up, a_down, b_up, b_down, counts.get("a_preferred", 0), counts.get("b_preferred", 0), traffic, step
+    )
+
+
+# Cached on the counts: every batch that touches a hot group prices its tasks again, mostly as they were.
+@functools.lru_cache(maxsize=1 << 16)
+def _rewrite_priority(up: int, down: int, traffic: int, step: float) -> float:
+    return task_value(traffic, rewrite_change_probability(Tally(up, down)), step)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compare_priority(
+    a_up: int, a_down: int, b_up: int, b_down: int, a_preferred: int, b_preferred: int, traffic: int, step: float
+) -> float:
+    change = compare_change_probability(Tally(a_up, a_down), Tally(b_up, b_down), a_preferred, b_preferred)
     return task_value(traffic, change, step)
 
 

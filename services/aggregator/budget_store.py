@@ -5,7 +5,7 @@ One function per named query of sql/budget.sql, on the caller's connection and t
 lock order in batches.py):
 1. lock the domains the offers and releases touch (advisory locks, keys sorted);
 2. read, now that they are held, the touched tasks' rows and a window of each domain: its open count
-   and its 2k + 1 lowest open and best waiting tasks for k decisions (budget.DomainQueue);
+   and its 2k + 1 lowest open and best waiting tasks for k decisions (budget.DomainQueue), in one statement;
 3. decide with the pure rules, per domain: releases by task_id, then offers by task_id;
 4. write the budget rows, publish what is open and not published as it is, tombstone what was
    published and is not open (outputs.plan_task_emissions), and record what was published.
@@ -74,23 +74,32 @@ async def _select_rows(conn: asyncpg.Connection, task_ids: Iterable[str], *, wit
     return {r["task_id"]: _Row(**{name: r[name] for name in _Row.__dataclass_fields__}) for r in rows}
 
 
-async def _windows(
-    conn: asyncpg.Connection, decisions: Mapping[str, int], rows: Mapping[str, _Row], cap: int
-) -> dict[str, DomainQueue]:
-    """Each domain's window: enough of its ends for `decisions[domain]` decisions, and the touched tasks."""
+async def _select_view(
+    conn: asyncpg.Connection, touched: Sequence[str], decisions: Mapping[str, int], cap: int
+) -> tuple[dict[str, _Row], dict[str, DomainQueue]]:
+    """The touched tasks' rows, and each domain's window: enough of its ends for `decisions[domain]`
+    decisions, and the touched tasks (one statement: select_budget_view)."""
     domains = sorted(decisions)
     sizes = [2 * decisions[d] + 1 for d in domains]
+    rows: dict[str, _Row] = {}
     loaded: dict[str, tuple[dict[str, float], dict[str, float]]] = {d: ({}, {}) for d in domains}
-    for r in await conn.fetch(QUERIES["select_budget_window"], domains, sizes):
-        loaded[r["domain"]][0 if r["status"] == "open" else 1][r["task_id"]] = r["priority"]
+    counts: dict[str, int] = {}
+    for r in await conn.fetch(QUERIES["select_budget_view"], sorted(set(touched)), domains, sizes):
+        if r["part"] == "task":
+            rows[r["task_id"]] = _Row(**{name: r[name] for name in _Row.__dataclass_fields__ if name != "request"},
+                                      request=None)  # fmt: skip
+        elif r["part"] == "window":
+            loaded[r["domain"]][0 if r["status"] == "open" else 1][r["task_id"]] = r["priority"]
+        else:
+            counts[r["domain"]] = r["open_tasks"]
     for row in rows.values():
         if row.domain in loaded and row.status is not None and row.priority is not None:
             loaded[row.domain][0 if row.status == "open" else 1][row.task_id] = row.priority
-    counts = {r["domain"]: r["open_tasks"] for r in await conn.fetch(QUERIES["count_open_budget"], domains)}
-    return {
+    queues = {
         d: DomainQueue(cap, open_, waiting, hidden_open=counts.get(d, 0) - len(open_))
         for d, (open_, waiting) in loaded.items()
     }
+    return rows, queues
 
 
 def _operations(
@@ -138,8 +147,7 @@ async def admit_tasks(
         return BudgetOutcome()
     operations = _operations(by_id, releases, held)
     await lock_domains(conn, operations)
-    rows = await _select_rows(conn, touched, with_request=False)
-    before = await _windows(conn, {d: len(steps) for d, steps in operations.items()}, rows, cap)
+    rows, before = await _select_view(conn, touched, {d: len(steps) for d, steps in operations.items()}, cap)
     outcome = BudgetOutcome()
     after = _decide(dict(before), operations, outcome.decisions)
     was_open = {t for q in before.values() for t in q.open}

@@ -89,6 +89,9 @@ class Tally:
         return self.up + self.down
 
 
+_NO_VOTES = Tally()  # what an answer without approval votes has: one shared instance, not one per look-up
+
+
 @dataclass(kw_only=True, frozen=True)
 class Evidence:
     """Everything a group's latest votes say, indexed for the pair rules."""
@@ -101,7 +104,7 @@ class Evidence:
     newest_at: dict[str, datetime] = field(default_factory=dict)
 
     def tally(self, interaction_id: str) -> Tally:
-        return self.tallies.get(interaction_id, Tally())
+        return self.tallies.get(interaction_id, _NO_VOTES)
 
     def comparison_counts(self, a: str, b: str) -> tuple[int, int]:
         """(voters preferring a over b, voters preferring b over a)."""

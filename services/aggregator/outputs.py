@@ -17,17 +17,13 @@ state always carries the same event_id.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-
-from services.aggregator import routing
+from services.aggregator import routing, state_hashes
 from services.aggregator.budget import task_priority
 from services.aggregator.pairs import (
     EDIT_MODEL,
@@ -95,15 +91,6 @@ class OutputPlan:
     task_releases: list[str] = field(default_factory=list)
 
 
-# The state hashes' JSON: what json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-# default=str) writes, with one encoder built once instead of one per call.
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-
-def _hash(payload: object) -> str:
-    return hashlib.sha256(_JSON(payload).encode("utf-8")).hexdigest()[:32]
-
-
 def group_domain(group: Group, rules: routing.RoutingRules) -> str:
     """The domain a group's pairs and tasks carry, and its leaderboard counts are under (routing.route_domain)."""
     return routing.route_domain((a.domain for a in group.answers), group.prompt, rules)
@@ -126,38 +113,13 @@ def _pair_message(group: Group, spec: PairSpec, domain: str, now: datetime) -> t
         occurred_at=spec.occurred_at,
         updated_at=now,
     )
-    return pair, _hash(pair.model_dump(mode="json", exclude={"event_id", "updated_at"}))
+    return pair, state_hashes.pair_hash(pair)
 
 
 def _with_event_id(pair: PreferencePair, state_hash: str) -> PreferencePair:
     """A pair's event_id: uuid5 of its pair_id and state hash (made only for the pairs published: most
     batches find a group's pairs as they were)."""
     return pair.model_copy(update={"event_id": uuid.uuid5(_NAMESPACE, f"{pair.pair_id}:{state_hash}")})
-
-
-def _task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
-    """`_hash` of `[kind, candidates, reason, evidence, occurred_at, domain, priority]` (every stored hash).
-
-    Written by orjson when it writes what json.dumps writes: strings, ints of 64 bits, and a float whose
-    repr has no exponent (orjson writes 9.99e-05 as 0.0000999); `occurred_at` as `default=str` writes it.
-    Else, or if orjson refuses a string, json.dumps. tests/unit/aggregator/test_output_fast_paths.py
-    holds it to the plain `_hash` over any inputs.
-    """
-    candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
-    payload = [spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority]
-    if _orjson_writes_alike(priority, spec.evidence):
-        try:
-            fast = [*payload[:4], str(spec.occurred_at), domain, priority]
-            return hashlib.sha256(orjson.dumps(fast, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-        except orjson.JSONEncodeError:  # a string that is not valid UTF-8 (a lone surrogate): as json.dumps does
-            pass
-    return _hash(payload)
-
-
-def _orjson_writes_alike(priority: float, evidence: Mapping[str, int]) -> bool:
-    if type(priority) is not float or not math.isfinite(priority) or "e" in repr(priority):
-        return False
-    return all(type(n) is int and -(2**63) <= n < 2**63 for n in evidence.values())
 
 
 @dataclass
@@ -238,7 +200,12 @@ def plan_outputs(
     if domain is None:
         domain = group_domain(group, rules)
     for spec in decision.pairs.values():
+        key = state_hashes.pair_hash_key(group, spec, domain)
+        known = state_hashes.PAIR_HASHES.get(key)
+        if known is not None and emitted_pairs.get(spec.pair_id) == known:
+            continue  # as published: the pair itself is not built
         pair, state_hash = _pair_message(group, spec, domain, now)
+        state_hashes.PAIR_HASHES.put(key, state_hash)
         if emitted_pairs.get(spec.pair_id) == state_hash:
             continue
         pair = _with_event_id(pair, state_hash)
@@ -254,7 +221,7 @@ def plan_outputs(
     redacted = _Redacted(group.prompt)
     for spec in decision.tasks.values():
         priority = task_priority(spec, traffic, rules.priority_step)
-        state_hash = _task_hash(spec, domain, priority)
+        state_hash = state_hashes.task_hash(spec, domain, priority)
         if offered_tasks.get(spec.task_id) == state_hash:
             continue
         request = _task_message(group, spec, domain, priority, state_hash, redacted, now)

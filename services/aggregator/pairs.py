@@ -20,6 +20,7 @@ becomes a rewrite task. Nothing here does I/O or reads settings: the rules come 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from dataclasses import dataclass, field, replace
@@ -126,7 +127,9 @@ class PairDecision:
     sft: list[SftExample] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _digest(*parts: str) -> str:
+    """Cached: a hot group's pairs and tasks are named again every batch that touches the group."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
@@ -174,9 +177,28 @@ def _task_evidence(a: str, b: str, ev: Evidence) -> dict[str, int]:
 
 
 def _when(group: Group, *answers: Answer) -> datetime:
-    """Event time of the newest evidence on these answers (or of the newest answer)."""
+    """Event time of the newest evidence on these answers (or of the newest answer).
+
+    The first of equal times wins, answers' before evidence's, as `max` over them in that order: equal
+    instants in two UTC offsets are written apart (`_when2`, for two answers, keeps that order).
+    """
     newest = group.evidence.last_evidence_at(*(a.interaction_id for a in answers))
     return max([a.occurred_at for a in answers] + ([newest] if newest else []))
+
+
+def _when2(group: Group, a: Answer, b: Answer) -> datetime:
+    """`_when(group, a, b)` without the lists (every pair of every touched group asks it)."""
+    newest_at = group.evidence.newest_at
+    when = a.occurred_at
+    if b.occurred_at > when:
+        when = b.occurred_at
+    newest = newest_at.get(a.interaction_id)
+    b_newest = newest_at.get(b.interaction_id)
+    if b_newest is not None and (newest is None or b_newest > newest):
+        newest = b_newest
+    if newest and newest > when:
+        when = newest
+    return when
 
 
 def _pair(group: Group, chosen: Answer, rejected: Answer, method: str, confidence: float) -> PairSpec:
@@ -187,7 +209,7 @@ def _pair(group: Group, chosen: Answer, rejected: Answer, method: str, confidenc
         method=method,
         confidence=round(confidence, 6),
         evidence=_pair_evidence(chosen.interaction_id, rejected.interaction_id, group.evidence),
-        occurred_at=_when(group, chosen, rejected),
+        occurred_at=_when2(group, chosen, rejected),
     )
 
 
@@ -202,7 +224,7 @@ def _compare_task(group: Group, a: Answer, b: Answer, reason: str, uncertainty: 
         reason=reason,
         uncertainty=round(uncertainty, 6),
         evidence=evidence,
-        occurred_at=_when(group, a, b),
+        occurred_at=_when2(group, a, b),
         pair_id=pair_id(group.prompt_key, *ids),
     )
 

@@ -15,10 +15,20 @@ LEFT JOIN agg_task_budget b ON b.task_id = t.task_id
 LEFT JOIN agg_annotation_requests r ON r.task_id = t.task_id
 WHERE b.task_id IS NOT NULL OR r.task_id IS NOT NULL
 
--- name: select_budget_window
--- Per domain, its `size` lowest-ranked open tasks and `size` best-ranked waiting tasks.
-SELECT d.domain, w.task_id, w.priority, w.status
-FROM unnest($1::text[], $2::integer[]) AS d(domain, size)
+-- name: select_budget_view
+-- What admission reads once the domains are locked, in one statement (`part` tells the rows apart): the
+-- touched tasks' rows ($1: as select_budget_states, without the request); per domain ($2) its window, its
+-- $3 lowest-ranked open tasks and $3 best-ranked waiting tasks; and its count of open tasks.
+SELECT 'task' AS part, t.task_id, coalesce(b.prompt_key, r.prompt_key) AS prompt_key,
+       coalesce(b.kind, r.kind) AS kind, b.domain, b.priority, b.status, b.state_hash,
+       r.state_hash AS published_hash, NULL::bigint AS open_tasks
+FROM unnest($1::text[]) AS t(task_id)
+LEFT JOIN agg_task_budget b ON b.task_id = t.task_id
+LEFT JOIN agg_annotation_requests r ON r.task_id = t.task_id
+WHERE b.task_id IS NOT NULL OR r.task_id IS NOT NULL
+UNION ALL
+SELECT 'window', w.task_id, NULL, NULL, d.domain, w.priority, w.status, NULL, NULL, NULL
+FROM unnest($2::text[], $3::integer[]) AS d(domain, size)
 CROSS JOIN LATERAL (
     (SELECT b.task_id, b.priority, b.status FROM agg_task_budget b
      WHERE b.domain = d.domain AND b.status = 'open'
@@ -28,11 +38,10 @@ CROSS JOIN LATERAL (
      WHERE b.domain = d.domain AND b.status = 'waiting'
      ORDER BY b.priority DESC, b.task_id COLLATE "C" DESC LIMIT d.size)
 ) AS w
-
--- name: count_open_budget
--- Open tasks per domain.
-SELECT domain, count(*) AS open_tasks FROM agg_task_budget
-WHERE domain = ANY($1::text[]) AND status = 'open'
+UNION ALL
+SELECT 'count', NULL, NULL, NULL, domain, NULL, NULL, NULL, NULL, count(*)
+FROM agg_task_budget
+WHERE domain = ANY($2::text[]) AND status = 'open'
 GROUP BY domain
 
 -- name: upsert_budget_tasks

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from services.aggregator import outputs, routing
 from services.aggregator.budget import task_priority
 from services.aggregator.leaderboard_counts import BoardChanges
-from services.aggregator.outputs import _task_hash, group_domain, plan_outputs
+from services.aggregator.outputs import group_domain, plan_outputs
 from services.aggregator.pairs import Answer, TaskSpec, decide
 from services.aggregator.rules import pair_rules, routing_rules
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.state_hashes import task_hash as _task_hash
 from shared.events import Message
 from shared.pii import redact
 from tests.strategies import T0, answer_sets, evidence_streams, group_of
@@ -40,7 +41,7 @@ any_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
 
 
 def reference_task_hash(spec: TaskSpec, domain: str, priority: float) -> str:
-    """outputs._task_hash before the fast path, verbatim."""
+    """The task hash before its fast paths (orjson, the cache), verbatim."""
     candidates = [(a.interaction_id, a.content, a.model, a.model_version) for a in spec.candidates]
     payload = [spec.kind, candidates, spec.reason, spec.evidence, spec.occurred_at, domain, priority]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregator.evidence import vote_slot
+from services.aggregator.evidence import collect_evidence, vote_slot
 from services.aggregator.vote_quality import (
     VoteMarks,
     VoterState,
@@ -128,3 +128,20 @@ def test_effective_changes_add_up_to_the_counted_latest_votes(history) -> None:
         for vote in counted.after.values():
             expected[vote.value] += 1  # type: ignore[union-attr]
         assert total == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches)
+def test_the_tested_evidence_is_the_counted_votes_evidence(history) -> None:
+    """The evidence a group is decided on (fold_and_test's) is collect_evidence of the votes that count."""
+    stored: dict[str, Vote] = {}
+    marks: dict[str, VoteMarks] = {}
+    second = 0.0
+    for new, flagged_users in history:
+        votes = []
+        for user, iid, value in new:
+            second += 1
+            votes.append(thumb(user, iid, value, second))
+        tested, counted = step(stored, marks, votes, {("app", u) for u in flagged_users})
+        assert tested.evidence == collect_evidence(counted.after.values())
+        stored, marks = counted.state, counted.marks
