@@ -1,10 +1,13 @@
-"""Bodies as clients send them: interactions and votes (HTTP or raw topics), annotation requests (the aggregator's)."""
+"""Bodies as clients send them: interactions and votes (HTTP or raw topics), annotation requests (the aggregator's);
+and vote events as feedback stamps them (the voter budget's inputs)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from shared.events import ThumbVote, VerdictVote
 
 REQUEST_TIME = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -69,3 +72,35 @@ def annotation_request_body(task_id: str, domain: str, **overrides: Any) -> dict
     }
     body.update(overrides)
     return body
+
+
+def thumb_vote(
+    user: str, received_at: datetime, occurred_at: datetime | None = None, app: str = "helpdesk"
+) -> ThumbVote:
+    """A 👍 of `user` on a fresh interaction, received at `received_at`."""
+    return ThumbVote(
+        event_id=uuid.uuid4(),
+        app_id=app,
+        occurred_at=occurred_at or received_at,
+        received_at=received_at,
+        interaction_id=f"int-{uuid.uuid4().hex[:6]}",
+        user_ref=user,
+        kind="thumb",
+        value=1,
+    )
+
+
+def verdict_vote(received_at: datetime) -> VerdictVote:
+    """An expert's verdict (never counted against a voter's budget)."""
+    return VerdictVote(
+        event_id=uuid.uuid4(),
+        app_id="helpdesk",
+        occurred_at=received_at,
+        received_at=received_at,
+        interaction_id="int-a",
+        source="expert",
+        annotator_id="dr-alice",
+        kind="verdict",
+        task_id="task-1",
+        verdict="A",
+    )

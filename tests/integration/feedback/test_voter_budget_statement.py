@@ -21,40 +21,13 @@ from services.feedback.quarantine import BudgetMetrics, VoterBudgetGate, voter_h
 from services.feedback.settings import FeedbackSettings
 from services.feedback.voter_budget import QUARANTINE_REASON, BucketKey, VoterBudget, decide_batch
 from shared import db
-from shared.events import Event, ThumbVote, VerdictVote
+from shared.events import Event
+from tests.support.builders import thumb_vote, verdict_vote
 
 pytestmark = pytest.mark.timeout(120)
 
 HOUR = datetime(2026, 11, 26, 10, tzinfo=UTC)
 BUDGET = VoterBudget(max_votes_per_hour=3)
-
-
-def thumb(app: str, user: str, received_at: datetime) -> ThumbVote:
-    return ThumbVote(
-        event_id=uuid.uuid4(),
-        app_id=app,
-        occurred_at=received_at,
-        received_at=received_at,
-        interaction_id=f"int-{uuid.uuid4().hex[:6]}",
-        user_ref=user,
-        kind="thumb",
-        value=1,
-    )
-
-
-def verdict(received_at: datetime) -> VerdictVote:
-    return VerdictVote(
-        event_id=uuid.uuid4(),
-        app_id="helpdesk",
-        occurred_at=received_at,
-        received_at=received_at,
-        interaction_id="int-a",
-        source="expert",
-        annotator_id="dr-alice",
-        kind="verdict",
-        task_id="task-1",
-        verdict="A",
-    )
 
 
 @asynccontextmanager
@@ -81,9 +54,11 @@ def random_batch(rnd: random.Random) -> list[Event]:
     for _ in range(rnd.randint(1, 12)):
         moment = HOUR + timedelta(minutes=rnd.choice([0, 0, 15, 59, 60, 61, 119]), microseconds=rnd.randint(0, 2))
         if rnd.random() < 0.1:
-            votes.append(verdict(moment))
+            votes.append(verdict_vote(moment))
         else:
-            votes.append(thumb(rnd.choice(["helpdesk", "Zeta-app", "été"]), rnd.choice(["u1", "u2", "U1"]), moment))
+            votes.append(
+                thumb_vote(rnd.choice(["u1", "u2", "U1"]), moment, app=rnd.choice(["helpdesk", "Zeta-app", "été"]))
+            )
     return votes
 
 
@@ -115,13 +90,13 @@ async def test_the_statement_decides_as_the_rule_does_batch_after_batch(database
 
 
 async def test_a_retried_batch_reuses_its_decisions_and_counts_nothing_twice(database_url: str) -> None:
-    first = [thumb("helpdesk", "u1", HOUR + timedelta(seconds=i)) for i in range(5)]
+    first = [thumb_vote("u1", HOUR + timedelta(seconds=i)) for i in range(5)]
     async with budget_gate(database_url) as (gate, registry):
         marked = await gate.mark(first)
         assert reasons(marked) == [None, None, None, QUARANTINE_REASON, QUARANTINE_REASON]
         assert quarantined_total(registry) == 2
         # The publish failed: the same votes come again, with a new one of the voter and one of another voter.
-        retried = [*reversed(first), thumb("helpdesk", "u1", HOUR), thumb("helpdesk", "u2", HOUR)]
+        retried = [*reversed(first), thumb_vote("u1", HOUR), thumb_vote("u2", HOUR)]
         again = await gate.mark(retried)
         votes = await gate.pool.fetchval("SELECT sum(votes) FROM voter_budget_hours")
     assert reasons(again) == [QUARANTINE_REASON, QUARANTINE_REASON, None, None, None, QUARANTINE_REASON, None]
@@ -135,8 +110,8 @@ async def test_concurrent_batches_of_the_same_voters_count_every_vote_once(datab
     batches = []
     for _ in range(16):
         # Each batch touches the same buckets, listed in another order: the statement locks them in key order.
-        batch = [thumb("helpdesk", u, HOUR + timedelta(minutes=rnd.randint(0, 59))) for u in rnd.sample(users, 4)]
-        batches.append(batch + [thumb("helpdesk", u, HOUR) for u in rnd.sample(users, 2)])
+        batch = [thumb_vote(u, HOUR + timedelta(minutes=rnd.randint(0, 59))) for u in rnd.sample(users, 4)]
+        batches.append(batch + [thumb_vote(u, HOUR) for u in rnd.sample(users, 2)])
     async with budget_gate(database_url) as (gate, registry):
         results = await asyncio.gather(*(gate.mark(b) for b in batches))
         rows = await gate.pool.fetch("SELECT hour, ordinal FROM voter_budget_votes")
@@ -150,7 +125,7 @@ async def test_concurrent_batches_of_the_same_voters_count_every_vote_once(datab
 
 
 async def test_votes_that_are_never_budgeted_leave_the_database_alone(database_url: str) -> None:
-    unbudgeted = [verdict(HOUR), thumb("helpdesk", "u1", HOUR).model_copy(update={"user_ref": None})]
+    unbudgeted = [verdict_vote(HOUR), thumb_vote("u1", HOUR).model_copy(update={"user_ref": None})]
     async with budget_gate(database_url) as (gate, _):
         marked = await gate.mark(unbudgeted)
         stored = await gate.pool.fetchval("SELECT count(*) FROM voter_budget_votes")

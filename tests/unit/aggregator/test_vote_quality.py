@@ -106,6 +106,17 @@ batches = st.lists(
 )
 
 
+def replayed(history):
+    """Each batch of the history as thumbs one second apart, with the voters flagged by then."""
+    second = 0.0
+    for new, flagged_users in history:
+        votes = []
+        for user, iid, value in new:
+            second += 1
+            votes.append(thumb(user, iid, value, second))
+        yield votes, {("app", u) for u in flagged_users}
+
+
 @settings(max_examples=200, deadline=None)
 @given(batches)
 def test_effective_changes_add_up_to_the_counted_latest_votes(history) -> None:
@@ -113,13 +124,7 @@ def test_effective_changes_add_up_to_the_counted_latest_votes(history) -> None:
     stored: dict[str, Vote] = {}
     marks: dict[str, VoteMarks] = {}
     total = {1: 0, -1: 0}
-    second = 0.0
-    for new, flagged_users in history:
-        votes = []
-        for user, iid, value in new:
-            second += 1
-            votes.append(thumb(user, iid, value, second))
-        flagged = {("app", u) for u in flagged_users}
+    for votes, flagged in replayed(history):
         _, counted = step(stored, marks, votes, flagged)
         for vote, sign in counted.effective:
             total[vote.value] += sign  # type: ignore[union-attr]
@@ -136,12 +141,7 @@ def test_the_tested_evidence_is_the_counted_votes_evidence(history) -> None:
     """The evidence a group is decided on (fold_and_test's) is collect_evidence of the votes that count."""
     stored: dict[str, Vote] = {}
     marks: dict[str, VoteMarks] = {}
-    second = 0.0
-    for new, flagged_users in history:
-        votes = []
-        for user, iid, value in new:
-            second += 1
-            votes.append(thumb(user, iid, value, second))
-        tested, counted = step(stored, marks, votes, {("app", u) for u in flagged_users})
+    for votes, flagged in replayed(history):
+        tested, counted = step(stored, marks, votes, flagged)
         assert tested.evidence == collect_evidence(counted.after.values())
         stored, marks = counted.state, counted.marks

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,42 +16,14 @@ from services.feedback.voter_budget import (
     decide_one,
     hour_of,
 )
-from shared.events import ThumbVote, VerdictVote
+from tests.support.builders import thumb_vote, verdict_vote
 
 HOUR = datetime(2026, 11, 26, 10, tzinfo=UTC)
 BUDGET = VoterBudget(max_votes_per_hour=3)
 
 
-def thumb(user: str, received_at: datetime, occurred_at: datetime | None = None, app: str = "helpdesk") -> ThumbVote:
-    return ThumbVote(
-        event_id=uuid.uuid4(),
-        app_id=app,
-        occurred_at=occurred_at or received_at,
-        received_at=received_at,
-        interaction_id=f"int-{uuid.uuid4().hex[:6]}",
-        user_ref=user,
-        kind="thumb",
-        value=1,
-    )
-
-
-def verdict(received_at: datetime) -> VerdictVote:
-    return VerdictVote(
-        event_id=uuid.uuid4(),
-        app_id="helpdesk",
-        occurred_at=received_at,
-        received_at=received_at,
-        interaction_id="int-a",
-        source="expert",
-        annotator_id="dr-alice",
-        kind="verdict",
-        task_id="task-1",
-        verdict="A",
-    )
-
-
 def test_votes_past_the_limit_in_one_hour_are_quarantined_with_the_reason() -> None:
-    votes = [thumb("u-1", HOUR + timedelta(minutes=i)) for i in range(5)]
+    votes = [thumb_vote("u-1", HOUR + timedelta(minutes=i)) for i in range(5)]
     decisions, counts = decide_batch(votes, {}, BUDGET)
     assert [d.ordinal for d in decisions] == [1, 2, 3, 4, 5]
     assert [d.quarantined for d in decisions] == [False, False, False, True, True]
@@ -63,10 +34,10 @@ def test_votes_past_the_limit_in_one_hour_are_quarantined_with_the_reason() -> N
 
 def test_the_hour_is_ours_not_the_clients() -> None:
     # A stuffer spreading occurred_at over past hours still lands in the hour we received its votes.
-    votes = [thumb("u-1", HOUR + timedelta(minutes=i), occurred_at=HOUR - timedelta(hours=i)) for i in range(5)]
+    votes = [thumb_vote("u-1", HOUR + timedelta(minutes=i), occurred_at=HOUR - timedelta(hours=i)) for i in range(5)]
     decisions, _ = decide_batch(votes, {}, BUDGET)
     assert sum(d.quarantined for d in decisions) == 2
-    later = [thumb("u-1", HOUR + timedelta(hours=1, minutes=i)) for i in range(3)]
+    later = [thumb_vote("u-1", HOUR + timedelta(hours=1, minutes=i)) for i in range(3)]
     decisions, counts = decide_batch(later, {("helpdesk", "u-1", HOUR): 5}, BUDGET)
     assert not any(d.quarantined for d in decisions)
     assert counts == {("helpdesk", "u-1", HOUR + timedelta(hours=1)): 3}
@@ -74,7 +45,7 @@ def test_the_hour_is_ours_not_the_clients() -> None:
 
 def test_voters_apps_and_experts_are_budgeted_apart() -> None:
     at = HOUR + timedelta(minutes=5)
-    votes = [thumb("u-1", at), thumb("u-2", at), thumb("u-1", at, app="other"), verdict(at)] * 4
+    votes = [thumb_vote("u-1", at), thumb_vote("u-2", at), thumb_vote("u-1", at, app="other"), verdict_vote(at)] * 4
     decisions, counts = decide_batch(votes, {}, BUDGET)
     assert counts == {("helpdesk", "u-1", HOUR): 4, ("helpdesk", "u-2", HOUR): 4, ("other", "u-1", HOUR): 4}
     expert = [d for d in decisions if d.bucket is None]
@@ -83,14 +54,14 @@ def test_voters_apps_and_experts_are_budgeted_apart() -> None:
 
 
 def test_counts_carry_over_from_earlier_batches() -> None:
-    decisions, _ = decide_batch([thumb("u-1", HOUR)], {("helpdesk", "u-1", HOUR): 3}, BUDGET)
+    decisions, _ = decide_batch([thumb_vote("u-1", HOUR)], {("helpdesk", "u-1", HOUR): 3}, BUDGET)
     assert (decisions[0].ordinal, decisions[0].quarantined) == (4, True)
     assert decide_one(2, BUDGET) == (3, False) and decide_one(3, BUDGET) == (4, True)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["u-1", "u-2"]), st.integers(0, 7200)), max_size=30), st.randoms())
 def test_a_batch_decides_the_same_in_any_order_and_split_in_two(items: list, rnd) -> None:
-    votes = [thumb(user, HOUR + timedelta(seconds=s)) for user, s in items]
+    votes = [thumb_vote(user, HOUR + timedelta(seconds=s)) for user, s in items]
     whole, whole_counts = decide_batch(votes, {}, BUDGET)
     by_id = {d.event_id: d for d in whole}
     shuffled = votes[:]
@@ -113,7 +84,7 @@ def test_bad_inputs_are_refused() -> None:
         VoterBudget(max_votes_per_hour=0)
     with pytest.raises(ValueError):
         hour_of(datetime(2026, 11, 26, 10))
-    unstamped = thumb("u-1", HOUR).model_copy(update={"received_at": None})
+    unstamped = thumb_vote("u-1", HOUR).model_copy(update={"received_at": None})
     with pytest.raises(ValueError):
         bucket_of(unstamped)
     assert hour_of(datetime(2026, 11, 26, 12, 59, 59, tzinfo=UTC)) == datetime(2026, 11, 26, 12, tzinfo=UTC)
