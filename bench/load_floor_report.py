@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import RESULTS_DIR
-from bench.load_max_report import PROBE_HEADER, held_and_failed, probe_rows, process_rows, results_stem
+from bench.load_max_report import (
+    PROBE_HEADER,
+    held_and_failed,
+    probe_rows,
+    process_rows,
+    results_stem,
+    search_caveats,
+)
 from bench.provenance import run_header
 
 NOTES_MARKER = "<!-- notes: kept by bench.load --floor -->"
@@ -62,11 +69,7 @@ def _answer(report: dict[str, Any]) -> str:
         return f"The floor held no rate for {seconds:g} s (lowest probed: {report['search']['min_rate']:,} events/s)."
     reach = "the goal is within the floor" if best >= goal else "even the floor is under the goal"
     text = f"**Highest rate the floor holds for {seconds:g} s: {best:,} events/s** (goal >= {goal:,}: {reach})."
-    if report["is_capped"]:
-        text += " It is the search's --max-rate: the floor may hold more."
-    if report["failed_below_answer"]:
-        rates = ", ".join(f"{r:,}" for r in report["failed_below_answer"])
-        text += f" Lower rates failed too ({rates} events/s): the box was noisy, repeat on a quiet one."
+    text += search_caveats(report, "the floor")
     pipeline = report["pipeline"]
     if pipeline is None:
         return text + " The pipeline was not searched in this run (`--compare` searches both)."

@@ -62,8 +62,14 @@ def _answer(report: dict[str, Any]) -> str:
     instances = "" if aggregators == 1 else f" with {aggregators} aggregator instances"
     text = f"**Highest rate held for {seconds:g} s{instances}: {best:,} events/s**"
     text += f" (goal >= {goal:,} events/s: {verdict})."
+    return text + search_caveats(report, "the pipeline")
+
+
+def search_caveats(report: dict[str, Any], searched: str) -> str:
+    """What bounds a search's answer: the --max-rate cap, lower rates that failed too (a noisy box)."""
+    text = ""
     if report["is_capped"]:
-        text += " It is the search's --max-rate: the pipeline may hold more."
+        text += f" It is the search's --max-rate: {searched} may hold more."
     if report["failed_below_answer"]:
         rates = ", ".join(f"{r:,}" for r in report["failed_below_answer"])
         text += f" Lower rates failed too ({rates} events/s): the box was noisy, repeat on a quiet one."

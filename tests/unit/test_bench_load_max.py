@@ -6,7 +6,7 @@ import pytest
 
 from bench.load import TICK_S, LoadConfig
 from bench.load_max import build_report, offered_events
-from bench.load_max_report import markdown
+from bench.load_max_report import markdown, search_caveats
 from bench.load_processes import cpu_shares, rss_summary
 from bench.load_search import HoldLimits, SearchPlan
 
@@ -85,3 +85,11 @@ def test_the_report_says_when_nothing_held() -> None:
     text = markdown(build_report(CONFIG, SearchPlan(start_rate=40, min_rate=20), HoldLimits(), probes))
     assert "No rate held for 60 s (lowest probed: 20 events/s)." in text
     assert "Each process at the held rate" not in text
+
+
+def test_the_search_caveats_name_the_cap_and_the_lower_rates_that_failed() -> None:
+    bounded = {"is_capped": True, "failed_below_answer": [500, 1250]}
+    text = search_caveats(bounded, "the floor")
+    assert "It is the search's --max-rate: the floor may hold more." in text
+    assert "Lower rates failed too (500, 1,250 events/s)" in text
+    assert search_caveats({"is_capped": False, "failed_below_answer": []}, "the pipeline") == ""
