@@ -236,7 +236,8 @@ def _strongly_connected(counts: PairCounts, first_wins: np.ndarray, second_wins:
     reach[:, counts.second, counts.first] = second_wins > 0
     reach |= np.eye(n, dtype=bool)
     for _ in range(max(1, math.ceil(math.log2(n)))):  # paths of length 2^k after k squarings
-        reach = np.matmul(reach.astype(np.float64), reach.astype(np.float64)) > 0
+        paths = reach.astype(np.float64)
+        reach = np.matmul(paths, paths) > 0
     return reach.all(axis=(1, 2))
 
 
