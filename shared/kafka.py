@@ -64,14 +64,15 @@ def make_broker(settings: PipelineSettings, *, client_id: str) -> KafkaBroker:
 def batch_subscriber(
     broker: KafkaBroker,
     settings: PipelineSettings,
-    topic_name: str,
-    *,
+    *topic_names: str,
     group_id: str,
     raw_records: bool = False,
     fetch_max_wait_ms: int | None = None,
     **extra: Any,
 ) -> Callable[..., Any]:
-    """Decorator: a batch consumer of `topic_name` in `group_id` whose offsets are committed per batch.
+    """Decorator: a batch consumer of `topic_names` in `group_id` whose offsets are committed per batch.
+
+    Several topics make one consumer: a batch may hold records of each (`record.topic` tells them apart).
 
     The handler gets the raw `aiokafka` records (`msg.raw_message`). Returning commits the batch;
     raising rewinds every partition of the batch to its first record, so it is delivered again
@@ -92,7 +93,7 @@ def batch_subscriber(
     else:
         dependencies = [Depends(bind_batch_log_context), *extra.pop("dependencies", ())]
     return broker.subscriber(
-        topics.topic(settings.topic_prefix, topic_name),
+        *(topics.topic(settings.topic_prefix, name) for name in topic_names),
         group_id=group_id,
         batch=True,
         max_records=settings.kafka_max_batch_records,
@@ -116,15 +117,27 @@ async def keep_raw_records(msg: KafkaMessage) -> tuple[ConsumerRecord, ...]:
 
 
 def batch_log_context(records: Sequence[ConsumerRecord]) -> dict[str, Any]:
-    """Where a batch comes from: its topic, partitions, and first-last offset per partition."""
-    spans: dict[int, tuple[int, int]] = {}
+    """Where a batch comes from: its topic, partitions, and first-last offset per partition.
+
+    A batch of several topics (one consumer of several, `batch_subscriber`) names them all, and each
+    partition as `topic:partition`.
+    """
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
     for record in records:
-        first, last = spans.get(record.partition, (record.offset, record.offset))
-        spans[record.partition] = (min(first, record.offset), max(last, record.offset))
+        where = (record.topic, record.partition)
+        first, last = spans.get(where, (record.offset, record.offset))
+        spans[where] = (min(first, record.offset), max(last, record.offset))
+    names = sorted({topic for topic, _ in spans})
+    if len(names) > 1:
+        return {
+            "topic": ",".join(names),
+            "partitions": [f"{topic}:{partition}" for topic, partition in sorted(spans)],
+            "offsets": [f"{t}:{partition}:{first}-{last}" for (t, partition), (first, last) in sorted(spans.items())],
+        }
     return {
-        "topic": records[0].topic if records else None,
-        "partitions": sorted(spans),
-        "offsets": [f"{partition}:{first}-{last}" for partition, (first, last) in sorted(spans.items())],
+        "topic": names[0] if names else None,
+        "partitions": [partition for _, partition in sorted(spans)],
+        "offsets": [f"{partition}:{first}-{last}" for (_, partition), (first, last) in sorted(spans.items())],
     }
 
 

@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared import db
 from shared.errors import PipelineError
-from shared.kafka import OutRecord, publish_records
+from shared.kafka import OutRecord
+from shared.kafka_batches import publish_batched
 
 log = structlog.get_logger(__name__)
 QUERIES = db.SHARED_QUERIES
@@ -91,7 +92,8 @@ class OutboxRelay:
                 )
                 for row in rows
             ]
-            await publish_records(self.broker, records, timeout_s=self.publish_timeout_s)
+            # One closed batch per partition (no producer linger: the rows are all there), in id order.
+            await publish_batched(self.broker, records, timeout_s=self.publish_timeout_s)
             await conn.execute(QUERIES["delete_outbox_through"], self.service, [row["id"] for row in rows])
         self.relayed.labels(self.service).inc(len(rows))
         return len(rows)

@@ -12,7 +12,7 @@ from services.aggregator import jobs
 from services.aggregator.budget_rebalance import rebalance_until_done
 from services.aggregator.dead_letter_counter import start_dead_letter_counter
 from services.aggregator.export_stream import ExportContext
-from services.aggregator.intake import BatchIntake
+from services.aggregator.intake import INPUTS, BatchIntake
 from services.aggregator.leaderboard_worker import LeaderboardWorker
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.redecide import redecide_voters, refresh_flagged_gauge
@@ -20,7 +20,6 @@ from services.aggregator.routing import RoutingRules
 from services.aggregator.rules import batch_rules, export_rules, job_rules, leaderboard_rules
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.voters import VoterRules
-from shared import topics
 from shared.consumer import ConsumerPolicy, consumer_policy, outbox_dead_letters
 from shared.errors import PipelineError
 from shared.outbox import OutboxRelay
@@ -122,7 +121,7 @@ def start_leaderboards(
 def input_policies(
     runtime: Runtime[AggregatorContext], settings: AggregatorSettings, relay: OutboxRelay, metrics: AggregatorMetrics
 ) -> dict[str, ConsumerPolicy]:
-    """The failure policy of each input topic: poison dead-lettered through the outbox, and counted."""
+    """The failure policy of the input consumer: poison dead-lettered through the outbox, and counted."""
     send = outbox_dead_letters(
         pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
     )
@@ -131,7 +130,4 @@ def input_policies(
         await send(record, error)
         metrics.taken.labels("dead_letters").inc()
 
-    return {
-        name: consumer_policy(settings, name=name, dead_letter=dead_letter)
-        for name in (topics.INTERACTIONS, topics.VOTES)
-    }
+    return {INPUTS: consumer_policy(settings, name=INPUTS, dead_letter=dead_letter)}

@@ -13,6 +13,7 @@ from aiokafka import ConsumerRecord
 
 from services.aggregator import store
 from services.aggregator.batches import BatchInput, BatchRules
+from shared import topics
 from shared.errors import ContractError
 from shared.events import parse_interaction, parse_vote
 from shared.kafka import dead_letter_for
@@ -20,6 +21,21 @@ from shared.kafka import dead_letter_for
 log = structlog.get_logger(__name__)
 
 Decode = Callable[[tuple[ConsumerRecord, ...], BatchRules], BatchInput]
+
+
+def decode_inputs(records: tuple[ConsumerRecord, ...], rules: BatchRules) -> BatchInput:
+    """A batch of the one consumer of both input topics: records of `interactions` decoded as interactions,
+    the rest (`votes`) as votes, each topic's in its order.
+
+    A group's answers and votes consumed together are applied together (apply_batch stores the answers
+    first): its votes are not parked, and the group is decided once, in one transaction.
+    """
+    interactions_topic = topics.topic(rules.topic_prefix, topics.INTERACTIONS)
+    answers = decode_interactions(tuple(r for r in records if r.topic == interactions_topic), rules)
+    votes = decode_votes(tuple(r for r in records if r.topic != interactions_topic), rules)
+    return BatchInput(
+        interactions=answers.interactions, votes=votes.votes, dead_letters=answers.dead_letters + votes.dead_letters
+    )
 
 
 def decode_interactions(records: tuple[ConsumerRecord, ...], rules: BatchRules) -> BatchInput:

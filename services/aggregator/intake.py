@@ -29,6 +29,10 @@ from shared.outbox import OutboxRelay, insert_outbox
 
 log = structlog.get_logger(__name__)
 
+INPUTS = "inputs"
+"""The aggregator's one consumer of `interactions` and `votes`: its name in logs, in the batch-time metric, in
+the AsyncAPI document, and its failure policy's."""
+
 
 @dataclass(kw_only=True)
 class BatchIntake:
@@ -39,26 +43,26 @@ class BatchIntake:
     rules: BatchRules
     metrics: AggregatorMetrics
     policies: Mapping[str, ConsumerPolicy]
-    """The failure policy of each input topic (by its name without prefix)."""
+    """The failure policy of each input consumer, by its name (`INPUTS`)."""
 
-    async def take(self, records: Sequence[ConsumerRecord], decode: Decode, topic_name: str) -> None:
+    async def take(self, records: Sequence[ConsumerRecord], decode: Decode, consumer: str) -> None:
         """Apply a batch in one transaction; a batch that cannot be applied is narrowed to its poison."""
-        policy = self.policies[topic_name]
+        policy = self.policies[consumer]
 
         async def apply(batch: Sequence[ConsumerRecord]) -> None:
             decoded = decode(tuple(batch), self.rules)
             try:
-                await self._apply(decoded, topic_name)
+                await self._apply(decoded, consumer)
             except TransientError:
                 raise
             except Exception:
                 if len(batch) != 1 or not decoded.interactions:
                     raise
-                await self._apply_parked_apart(decoded, topic_name)
+                await self._apply_parked_apart(decoded, consumer)
 
         await policy.consume(records, apply)
 
-    async def _apply_parked_apart(self, alone: BatchInput, topic_name: str) -> None:
+    async def _apply_parked_apart(self, alone: BatchInput, consumer: str) -> None:
         """An interaction that failed alone: itself without its parked votes, then each of those votes alone.
 
         The votes that waited for it are applied with it, so a vote that cannot be processed made the
@@ -67,18 +71,18 @@ class BatchIntake:
         dead-lettered alone with its own origin. A crash in between leaves them parked; the
         interaction's redelivery claims them again (batches.apply_batch).
         """
-        await self._apply(replace(alone, claims_parked=False), topic_name)
+        await self._apply(replace(alone, claims_parked=False), consumer)
         interaction = alone.interactions[0]
         async with db.translate_errors(), self.pool.acquire() as conn:
             waiting = await store.select_parked_vote_ids(conn, interaction.app_id, interaction.interaction_id)
-        log.warning("parked_votes_applied_apart", consumer=topic_name, votes=len(waiting))
+        log.warning("parked_votes_applied_apart", consumer=consumer, votes=len(waiting))
         for event_id in waiting:
-            await self._apply_parked_alone(event_id, topic_name)
+            await self._apply_parked_alone(event_id, consumer)
 
-    async def _apply_parked_alone(self, event_id: UUID, topic_name: str) -> None:
-        policy = self.policies[topic_name]
+    async def _apply_parked_alone(self, event_id: UUID, consumer: str) -> None:
+        policy = self.policies[consumer]
         batch = BatchInput(claims_parked=False, parked_ids=[event_id])
-        error = await policy.attempt(lambda: self._apply(batch, topic_name), parked_vote=str(event_id))
+        error = await policy.attempt(lambda: self._apply(batch, consumer), parked_vote=str(event_id))
         if error is None:
             return
         async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
@@ -87,8 +91,8 @@ class BatchIntake:
             await insert_outbox(conn, self.rules.service, letters)
         self.relay.notify()
 
-    async def _apply(self, batch: BatchInput, topic_name: str) -> None:
-        with self.metrics.batch_seconds.labels(topic_name).time():
+    async def _apply(self, batch: BatchInput, consumer: str) -> None:
+        with self.metrics.batch_seconds.labels(consumer).time():
             async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
                 outcome = await apply_batch(conn, batch, self.rules, utcnow())
         self.relay.notify()

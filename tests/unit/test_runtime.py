@@ -166,6 +166,19 @@ def test_batch_log_context_spans_every_partition() -> None:
     }
 
 
+def test_batch_log_context_of_several_topics_names_each_partition_with_its_topic() -> None:
+    class Record:
+        def __init__(self, topic: str, partition: int, offset: int) -> None:
+            self.topic, self.partition, self.offset = topic, partition, offset
+
+    records = [Record("p.votes", 1, 7), Record("p.interactions", 1, 3), Record("p.votes", 1, 8)]
+    assert batch_log_context(records) == {  # type: ignore[arg-type]
+        "topic": "p.interactions,p.votes",
+        "partitions": ["p.interactions:1", "p.votes:1"],
+        "offsets": ["p.interactions:1:3-3", "p.votes:1:7-8"],
+    }
+
+
 async def test_a_background_task_that_fails_is_logged_at_once() -> None:
     runtime: Runtime[Any] = Runtime.create(service="unit", settings=SETTINGS, migrations=())
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
-from services.aggregator.app import create_app
+from services.aggregator.app import SERVICE, create_app
+from services.aggregator.context import input_policies
+from services.aggregator.intake import BatchIntake
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.events import Interaction, Message, Response
+from shared.kafka import make_broker
+from shared.outbox import OutboxRelay
 from shared.prompt_key import prompt_key
 from tests.support.apps import running_app
 from tests.support.kafka import Producer, Record, TopicReader, committed_all
@@ -44,6 +54,37 @@ def settings_for(bootstrap: str, database_url: str, prefix: str, group_id: str, 
 
 def app_for(settings: AggregatorSettings) -> FastAPI:
     return create_app(settings)
+
+
+def intake_for(settings: AggregatorSettings, pool: asyncpg.Pool) -> BatchIntake:
+    """The service's intake on `pool`, its relay never started: the outbox rows stay in the table to be read."""
+    registry = CollectorRegistry()
+    relay = OutboxRelay(
+        service=SERVICE,
+        pool=pool,
+        broker=make_broker(settings, client_id="t"),
+        registry=registry,
+        batch_size=100,
+        poll_interval_s=1.0,
+        publish_timeout_s=1.0,
+        max_backoff_s=1.0,
+    )
+    metrics = AggregatorMetrics(registry)
+    runtime = SimpleNamespace(db=pool, service=SERVICE)
+    policies = input_policies(runtime, settings, relay, metrics)  # type: ignore[arg-type]
+    return BatchIntake(pool=pool, relay=relay, rules=batch_rules(settings, SERVICE), metrics=metrics, policies=policies)
+
+
+def consumed(prefix: str, records: Sequence[Record]) -> tuple[ConsumerRecord, ...]:
+    """`records` as one consumed batch, in the order given (offsets counted per topic)."""
+    offsets: dict[str, int] = {}
+    batch = []
+    for record in records:
+        topic = topics.topic(prefix, record.topic)
+        offset = offsets[topic] = offsets.get(topic, -1) + 1
+        size = len(record.value or b"")
+        batch.append(ConsumerRecord(topic, 0, offset, 0, 0, record.key, record.value, None, 1, size, ()))
+    return tuple(batch)
 
 
 def interaction(app_id: str, prompt: str, interaction_id: str, content: str, at: datetime = T0, **extra: Any) -> Record:

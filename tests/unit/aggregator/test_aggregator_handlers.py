@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from faststream.specification import AsyncAPI
 
 from services.aggregator.app import SERVICE
-from services.aggregator.decoders import decode_interactions, decode_votes
+from services.aggregator.decoders import decode_inputs
 from services.aggregator.handlers import register_subscribers
+from services.aggregator.intake import INPUTS
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.errors import TransientError
@@ -27,8 +29,8 @@ class RecordingIntake:
     def __init__(self) -> None:
         self.taken: list[tuple[str, Any, list[bytes]]] = []
 
-    async def take(self, records: tuple[Any, ...], decode: Any, topic_name: str) -> None:
-        self.taken.append((topic_name, decode, [r.value for r in records]))
+    async def take(self, records: tuple[Any, ...], decode: Any, consumer: str) -> None:
+        self.taken.append((consumer, decode, [r.value for r in records]))
 
 
 def runtime_with_subscribers() -> Runtime[Any]:
@@ -37,17 +39,23 @@ def runtime_with_subscribers() -> Runtime[Any]:
     return runtime
 
 
-async def test_each_input_topic_goes_to_the_intake_with_its_decoder() -> None:
+async def test_both_input_topics_go_to_the_intake_through_one_consumer() -> None:
     runtime = runtime_with_subscribers()
     intake = RecordingIntake()
     runtime.context.set(SimpleNamespace(intake=intake))
     async with TestKafkaBroker(runtime.broker) as broker:
         await broker.publish_batch(b"i1", b"i2", topic=topics.topic("p.", topics.INTERACTIONS))
         await broker.publish_batch(b"v1", topic=topics.topic("p.", topics.VOTES))
-    assert intake.taken == [
-        (topics.INTERACTIONS, decode_interactions, [b"i1", b"i2"]),
-        (topics.VOTES, decode_votes, [b"v1"]),
-    ]
+    assert intake.taken == [(INPUTS, decode_inputs, [b"i1", b"i2"]), (INPUTS, decode_inputs, [b"v1"])]
+    # One subscriber of both topics (one consumer, one group member), documented as receiving on both.
+    assert len(runtime.broker.subscribers) == 1
+    spec = AsyncAPI(runtime.broker, schema_version="3.0.0").to_specification().to_jsonable()
+    received = {
+        spec["channels"][op["channel"]["$ref"].rsplit("/", 1)[-1]]["address"]
+        for op in spec["operations"].values()
+        if op["action"] == "receive"
+    }
+    assert received == {"p.interactions", "p.votes"}
 
 
 async def test_a_batch_before_the_context_exists_is_rewound_not_lost() -> None:
