@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared.kafka_security import kafka_client_kwargs
 from shared.settings import PipelineSettings
@@ -181,3 +181,8 @@ async def reading(bootstrap: str, prefix: str, name: str, *, security: Security 
         yield reader
     finally:
         await reader.stop()
+
+
+def consumed_record(topic: str, value: bytes | None, *, offset: int = 0, key: bytes | None = None) -> ConsumerRecord:
+    """A consumed record (partition 0) as aiokafka hands it to a batch handler."""
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key or b""), len(value or b""), ())

@@ -24,11 +24,10 @@ from services.aggregator.rules import batch_rules
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.events import Interaction, Message, Response
-from shared.kafka import make_broker
-from shared.outbox import OutboxRelay
 from shared.prompt_key import prompt_key
 from tests.support.apps import running_app
-from tests.support.kafka import Producer, Record, TopicReader, committed_all
+from tests.support.kafka import Producer, Record, TopicReader, committed_all, consumed_record
+from tests.support.outbox import unstarted_relay
 from tests.support.waiting import eventually
 
 # Event times near the wall clock: stats windows stay open for the whole module.
@@ -59,16 +58,7 @@ def app_for(settings: AggregatorSettings) -> FastAPI:
 def intake_for(settings: AggregatorSettings, pool: asyncpg.Pool) -> BatchIntake:
     """The service's intake on `pool`, its relay never started: the outbox rows stay in the table to be read."""
     registry = CollectorRegistry()
-    relay = OutboxRelay(
-        service=SERVICE,
-        pool=pool,
-        broker=make_broker(settings, client_id="t"),
-        registry=registry,
-        batch_size=100,
-        poll_interval_s=1.0,
-        publish_timeout_s=1.0,
-        max_backoff_s=1.0,
-    )
+    relay = unstarted_relay(SERVICE, settings, pool, registry)
     metrics = AggregatorMetrics(registry)
     runtime = SimpleNamespace(db=pool, service=SERVICE)
     policies = input_policies(runtime, settings, relay, metrics)  # type: ignore[arg-type]
@@ -82,8 +72,7 @@ def consumed(prefix: str, records: Sequence[Record]) -> tuple[ConsumerRecord, ..
     for record in records:
         topic = topics.topic(prefix, record.topic)
         offset = offsets[topic] = offsets.get(topic, -1) + 1
-        size = len(record.value or b"")
-        batch.append(ConsumerRecord(topic, 0, offset, 0, 0, record.key, record.value, None, 1, size, ()))
+        batch.append(consumed_record(topic, record.value, offset=offset, key=record.key))
     return tuple(batch)
 
 

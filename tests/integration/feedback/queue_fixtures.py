@@ -15,9 +15,9 @@ from services.feedback.queue import TaskQueue
 from services.feedback.queue_metrics import QueueMetrics
 from services.feedback.settings import FeedbackSettings
 from shared import db
-from shared.kafka import make_broker
-from shared.outbox import OutboxRelay
 from tests.support.builders import REQUEST_TIME
+from tests.support.kafka import consumed_record
+from tests.support.outbox import unstarted_relay
 
 
 def later(seconds: float) -> str:
@@ -28,7 +28,7 @@ def record(
     value: bytes | None, offset: int = 0, topic: str = "annotation-requests", key: bytes | None = None
 ) -> ConsumerRecord:
     """A consumed record as aiokafka hands it to the batch handler."""
-    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key or b""), len(value or b""), ())
+    return consumed_record(topic, value, offset=offset, key=key)
 
 
 @asynccontextmanager
@@ -37,16 +37,7 @@ async def task_queue(database_url: str, **overrides: Any) -> AsyncIterator[TaskQ
     settings = FeedbackSettings(database_url=database_url, **{"db_pool_max_size": 24, **overrides})
     pool = await db.create_pool(settings)
     registry = CollectorRegistry()
-    relay = OutboxRelay(
-        service=SERVICE,
-        pool=pool,
-        broker=make_broker(settings, client_id="test"),
-        registry=registry,
-        batch_size=100,
-        poll_interval_s=1.0,
-        publish_timeout_s=5.0,
-        max_backoff_s=1.0,
-    )
+    relay = unstarted_relay(SERVICE, settings, pool, registry)
     try:
         yield TaskQueue(service=SERVICE, pool=pool, settings=settings, relay=relay, metrics=QueueMetrics(registry))
     finally:
