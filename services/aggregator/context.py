@@ -78,8 +78,8 @@ class AggregatorContext:
             settings.voter_gauge_interval_s,
             lambda: refresh_flagged_gauge(pool, metrics.flagged_voters),
         )
-        policies = input_policies(runtime, settings, relay, metrics)
-        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policies=policies)
+        policy = input_policy(runtime, settings, relay, metrics)
+        intake = BatchIntake(pool=pool, relay=relay, rules=rules, metrics=metrics, policy=policy)
         exports = ExportContext.create(pool=pool, rules=export_rules(settings, rules.routing))
         leaderboards = start_leaderboards(runtime, relay, settings, routing=rules.routing, metrics=metrics)
         start_dead_letter_counter(runtime, settings)
@@ -118,9 +118,9 @@ def start_leaderboards(
     return worker
 
 
-def input_policies(
+def input_policy(
     runtime: Runtime[AggregatorContext], settings: AggregatorSettings, relay: OutboxRelay, metrics: AggregatorMetrics
-) -> dict[str, ConsumerPolicy]:
+) -> ConsumerPolicy:
     """The failure policy of the input consumer: poison dead-lettered through the outbox, and counted."""
     send = outbox_dead_letters(
         pool=runtime.db, relay=relay, service=runtime.service, topic_prefix=settings.topic_prefix
@@ -130,4 +130,4 @@ def input_policies(
         await send(record, error)
         metrics.taken.labels("dead_letters").inc()
 
-    return {INPUTS: consumer_policy(settings, name=INPUTS, dead_letter=dead_letter)}
+    return consumer_policy(settings, name=INPUTS, dead_letter=dead_letter)

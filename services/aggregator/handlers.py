@@ -66,7 +66,7 @@ def register_subscribers(runtime: Runtime[AggregatorContext], settings: Aggregat
     )
     async def on_inputs(records: Any, context: AggregatorContext = SubscriberDepends(dependency, cast=False)) -> None:
         with batch_log_scope(records):
-            await context.intake.take(records, decode_inputs, INPUTS)
+            await context.intake.take(records, decode_inputs)
 
 
 def document_outputs(runtime: Runtime[AggregatorContext], settings: AggregatorSettings) -> None:

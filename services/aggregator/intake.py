@@ -9,7 +9,7 @@ it, which is tried alone a bounded number of times and then dead-lettered throug
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -42,27 +42,26 @@ class BatchIntake:
     relay: OutboxRelay
     rules: BatchRules
     metrics: AggregatorMetrics
-    policies: Mapping[str, ConsumerPolicy]
-    """The failure policy of each input consumer, by its name (`INPUTS`)."""
+    policy: ConsumerPolicy
+    """The input consumer's failure policy; its name (`INPUTS`) labels the batch-time metric and the logs."""
 
-    async def take(self, records: Sequence[ConsumerRecord], decode: Decode, consumer: str) -> None:
+    async def take(self, records: Sequence[ConsumerRecord], decode: Decode) -> None:
         """Apply a batch in one transaction; a batch that cannot be applied is narrowed to its poison."""
-        policy = self.policies[consumer]
 
         async def apply(batch: Sequence[ConsumerRecord]) -> None:
             decoded = decode(tuple(batch), self.rules)
             try:
-                await self._apply(decoded, consumer)
+                await self._apply(decoded)
             except TransientError:
                 raise
             except Exception:
                 if len(batch) != 1 or not decoded.interactions:
                     raise
-                await self._apply_parked_apart(decoded, consumer)
+                await self._apply_parked_apart(decoded)
 
-        await policy.consume(records, apply)
+        await self.policy.consume(records, apply)
 
-    async def _apply_parked_apart(self, alone: BatchInput, consumer: str) -> None:
+    async def _apply_parked_apart(self, alone: BatchInput) -> None:
         """An interaction that failed alone: itself without its parked votes, then each of those votes alone.
 
         The votes that waited for it are applied with it, so a vote that cannot be processed made the
@@ -71,18 +70,17 @@ class BatchIntake:
         dead-lettered alone with its own origin. A crash in between leaves them parked; the
         interaction's redelivery claims them again (batches.apply_batch).
         """
-        await self._apply(replace(alone, claims_parked=False), consumer)
+        await self._apply(replace(alone, claims_parked=False))
         interaction = alone.interactions[0]
         async with db.translate_errors(), self.pool.acquire() as conn:
             waiting = await store.select_parked_vote_ids(conn, interaction.app_id, interaction.interaction_id)
-        log.warning("parked_votes_applied_apart", consumer=consumer, votes=len(waiting))
+        log.warning("parked_votes_applied_apart", consumer=self.policy.name, votes=len(waiting))
         for event_id in waiting:
-            await self._apply_parked_alone(event_id, consumer)
+            await self._apply_parked_alone(event_id)
 
-    async def _apply_parked_alone(self, event_id: UUID, consumer: str) -> None:
-        policy = self.policies[consumer]
+    async def _apply_parked_alone(self, event_id: UUID) -> None:
         batch = BatchInput(claims_parked=False, parked_ids=[event_id])
-        error = await policy.attempt(lambda: self._apply(batch, consumer), parked_vote=str(event_id))
+        error = await self.policy.attempt(lambda: self._apply(batch), parked_vote=str(event_id))
         if error is None:
             return
         async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
@@ -91,8 +89,8 @@ class BatchIntake:
             await insert_outbox(conn, self.rules.service, letters)
         self.relay.notify()
 
-    async def _apply(self, batch: BatchInput, consumer: str) -> None:
-        with self.metrics.batch_seconds.labels(consumer).time():
+    async def _apply(self, batch: BatchInput) -> None:
+        with self.metrics.batch_seconds.labels(self.policy.name).time():
             async with db.translate_errors(), self.pool.acquire() as conn, conn.transaction():
                 outcome = await apply_batch(conn, batch, self.rules, utcnow())
         self.relay.notify()

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.aggregator.app import SERVICE, create_app
-from services.aggregator.context import input_policies
+from services.aggregator.context import input_policy
 from services.aggregator.intake import BatchIntake
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.rules import batch_rules
@@ -61,8 +61,8 @@ def intake_for(settings: AggregatorSettings, pool: asyncpg.Pool) -> BatchIntake:
     relay = unstarted_relay(SERVICE, settings, pool, registry)
     metrics = AggregatorMetrics(registry)
     runtime = SimpleNamespace(db=pool, service=SERVICE)
-    policies = input_policies(runtime, settings, relay, metrics)  # type: ignore[arg-type]
-    return BatchIntake(pool=pool, relay=relay, rules=batch_rules(settings, SERVICE), metrics=metrics, policies=policies)
+    policy = input_policy(runtime, settings, relay, metrics)  # type: ignore[arg-type]
+    return BatchIntake(pool=pool, relay=relay, rules=batch_rules(settings, SERVICE), metrics=metrics, policy=policy)
 
 
 def consumed(prefix: str, records: Sequence[Record]) -> tuple[ConsumerRecord, ...]:
@@ -112,6 +112,13 @@ def thumbs(app_id: str, interaction_id: str, up: int, down: int, at: datetime = 
         (f"{tag}{interaction_id}-down{i}", -1) for i in range(down)
     ]
     return [vote(app_id, interaction_id, voter, at, kind="thumb", value=value) for voter, value in ids]
+
+
+def clear_split(tag: str, answer: str = "Answer {label}.") -> tuple[list[Record], list[Record]]:
+    """A group's two answers (`answer` formatted with the label), and 4 thumbs up on one and 4 down on the
+    other (one pair)."""
+    answers = [interaction("app", f"Question {tag}?", f"{tag}-{label}", answer.format(label=label)) for label in "ab"]
+    return answers, thumbs("app", f"{tag}-a", 4, 0) + thumbs("app", f"{tag}-b", 0, 4)
 
 
 def key_of(app_id: str, prompt: str) -> str:

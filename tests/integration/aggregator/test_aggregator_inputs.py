@@ -9,17 +9,10 @@ from __future__ import annotations
 import json
 
 from services.aggregator.decoders import decode_inputs
-from services.aggregator.intake import INPUTS
 from services.aggregator.settings import AggregatorSettings
 from shared import db
-from tests.integration.aggregator.aggregator_flow import consumed, intake_for, interaction, thumbs
+from tests.integration.aggregator.aggregator_flow import clear_split, consumed, intake_for
 from tests.support.kafka import Record
-
-
-def clear_split(tag: str) -> tuple[list[Record], list[Record]]:
-    """A group's two answers, and 4 thumbs up on one and 4 down on the other (one pair)."""
-    answers = [interaction("app", f"Question {tag}?", f"{tag}-{label}", f"Answer {label}.") for label in "ab"]
-    return answers, thumbs("app", f"{tag}-a", 4, 0) + thumbs("app", f"{tag}-b", 0, 4)
 
 
 async def test_votes_consumed_with_their_answers_are_applied_at_once_whatever_their_order(database_url: str) -> None:
@@ -29,7 +22,7 @@ async def test_votes_consumed_with_their_answers_are_applied_at_once_whatever_th
     try:
         intake = intake_for(settings, pool)
         # The votes come first in the batch (as they may from another topic's partitions): still none is parked.
-        await intake.take(consumed("p.", [*votes, *answers]), decode_inputs, INPUTS)
+        await intake.take(consumed("p.", [*votes, *answers]), decode_inputs)
         parked = await pool.fetchval("SELECT count(*) FROM agg_parked_votes")
         applied = await pool.fetchval("SELECT count(*) FROM agg_votes")
         pairs = await pool.fetch("SELECT value FROM outbox WHERE topic = 'p.preference-pairs'")
@@ -55,9 +48,9 @@ async def test_votes_in_a_batch_before_their_answers_wait_parked_and_the_answers
     pool = await db.create_pool(settings)
     try:
         intake = intake_for(settings, pool)
-        await intake.take(consumed("p.", votes), decode_inputs, INPUTS)
+        await intake.take(consumed("p.", votes), decode_inputs)
         parked_between = await pool.fetchval("SELECT count(*) FROM agg_parked_votes")
-        await intake.take(consumed("p.", answers), decode_inputs, INPUTS)
+        await intake.take(consumed("p.", answers), decode_inputs)
         parked_after = await pool.fetchval("SELECT count(*) FROM agg_parked_votes")
         pairs = await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'p.preference-pairs'")
     finally:
@@ -72,7 +65,7 @@ async def test_a_bad_record_of_either_topic_is_dead_lettered_with_its_own_origin
     batch.insert(1, Record(topic="interactions", value=b'{"event_id": 1}'))
     pool = await db.create_pool(settings)
     try:
-        await intake_for(settings, pool).take(consumed("p.", batch), decode_inputs, INPUTS)
+        await intake_for(settings, pool).take(consumed("p.", batch), decode_inputs)
         letters = await pool.fetch("SELECT value FROM outbox WHERE topic = 'p.dead-letter' ORDER BY id")
         pairs = await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'p.preference-pairs'")
     finally:

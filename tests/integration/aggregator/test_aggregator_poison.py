@@ -8,7 +8,6 @@ from aiokafka import ConsumerRecord
 
 from services.aggregator.batches import BatchRules
 from services.aggregator.decoders import decode_inputs
-from services.aggregator.intake import INPUTS
 from services.aggregator.settings import AggregatorSettings
 from shared import db
 from tests.integration.aggregator.aggregator_flow import consumed, intake_for, interaction
@@ -29,7 +28,7 @@ async def test_a_batch_that_cannot_be_applied_is_narrowed_to_its_poison(database
 
     pool = await db.create_pool(settings)
     try:
-        await intake_for(settings, pool).take(consumed("p.", [good[0], poison, good[1], good[2]]), decode, INPUTS)
+        await intake_for(settings, pool).take(consumed("p.", [good[0], poison, good[1], good[2]]), decode)
         stored = await pool.fetch("SELECT interaction_id FROM agg_interactions ORDER BY interaction_id")
         letters = await pool.fetch("SELECT topic, value FROM outbox WHERE service = 'aggregator'")
     finally:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from services.aggregator.decoders import decode_inputs
-from services.aggregator.intake import INPUTS
 from services.aggregator.settings import AggregatorSettings
 from shared import db
-from tests.integration.aggregator.aggregator_flow import consumed, intake_for, interaction, thumbs
+from tests.integration.aggregator.aggregator_flow import clear_split, consumed, intake_for
 
 PAYLOADS = {
     ("agg_votes", "vote"),
@@ -22,11 +21,11 @@ async def test_analyze_gathers_statistics_for_keys_and_none_for_payloads(databas
     settings = AggregatorSettings(database_url=database_url, topic_prefix="p.")
     batch = []
     for g in range(20):
-        answers = [interaction("app", f"Question {g}?", f"q{g}-{label}", f"Answer {label} " * 20) for label in "ab"]
-        batch += answers + thumbs("app", f"q{g}-a", 4, 0) + thumbs("app", f"q{g}-b", 0, 4)
+        answers, votes = clear_split(f"q{g}", "Answer {label} " * 20)
+        batch += answers + votes
     pool = await db.create_pool(settings)
     try:
-        await intake_for(settings, pool).take(consumed("p.", batch), decode_inputs, INPUTS)
+        await intake_for(settings, pool).take(consumed("p.", batch), decode_inputs)
         await pool.execute("ANALYZE agg_votes, agg_interactions, agg_groups, agg_pairs, outbox")
         rows = await pool.fetch(
             "SELECT tablename, attname FROM pg_stats WHERE schemaname = 'public' AND tablename = ANY($1::text[])",

@@ -16,7 +16,6 @@ from faststream.specification import AsyncAPI
 from services.aggregator.app import SERVICE
 from services.aggregator.decoders import decode_inputs
 from services.aggregator.handlers import register_subscribers
-from services.aggregator.intake import INPUTS
 from services.aggregator.settings import AggregatorSettings
 from shared import topics
 from shared.errors import TransientError
@@ -27,10 +26,10 @@ SETTINGS = AggregatorSettings(topic_prefix="p.")
 
 class RecordingIntake:
     def __init__(self) -> None:
-        self.taken: list[tuple[str, Any, list[bytes]]] = []
+        self.taken: list[tuple[Any, list[bytes]]] = []
 
-    async def take(self, records: tuple[Any, ...], decode: Any, consumer: str) -> None:
-        self.taken.append((consumer, decode, [r.value for r in records]))
+    async def take(self, records: tuple[Any, ...], decode: Any) -> None:
+        self.taken.append((decode, [r.value for r in records]))
 
 
 def runtime_with_subscribers() -> Runtime[Any]:
@@ -46,7 +45,7 @@ async def test_both_input_topics_go_to_the_intake_through_one_consumer() -> None
     async with TestKafkaBroker(runtime.broker) as broker:
         await broker.publish_batch(b"i1", b"i2", topic=topics.topic("p.", topics.INTERACTIONS))
         await broker.publish_batch(b"v1", topic=topics.topic("p.", topics.VOTES))
-    assert intake.taken == [(INPUTS, decode_inputs, [b"i1", b"i2"]), (INPUTS, decode_inputs, [b"v1"])]
+    assert intake.taken == [(decode_inputs, [b"i1", b"i2"]), (decode_inputs, [b"v1"])]
     # One subscriber of both topics (one consumer, one group member), documented as receiving on both.
     assert len(runtime.broker.subscribers) == 1
     spec = AsyncAPI(runtime.broker, schema_version="3.0.0").to_specification().to_jsonable()
