@@ -65,11 +65,18 @@ class OutboxRelay:
         self.publish_timeout_s = publish_timeout_s
         self.max_backoff_s = max_backoff_s
         self._wake = asyncio.Event()
+        self._stopping = False
         self.relayed = Counter("outbox_relayed", "Outbox messages published", ["service"], registry=registry)
         self.pending = Gauge(
             "outbox_pending", "Outbox messages waiting to be relayed (counted after each poll)", ["service"],
             registry=registry,
         )  # fmt: skip
+
+    def stop(self) -> None:
+        """Let `run` return once the cycle in progress is done (shutdown: the final `flush` comes next, and a
+        cycle holding the relay lock would make the flush find the lock taken and relay nothing)."""
+        self._stopping = True
+        self._wake.set()
 
     def notify(self) -> None:
         """Wake the relay now (call after committing outbox rows)."""
@@ -109,7 +116,7 @@ class OutboxRelay:
             log.warning("outbox_flush_incomplete", service=self.service, error=type(exc).__name__)
 
     async def run(self) -> None:
-        """Relay forever: right after `notify()`, else every `poll_interval_s`; back off on failures.
+        """Relay until `stop()`: right after `notify()`, else every `poll_interval_s`; back off on failures.
 
         The wake-up is cleared before each poll, so a `notify()` made while a poll runs is not lost (it
         was, when cleared after an empty poll: those rows then waited for the next poll interval). A poll
@@ -121,7 +128,7 @@ class OutboxRelay:
         """
         backoff = self.poll_interval_s
         counted_at = -math.inf
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 relayed = await self.relay_once()

@@ -4,7 +4,7 @@ Each service's `app.py` builds a `Runtime`, registers its subscribers and routes
 `build_app` with the one function that starts the service's context (`<service>/context.py`). The
 FastAPI lifespan starts the runtime, then the context, then consuming; `aclose()` stops them in the
 order STYLE.md asks for: stop consuming (in-flight handlers finish) -> stop the periodic jobs -> close
-the context -> flush the outbox -> close the producer -> cancel what is left -> close the pool.
+the context -> stop the relay loop -> flush the outbox -> close the producer -> cancel what is left -> close the pool.
 
 Routes and subscribers get the context from `runtime.context`, a dependency for both FastAPI
 (`fastapi.Depends(runtime.context)`) and FastStream (`faststream.Depends(runtime.context, cast=False)`:
@@ -103,6 +103,8 @@ class Runtime(Generic[C]):
     context: ContextDependency[C] = field(default_factory=ContextDependency)
     pool: asyncpg.Pool | None = None
     relay: OutboxRelay | None = None
+    relay_task: asyncio.Task[Any] | None = None
+    """The relay's loop (`OutboxRelay.run`): stopped before the final flush, which needs the relay lock."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # The periodic jobs among `tasks`: stopped before the final outbox flush, since they write to it.
     jobs: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -169,7 +171,7 @@ class Runtime(Generic[C]):
         )
         if is_enabled:
             self.relay = relay
-            self.spawn("outbox_relay", relay.run())
+            self.relay_task = self.spawn("outbox_relay", relay.run())
         else:
             self.every("outbox_pending", poll_interval_s, relay.count_pending)
         return relay
@@ -200,6 +202,9 @@ class Runtime(Generic[C]):
         if context is not None:
             await self._step("close_context", context.aclose(), grace_s)
         if self.relay is not None:
+            # The loop's cycle in progress ends first: it holds the relay lock, and a flush meeting the lock
+            # taken relays nothing (rows were left in the outbox when the two overlapped).
+            await self._step("stop_relay", self._stop_relay(self.relay), grace_s)
             # Nothing writes to the outbox any more: what is in it now goes out before the producer closes.
             await self._step("flush_outbox", self.relay.flush(grace_s), grace_s)
         await self._step("close_producer", self.broker.stop(), grace_s)
@@ -213,6 +218,11 @@ class Runtime(Generic[C]):
             await asyncio.wait_for(action, timeout=timeout_s)
         except Exception:
             log.exception("shutdown_step_failed", service=self.service, step=step, timeout_s=timeout_s)
+
+    async def _stop_relay(self, relay: OutboxRelay) -> None:
+        relay.stop()
+        if self.relay_task is not None:
+            await self.relay_task
 
     @staticmethod
     async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:

@@ -49,6 +49,15 @@ class Context:
 class Relay:
     def __init__(self, steps: Steps) -> None:
         self.steps = steps
+        self.stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        """Its loop: ends (a cycle done) only once asked to stop."""
+        await self.stopped.wait()
+        self.steps.done.append("stop_relay")
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     async def flush(self, timeout_s: float) -> None:
         await self.steps.record("flush_outbox")
@@ -66,7 +75,9 @@ async def started_runtime(steps: Steps) -> Runtime[Any]:
     """A runtime as `start` leaves it: context set, a periodic job and a background task running."""
     runtime: Runtime[Any] = Runtime.create(service="unit", settings=SETTINGS, migrations=())
     runtime.pool = Pool(steps)  # type: ignore[assignment]
-    runtime.relay = Relay(steps)  # type: ignore[assignment]
+    relay = Relay(steps)
+    runtime.relay = relay  # type: ignore[assignment]
+    runtime.relay_task = runtime.spawn("outbox_relay", relay.run())
     runtime.context.set(Context(steps))
 
     async def job() -> None:
@@ -95,7 +106,15 @@ async def test_aclose_stops_in_order() -> None:
     steps = Steps()
     runtime = await started_runtime(steps)
     await runtime.aclose()
-    assert steps.done == ["stop_jobs", "close_context", "flush_outbox", "close_producer", "cancel_tasks", "close_pool"]
+    assert steps.done == [
+        "stop_jobs",
+        "close_context",
+        "stop_relay",
+        "flush_outbox",
+        "close_producer",
+        "cancel_tasks",
+        "close_pool",
+    ]
     with pytest.raises(TransientError):
         await runtime.context()
 
