@@ -10,18 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.provenance import run_header
+from bench.provenance import kept_notes, run_header
 
 RESULTS_DIR = Path(__file__).parent / "results"
 NOTES_MARKER = "<!-- notes: kept by bench.aggregator -->"
 GOALS = {"ratio_to_baseline": 0.3, "latency_p99_ms_at_1000_events_per_s": 100.0}
-
-
-def kept_notes(path: Path) -> str:
-    """What follows NOTES_MARKER in the current results file, marker included ("" without one)."""
-    text = path.read_text() if path.is_file() else ""
-    _, marker, notes = text.partition(NOTES_MARKER)
-    return "\n" + marker + notes if marker else ""
 
 
 def _cell(value: Any, digits: int | None = None) -> str:
@@ -76,6 +69,6 @@ def write_results(results: list[dict[str, Any]], settings: dict[str, Any]) -> st
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "aggregator.json").write_text(json.dumps(report, indent=2) + "\n")
     path = RESULTS_DIR / "aggregator.md"
-    text = markdown(report) + kept_notes(path)
+    text = markdown(report) + kept_notes(path, NOTES_MARKER)
     path.write_text(text)
     return text

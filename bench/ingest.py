@@ -37,7 +37,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.ingest_load import HttpConnection, TopicReader, make_interactions, module_process, percentile
-from bench.ingest_report import PhaseResult, kept_notes, markdown, write_results
+from bench.ingest_report import NOTES_MARKER, RESULTS_DIR, PhaseResult, markdown, write_results
+from bench.provenance import kept_notes
 from deploy.init import migrate_all
 from deploy.local_broker import LOCAL_BROKER_SECURITY, LOCAL_CLIENT_SECURITY, start_broker
 from deploy.local_database import start_database
@@ -340,9 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         with start_broker(log_dir=workdir) as broker, start_database(workdir / "pg", fast_unsafe=True) as database:
             results = asyncio.run(measure(broker.bootstrap, database.url, config, workdir))
     sample = make_interactions(200, config.seed)
-    report = write_results(
-        results, asdict(config), sum(len(orjson.dumps(i)) for i in sample) / len(sample), kept_notes()
-    )
+    mean_bytes = sum(len(orjson.dumps(i)) for i in sample) / len(sample)
+    report = write_results(results, asdict(config), mean_bytes, kept_notes(RESULTS_DIR / "ingest.md", NOTES_MARKER))
     print(markdown(report))
 
 

@@ -98,11 +98,3 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", *(f"- {r['mode']}: {r['note']}." for r in report["results"] if r["note"])]
     return "\n".join(lines) + "\n"
-
-
-def kept_notes() -> str:
-    """What follows NOTES_MARKER in the current ingest.md (the profile, before/after tables): kept across runs."""
-    path = RESULTS_DIR / "ingest.md"
-    text = path.read_text() if path.is_file() else ""
-    _, marker, notes = text.partition(NOTES_MARKER)
-    return "\n" + marker + notes if marker else ""

@@ -21,7 +21,7 @@ from bench.load_max_report import (
     results_stem,
     search_caveats,
 )
-from bench.provenance import run_header
+from bench.provenance import kept_notes, run_header
 
 NOTES_MARKER = "<!-- notes: kept by bench.load --floor -->"
 STEM = "load_floor"
@@ -165,18 +165,11 @@ Every probe's figures, per-second lag and per-process CPU and RSS are in {STEM}.
 """
 
 
-def kept_notes(path: Path) -> str:
-    """What follows NOTES_MARKER in the current results file, marker included ("" without one)."""
-    text = path.read_text() if path.exists() else ""
-    _, marker, notes = text.partition(NOTES_MARKER)
-    return "\n" + marker + notes if marker else ""
-
-
 def write_floor_results(report: dict[str, Any], results_dir: Path = RESULTS_DIR) -> str:
     """Write load_floor.json and load_floor.md (keeping its notes); return the markdown."""
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{STEM}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = results_dir / f"{STEM}.md"
-    text = markdown(report) + kept_notes(path)
+    text = markdown(report) + kept_notes(path, NOTES_MARKER)
     path.write_text(text)
     return text

@@ -34,3 +34,11 @@ def run_header(benchmark: str) -> dict[str, Any]:
         # Other work on the box skews every figure: the load average says how much there was.
         "load_average_1m_after": round(os.getloadavg()[0], 2),
     }
+
+
+def kept_notes(path: Path, marker: str) -> str:
+    """What follows `marker` in the results file at `path` (notes, before/after tables), marker included: kept
+    when a run rewrites the table above it ("" without a marker)."""
+    text = path.read_text() if path.is_file() else ""
+    _, found, notes = text.partition(marker)
+    return "\n" + found + notes if found else ""
