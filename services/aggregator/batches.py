@@ -296,7 +296,9 @@ async def decide_groups(
         )
         decision = decide(group, rules.pairs)
         domain = group_domain(group, rules.routing)  # routed once: its pairs, tasks and counts carry it
-        board_changes.add_group(group, counted.before, counted.after, rules.routing, domain=domain)
+        # Counted under the domain it stays in, a group's approval moves only by the slots this batch changed.
+        before, after = counted.changed_counts() if rows.counted_domain == domain else (counted.before, counted.after)
+        board_changes.add_group(group, before, after, rules.routing, domain=domain)
         plan = plan_outputs(
             group,
             decision,

@@ -120,7 +120,16 @@ def collect_evidence(votes: Iterable[Vote]) -> Evidence:
     evidence = Evidence()
     ups: dict[str, int] = {}
     downs: dict[str, int] = {}
+    newest_at = evidence.newest_at
     for vote in votes:
+        if type(vote) is ThumbVote:  # most votes: counted and dated inline (a hot group has thousands)
+            interaction_id, at = vote.interaction_id, vote.occurred_at
+            counts = ups if vote.value > 0 else downs
+            counts[interaction_id] = counts.get(interaction_id, 0) + 1
+            seen = newest_at.get(interaction_id)
+            if seen is None or at > seen:
+                newest_at[interaction_id] = at
+            continue
         touched = [vote.interaction_id]
         approval = approval_of(vote)
         if approval > 0:

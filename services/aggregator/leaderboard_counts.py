@@ -100,7 +100,11 @@ def battle_changes(
 
 def version_approvals(votes: Iterable[Vote], answers: Iterable[Answer]) -> dict[VersionKey, tuple[int, int]]:
     """(up, down) per version from a group's effective votes; votes on answers not listed are skipped."""
-    version_of = {a.interaction_id: VersionKey(a.model, a.model_version) for a in answers}
+    votes = list(votes)
+    if not votes:
+        return {}
+    voted = {vote.interaction_id for vote in votes}
+    version_of = {a.interaction_id: VersionKey(a.model, a.model_version) for a in answers if a.interaction_id in voted}
     counts: dict[VersionKey, tuple[int, int]] = {}
     for vote in votes:
         sign, version = approval_of(vote), version_of.get(vote.interaction_id)

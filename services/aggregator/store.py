@@ -26,7 +26,7 @@ from services.aggregator.leaderboard import VersionKey
 from services.aggregator.leaderboard_counts import BattleKey
 from services.aggregator.outputs import PairRow, TaskRow
 from services.aggregator.pairs import Answer, SftExample
-from services.aggregator.vote_quality import VoteMarks, VoterKey
+from services.aggregator.vote_quality import VoteMarks, VoterKey, vote_marks
 from shared import db
 from shared.events import Interaction, Message, Vote, parse_vote
 
@@ -262,41 +262,40 @@ async def load_group_state(
     )
     flagged: set[VoterKey] = set()
     for r in rows:
-        if r["kind"] == "flagged":
-            flagged.add((r["body"], r["item"]))
-        else:
-            _add_state_row(groups[r["prompt_key"]], r)
-    return flagged
-
-
-def _add_state_row(rows: GroupRows, r: asyncpg.Record) -> None:
-    kind, item = r["kind"], r["item"]
-    if kind == "answer":
-        rows.answers.append(
-            Answer(
-                interaction_id=item,
-                content=r["body"],
-                model=r["model"],
-                model_version=r["model_version"],
-                domain=r["domain"],
-                occurred_at=r["occurred_at"],
+        # Unpacked once, in the statement's column order: a hot group's thousands of rows are read by every
+        # batch that touches it, and a look-up by column name per field was most of the reading.
+        kind, prompt_key, item, body, model, model_version, domain, occurred_at, state_hash, counted, tested, battle = r
+        if kind == "answer":
+            groups[prompt_key].answers.append(
+                Answer(
+                    interaction_id=item,
+                    content=body,
+                    model=model,
+                    model_version=model_version,
+                    domain=domain,
+                    occurred_at=occurred_at,
+                )
             )
-        )
-    elif kind == "vote":
-        rows.votes[item] = _parsed_vote(r["body"])
-        rows.marks[item] = VoteMarks(is_counted=r["is_counted"], is_tested=r["is_tested"])
-    elif kind == "pair":
-        rows.emitted_pairs[item] = r["state_hash"]
-        if (battle := r["battle"]) is not None:
-            app_id, domain, winner_model, winner_version, loser_model, loser_version = battle
-            winner, loser = VersionKey(winner_model, winner_version), VersionKey(loser_model, loser_version)
-            rows.battles[item] = BattleKey(app_id, domain, winner, loser)
-    elif kind == "request":
-        rows.emitted_tasks[item] = r["state_hash"]
-    elif kind == "budget":
-        rows.budget[item] = BudgetedTask(r["domain"], r["state_hash"])
-    else:
-        rows.counted_domain = r["domain"]
+        elif kind == "vote":
+            group = groups[prompt_key]
+            group.votes[item] = _parsed_vote(body)
+            group.marks[item] = vote_marks(counted, tested)
+        elif kind == "pair":
+            group = groups[prompt_key]
+            group.emitted_pairs[item] = state_hash
+            if battle is not None:
+                app_id, battle_domain, winner_model, winner_version, loser_model, loser_version = battle
+                winner, loser = VersionKey(winner_model, winner_version), VersionKey(loser_model, loser_version)
+                group.battles[item] = BattleKey(app_id, battle_domain, winner, loser)
+        elif kind == "request":
+            groups[prompt_key].emitted_tasks[item] = state_hash
+        elif kind == "budget":
+            groups[prompt_key].budget[item] = BudgetedTask(domain, state_hash)
+        elif kind == "counted":
+            groups[prompt_key].counted_domain = domain
+        else:  # flagged: no group; the voter's app_id in `body`, its user_ref in `item`
+            flagged.add((body, item))
+    return flagged
 
 
 async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:

@@ -24,6 +24,7 @@ The rules (ARCHITECTURE.md, "Vote quality"; the outlier test itself is in voters
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,17 @@ class VoteMarks:
 
     is_counted: bool = True
     is_tested: bool = False
+
+
+# The four marks there are, made once: a hot group's every slot is marked again by every batch that
+# touches it (frozen, so one instance can stand for every slot with these marks).
+_MARKS = {(c, t): VoteMarks(is_counted=c, is_tested=t) for c in (True, False) for t in (True, False)}
+_UNMARKED = VoteMarks()
+
+
+def vote_marks(is_counted: bool, is_tested: bool) -> VoteMarks:
+    """The marks (a shared instance)."""
+    return _MARKS[is_counted, is_tested]
 
 
 def observe(vote: Vote, evidence: Evidence, rules: VoterRules) -> Observation | None:
@@ -132,12 +144,34 @@ class CountedGroup:
     written: list[str]  # the vote of the slot is new: write it with its marks
     remarked: list[str]  # the vote stays, its marks changed
     effective: list[tuple[Vote, int]]  # (vote, +1 / -1) in the window of the vote's time
-    before: dict[str, Vote]  # the votes that counted before the batch
-    after: dict[str, Vote]  # the votes that count now
+    stored: Mapping[str, Vote] = field(repr=False, compare=False)  # the latest votes before the batch
+    stored_marks: Mapping[str, VoteMarks] = field(repr=False, compare=False)  # and their marks
 
     @property
     def is_changed(self) -> bool:
         return bool(self.written or self.remarked)
+
+    @functools.cached_property
+    def before(self) -> dict[str, Vote]:
+        """The votes that counted before the batch."""
+        return {s: v for s, v in self.stored.items() if self.stored_marks.get(s, _UNMARKED).is_counted}
+
+    @functools.cached_property
+    def after(self) -> dict[str, Vote]:
+        """The votes that count now."""
+        return {s: v for s, v in self.state.items() if self.marks[s].is_counted}
+
+    def changed_counts(self) -> tuple[dict[str, Vote], dict[str, Vote]]:
+        """`before` and `after` of the written and re-marked slots only: every other slot holds the same vote
+        with the same marks on both sides, so what the group counts moved by exactly their difference (a hot
+        group's thousands of votes are not gone through again for the few this batch changed)."""
+        slots = (*self.written, *self.remarked)
+        before = {
+            s: v
+            for s in slots
+            if (v := self.stored.get(s)) is not None and self.stored_marks.get(s, _UNMARKED).is_counted
+        }
+        return before, {s: self.state[s] for s in slots if self.marks[s].is_counted}
 
 
 def _effective_change(before: Vote | None, was_counted: bool, after: Vote, counts: bool) -> list[tuple[Vote, int]]:
@@ -154,16 +188,18 @@ def count_group(
     stored: Mapping[str, Vote], marks: Mapping[str, VoteMarks], tested: TestedGroup, flagged: set[VoterKey]
 ) -> CountedGroup:
     """Which latest votes count now (voters flagged now left out), what to write, what the stats gain and lose."""
-    now = {
-        slot: VoteMarks(is_counted=voter_of(vote) not in flagged, is_tested=slot in tested.tested)
-        for slot, vote in tested.state.items()
-    }
+    now: dict[str, VoteMarks] = {}
+    remarked = []
+    for slot, vote in tested.state.items():
+        mark = now[slot] = _MARKS[voter_of(vote) not in flagged, slot in tested.tested]
+        if slot not in tested.changed and mark is not (old := marks.get(slot, _UNMARKED)) and mark != old:
+            remarked.append(slot)
     written = sorted(tested.changed)
-    remarked = sorted(s for s in tested.state if s not in tested.changed and now[s] != marks.get(s, VoteMarks()))
+    remarked.sort()
     effective = []
     for slot in (*written, *remarked):
         before = stored.get(slot)
-        was_counted = before is not None and marks.get(slot, VoteMarks()).is_counted
+        was_counted = before is not None and marks.get(slot, _UNMARKED).is_counted
         effective += _effective_change(before, was_counted, tested.state[slot], now[slot].is_counted)
     return CountedGroup(
         state=tested.state,
@@ -171,8 +207,8 @@ def count_group(
         written=written,
         remarked=remarked,
         effective=effective,
-        before={s: v for s, v in stored.items() if marks.get(s, VoteMarks()).is_counted},
-        after={s: v for s, v in tested.state.items() if now[s].is_counted},
+        stored=stored,
+        stored_marks=marks,
     )
 
 

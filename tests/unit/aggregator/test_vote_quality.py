@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.evidence import collect_evidence, vote_slot
+from services.aggregator.leaderboard_counts import version_approvals
 from services.aggregator.vote_quality import (
     VoteMarks,
     VoterState,
@@ -20,6 +21,7 @@ from services.aggregator.vote_quality import (
 )
 from services.aggregator.voters import VoterRules, decide, tally_of
 from shared.events import ThumbVote, Vote
+from tests.strategies import answer
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
 RULES = VoterRules()
@@ -144,4 +146,29 @@ def test_the_tested_evidence_is_the_counted_votes_evidence(history) -> None:
     for votes, flagged in replayed(history):
         tested, counted = step(stored, marks, votes, flagged)
         assert tested.evidence == collect_evidence(counted.after.values())
+        stored, marks = counted.state, counted.marks
+
+
+def _moved(before: dict[str, Vote], after: dict[str, Vote]) -> dict:
+    """(up, down) per model version that `after` counts more than `before` (answers a and b: two versions)."""
+    answers = [answer("a", model_version="v1"), answer("b", model_version="v2")]
+    old, new = version_approvals(before.values(), answers), version_approvals(after.values(), answers)
+    moved = {}
+    for version in old.keys() | new.keys():
+        (up0, down0), (up1, down1) = old.get(version, (0, 0)), new.get(version, (0, 0))
+        if (up1 - up0, down1 - down0) != (0, 0):
+            moved[version] = (up1 - up0, down1 - down0)
+    return moved
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches)
+def test_the_changed_slots_move_approval_as_the_whole_group_does(history) -> None:
+    """changed_counts (the written and re-marked slots only) moves the leaderboard's approval by what the
+    group's whole before and after do, however votes arrive and flags change."""
+    stored: dict[str, Vote] = {}
+    marks: dict[str, VoteMarks] = {}
+    for votes, flagged in replayed(history):
+        _, counted = step(stored, marks, votes, flagged)
+        assert _moved(*counted.changed_counts()) == _moved(counted.before, counted.after)
         stored, marks = counted.state, counted.marks
