@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -87,20 +88,57 @@ class ParkedVote:
     expires_at: datetime | None = None
 
 
-# A busy group is locked and loaded by every batch that touches it: its prompt and its stored votes (frozen
-# models, written once per slot) were parsed again each time. Cached by their stored JSON text: at most
-# PARSED_CACHE_SIZE of each (~15 MB of votes at bench.load's sizes).
+# A busy group is locked and loaded by every batch that touches it: its prompt was parsed again each time.
+# Cached by its stored JSON text, at most PARSED_CACHE_SIZE prompts.
 PARSED_CACHE_SIZE = 8192
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RecentlyUsed(Generic[K, V]):
+    """The values last used, while their weights (`weigh`, 1 each by default) sum to at most `budget`."""
+
+    def __init__(self, budget: int, weigh: Callable[[V], int] = lambda _: 1) -> None:
+        self.budget, self._weigh = budget, weigh
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self.weight = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        if (old := self._items.pop(key, None)) is not None:
+            self.weight -= self._weigh(old)
+        self._items[key] = value
+        self.weight += self._weigh(value)
+        while self.weight > self.budget and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self.weight -= self._weigh(dropped)
+
+
+# A stored answer's content and a stored vote's body never change: each is kept here by the event_id it came
+# with (an event_id has one body: the edge refuses another as a conflict), so a busy group's answers and votes
+# are read once, not by every batch that touches it (select_group_state sends neither; a transaction that
+# rolled back leaves nothing wrong here: whichever event's row a later batch reads, it reads it by its own id).
+# At most ANSWER_CACHE_CHARS characters of answers (~50 MB at worst) and VOTE_CACHE_SIZE parsed votes (~25 MB).
+ANSWER_CACHE_CHARS = 16_000_000
+VOTE_CACHE_SIZE = 16_384
+# Keyed with where each was read too (its interaction_id, its slot): one key, one body, even for a caller that
+# reuses an event_id against another database.
+ANSWERS: RecentlyUsed[tuple[UUID, str], Answer] = RecentlyUsed(ANSWER_CACHE_CHARS, lambda a: len(a.content) + 200)
+VOTES: RecentlyUsed[tuple[UUID, str], Vote] = RecentlyUsed(VOTE_CACHE_SIZE)
 
 
 @functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
 def _parsed_prompt(text: str) -> tuple[Message, ...]:
     return tuple(Message.model_validate(m) for m in orjson.loads(text)["messages"])
-
-
-@functools.lru_cache(maxsize=PARSED_CACHE_SIZE)
-def _parsed_vote(text: str) -> Vote:
-    return parse_vote(text)
 
 
 def interaction_lock_key(app_id: str, interaction_id: str) -> int:
@@ -261,51 +299,92 @@ async def load_group_state(
         QUERIES["select_group_state"], sorted(groups), [v[0] for v in voters], [v[1] for v in voters]
     )
     flagged: set[VoterKey] = set()
+    answers_to_read: list[tuple[GroupRows, int, Answer]] = []  # (group, index, the answer without its content)
+    votes_to_read: list[tuple[str, str]] = []  # (prompt_key, slot)
     for r in rows:
         # Unpacked once, in the statement's column order: a hot group's thousands of rows are read by every
         # batch that touches it, and a look-up by column name per field was most of the reading.
-        kind, prompt_key, item, body, model, model_version, domain, occurred_at, state_hash, counted, tested, battle = r
+        kind, prompt_key, item, body, model, model_version, domain, occurred_at = r[:8]
         if kind == "answer":
-            groups[prompt_key].answers.append(
-                Answer(
+            group, event_id = groups[prompt_key], r[12]
+            answer = ANSWERS.get((event_id, item))
+            if answer is None:
+                answer = Answer(
                     interaction_id=item,
-                    content=body,
+                    content=body or "",
                     model=model,
                     model_version=model_version,
                     domain=domain,
                     occurred_at=occurred_at,
                 )
-            )
+                if body is None:  # sent only when this transaction stored it
+                    answers_to_read.append((group, len(group.answers), answer))
+                else:
+                    ANSWERS.put((event_id, item), answer)
+            group.answers.append(answer)
         elif kind == "vote":
-            group = groups[prompt_key]
-            group.votes[item] = _parsed_vote(body)
+            group, (counted, tested, event_id) = groups[prompt_key], (r[9], r[10], r[12])
+            vote = VOTES.get((event_id, item))
+            if vote is None:
+                votes_to_read.append((prompt_key, item))
+            group.votes[item] = vote  # type: ignore[assignment]  # read below when None
             group.marks[item] = vote_marks(counted, tested)
         elif kind == "pair":
-            group = groups[prompt_key]
+            group, state_hash, battle = groups[prompt_key], r[8], r[11]
             group.emitted_pairs[item] = state_hash
             if battle is not None:
                 app_id, battle_domain, winner_model, winner_version, loser_model, loser_version = battle
                 winner, loser = VersionKey(winner_model, winner_version), VersionKey(loser_model, loser_version)
                 group.battles[item] = BattleKey(app_id, battle_domain, winner, loser)
         elif kind == "request":
-            groups[prompt_key].emitted_tasks[item] = state_hash
+            groups[prompt_key].emitted_tasks[item] = r[8]
         elif kind == "budget":
-            groups[prompt_key].budget[item] = BudgetedTask(domain, state_hash)
+            groups[prompt_key].budget[item] = BudgetedTask(domain, r[8])
         elif kind == "counted":
             groups[prompt_key].counted_domain = domain
         else:  # flagged: no group; the voter's app_id in `body`, its user_ref in `item`
             flagged.add((body, item))
+    await _read_answers(conn, answers_to_read)
+    await _read_votes(conn, groups, votes_to_read)
     return flagged
+
+
+async def _read_answers(conn: asyncpg.Connection, missing: list[tuple[GroupRows, int, Answer]]) -> None:
+    """Fill in the content of the answers not kept in ANSWERS (and keep it)."""
+    if not missing:
+        return
+    rows = await conn.fetch(
+        QUERIES["select_answer_contents"],
+        [group.app_id for group, _, _ in missing],
+        [answer.interaction_id for _, _, answer in missing],
+    )
+    found = {(r["app_id"], r["interaction_id"]): (r["event_id"], r["content"]) for r in rows}
+    for group, index, answer in missing:
+        event_id, content = found[group.app_id, answer.interaction_id]
+        group.answers[index] = replace(answer, content=content)
+        ANSWERS.put((event_id, answer.interaction_id), group.answers[index])
+
+
+async def _read_votes(conn: asyncpg.Connection, groups: dict[str, GroupRows], missing: list[tuple[str, str]]) -> None:
+    """Read and parse the stored votes not kept in VOTES (and keep them)."""
+    if not missing:
+        return
+    rows = await conn.fetch(QUERIES["select_vote_bodies"], [key for key, _ in missing], [slot for _, slot in missing])
+    for r in rows:
+        vote = parse_vote(r["body"])
+        groups[r["prompt_key"]].votes[r["slot"]] = vote
+        VOTES.put((r["event_id"], r["slot"]), vote)
 
 
 async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote, VoteMarks]]) -> None:
     """Store (prompt_key, vote, marks) as the latest vote of its slot."""
     if not rows:
         return
+    slots = [vote_slot(v) for _, v, _ in rows]
     await conn.execute(
         QUERIES["upsert_votes"],
         [key for key, _, _ in rows],
-        [vote_slot(v) for _, v, _ in rows],
+        slots,
         [v.event_id for _, v, _ in rows],
         [v.occurred_at for _, v, _ in rows],
         [v.model_dump_json() for _, v, _ in rows],
@@ -314,6 +393,8 @@ async def upsert_votes(conn: asyncpg.Connection, rows: Sequence[tuple[str, Vote,
         [m.is_counted for _, _, m in rows],
         [m.is_tested for _, _, m in rows],
     )
+    for (_, vote, _), slot in zip(rows, slots, strict=True):  # what a later batch reads of this slot
+        VOTES.put((vote.event_id, slot), vote)
 
 
 async def update_vote_marks(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, VoteMarks]]) -> None:

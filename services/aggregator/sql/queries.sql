@@ -89,39 +89,44 @@ RETURNING event_id, interaction_id, vote, source_topic, source_partition, source
 
 -- name: select_group_state
 -- Everything stored of the locked groups, in one statement (one snapshot, one round trip): one row per item,
--- `kind` says which: 'answer' (interaction_id, content, model, model_version, domain, occurred_at), 'vote' (the
--- latest vote of each slot as JSON text, whether it counts and was tested: vote_quality.py), 'pair' and
--- 'request' (what was last published, by pair_id / task_id: its state hash; a pair's `battle`: the leaderboard
--- battle it counts for, [app_id, domain, winner_model, winner_version, loser_model, loser_version], or NULL),
--- 'budget' (the group's tasks in the annotation budget: their domain and the state hash last offered), 'counted'
--- (the domain the group's approval votes are counted under by the leaderboard), and 'flagged' (no group: the
--- flagged voters, app_id in `body` and user_ref in `item`, among the voters of the groups' stored votes and the
--- voters $2/$3 (app_id, user_ref) of the batch's new votes; read without a lock: see batches.py). Answers in
--- (occurred_at, interaction_id) order within their group.
-SELECT 'answer' AS kind, prompt_key, interaction_id AS item, content AS body, model, model_version, domain,
-       occurred_at, NULL::text AS state_hash, NULL::boolean AS is_counted, NULL::boolean AS is_tested,
-       NULL::text[] AS battle
+-- `kind` says which: 'answer' (interaction_id, model, model_version, domain, occurred_at; its content only when
+-- this transaction inserted it), 'vote' (the latest vote of each slot: its event_id, whether it counts and was
+-- tested: vote_quality.py; not its body), 'pair' and 'request' (what was last published, by pair_id / task_id:
+-- its state hash; a pair's `battle`: the leaderboard battle it counts for, [app_id, domain, winner_model,
+-- winner_version, loser_model, loser_version], or NULL), 'budget' (the group's tasks in the annotation budget:
+-- their domain and the state hash last offered), 'counted' (the domain the group's approval votes are counted
+-- under by the leaderboard), and 'flagged' (no group: the flagged voters, app_id in `body` and user_ref in
+-- `item`, among the voters of the groups' stored votes and the voters $2/$3 (app_id, user_ref) of the batch's
+-- new votes; read without a lock: see batches.py). Answers in (occurred_at, interaction_id) order within their
+-- group. An answer's content and a vote's body never change once stored: the caller keeps those it read
+-- (store.py) and asks for the others by key (select_answer_contents, select_vote_bodies), so a busy group's
+-- thousands of answers and votes are not sent again by every batch that touches it.
+SELECT 'answer' AS kind, prompt_key, interaction_id AS item,
+       CASE WHEN xmin = pg_current_xact_id_if_assigned()::xid THEN content END AS body, model, model_version,
+       domain, occurred_at, NULL::text AS state_hash, NULL::boolean AS is_counted, NULL::boolean AS is_tested,
+       NULL::text[] AS battle, event_id
 FROM agg_interactions WHERE prompt_key = ANY($1::text[])
 UNION ALL
-SELECT 'vote', prompt_key, slot, vote::text, NULL, NULL, NULL, NULL, NULL, is_counted, is_tested, NULL
+SELECT 'vote', prompt_key, slot, NULL, NULL, NULL, NULL, NULL, NULL, is_counted, is_tested, NULL, event_id
 FROM agg_votes WHERE prompt_key = ANY($1::text[])
 UNION ALL
 SELECT 'pair', p.prompt_key, p.pair_id, NULL, NULL, NULL, NULL, NULL, p.state_hash, NULL, NULL,
        CASE WHEN b.pair_id IS NOT NULL THEN
-           ARRAY[b.app_id, b.domain, b.winner_model, b.winner_version, b.loser_model, b.loser_version] END
+           ARRAY[b.app_id, b.domain, b.winner_model, b.winner_version, b.loser_model, b.loser_version] END,
+       NULL
 FROM agg_pairs p LEFT JOIN agg_pair_battles b ON b.pair_id = p.pair_id
 WHERE p.prompt_key = ANY($1::text[])
 UNION ALL
-SELECT 'request', prompt_key, task_id, NULL, NULL, NULL, NULL, NULL, state_hash, NULL, NULL, NULL
+SELECT 'request', prompt_key, task_id, NULL, NULL, NULL, NULL, NULL, state_hash, NULL, NULL, NULL, NULL
 FROM agg_annotation_requests WHERE prompt_key = ANY($1::text[])
 UNION ALL
-SELECT 'budget', prompt_key, task_id, NULL, NULL, NULL, domain, NULL, state_hash, NULL, NULL, NULL
+SELECT 'budget', prompt_key, task_id, NULL, NULL, NULL, domain, NULL, state_hash, NULL, NULL, NULL, NULL
 FROM agg_task_budget WHERE prompt_key = ANY($1::text[])
 UNION ALL
-SELECT 'counted', prompt_key, NULL, NULL, NULL, NULL, domain, NULL, NULL, NULL, NULL, NULL
+SELECT 'counted', prompt_key, NULL, NULL, NULL, NULL, domain, NULL, NULL, NULL, NULL, NULL, NULL
 FROM agg_counted_groups WHERE prompt_key = ANY($1::text[])
 UNION ALL
-SELECT 'flagged', NULL, f.user_ref, f.app_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'flagged', NULL, f.user_ref, f.app_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM agg_voters f
 JOIN (
     SELECT app_id, user_ref FROM agg_votes WHERE prompt_key = ANY($1::text[]) AND user_ref IS NOT NULL
@@ -130,6 +135,20 @@ JOIN (
 ) AS t(app_id, user_ref) ON f.app_id = t.app_id AND f.user_ref = t.user_ref
 WHERE f.flagged
 ORDER BY prompt_key, occurred_at, item
+
+-- name: select_answer_contents
+-- The content of these stored answers, by (app_id $1, interaction_id $2): those select_group_state's caller
+-- did not hold, with the event_id each came with.
+SELECT i.app_id, i.interaction_id, i.event_id, i.content
+FROM agg_interactions i
+JOIN unnest($1::text[], $2::text[]) AS t(app_id, interaction_id)
+  ON i.app_id = t.app_id AND i.interaction_id = t.interaction_id
+
+-- name: select_vote_bodies
+-- The stored latest votes (as JSON text) of these slots, by (prompt_key $1, slot $2), with their event_id.
+SELECT v.prompt_key, v.slot, v.event_id, v.vote::text AS body
+FROM agg_votes v
+JOIN unnest($1::text[], $2::text[]) AS t(prompt_key, slot) ON v.prompt_key = t.prompt_key AND v.slot = t.slot
 
 -- name: upsert_votes
 -- Store the new latest vote of changed slots (as JSON text), with its voter (end users) and marks.
