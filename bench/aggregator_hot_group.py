@@ -3,10 +3,11 @@
 `python -m bench.aggregator_hot_group [--answers 300 1000 3000] [--rounds 9]` starts its own PostgreSQL
 (fsync off), migrates it, and grows one group ("a popular prompt": every answer to it, each with a thumb up
 and a thumb down from voters of its own) through `apply_batch` in 200-record batches, as the consumer
-applies them. At each size it times `--rounds` batches of one new thumb on that group (decode, the batch
-transaction, commit: what the service's consumer does per batch), against the baseline measured in the
-same run: the same one-thumb batch on a group of BASELINE_ANSWERS answers. Every batch locks and loads
-the whole group and decides it again, so its cost grows with the group; the ratio shows by how much.
+applies them. At each size (after an ANALYZE) it times `--rounds` batches of one new thumb on that group
+(decode, the batch transaction, commit: what the service's consumer does per batch), against the baseline
+measured in the same run: the same one-thumb batch on a group of BASELINE_ANSWERS answers. Every batch
+locks and loads the whole group and decides it again, so its cost grows with the group; the ratio shows
+by how much.
 Reported: median wall ms per batch, this process's CPU ms per batch, the PostgreSQL backend's CPU ms per
 batch (/proc), and the ratio of the median to the baseline's. Results: bench/results/aggregator_hot_group.json
 and aggregator_hot_group.md.
@@ -152,6 +153,9 @@ async def measure(dsn: str, sizes: list[int], rounds: int) -> list[dict[str, Any
             stored = await pool.fetchval("SELECT count(*) FROM agg_interactions WHERE prompt_key = $1", hot.key)
             if stored != answers:  # a bench that measured an empty group would say nothing
                 raise RuntimeError(f"the hot group holds {stored} answers, not {answers}")
+            # Statistics as autovacuum leaves them on tables this size: each run's plans are the same, not
+            # whichever autovacuum's last visit happened to leave (runs differed by up to 2x without this).
+            await pool.execute("ANALYZE")
             baseline = await one_thumb_batches(consumer, small, rounds, backend)
             figures = await one_thumb_batches(consumer, hot, rounds, backend)
             rows.append(
