@@ -30,7 +30,7 @@ import asyncpg
 
 from bench.aggregator_batches import records_of
 from bench.ingest import process_cpu_s
-from bench.provenance import kept_notes, run_header
+from bench.provenance import run_header, write_results
 from deploy.init import migrate_all
 from deploy.local_database import start_database
 from services.aggregator.batches import BatchRules, apply_batch
@@ -42,7 +42,6 @@ from shared.events import Message, utcnow
 from shared.prompt_key import prompt_key
 
 RESULTS = Path(__file__).parent / "results"
-NOTES_MARKER = "<!-- notes: kept by bench.aggregator_hot_group -->"
 BASELINE_ANSWERS = 10
 GROW_BATCH = 200
 Row = tuple[str, bytes, bytes]
@@ -201,11 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         with start_database(Path(tmp) / "pg", fast_unsafe=True) as database:
             rows = asyncio.run(measure(database.url, sorted(args.answers), args.rounds))
     result = {"rounds": args.rounds, "rows": rows, "run": run_header("aggregator_hot_group")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "aggregator_hot_group.json").write_text(json.dumps(result, indent=2) + "\n")
     text = report(result)
-    path = args.out / "aggregator_hot_group.md"
-    path.write_text(text + kept_notes(path, NOTES_MARKER))
+    write_results(args.out, "aggregator_hot_group", result, text)
     print(text)
     return 0
 

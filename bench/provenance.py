@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -42,3 +43,16 @@ def kept_notes(path: Path, marker: str) -> str:
     text = path.read_text() if path.is_file() else ""
     _, found, notes = text.partition(marker)
     return "\n" + found + notes if found else ""
+
+
+def write_results(out: Path, stem: str, result: dict[str, Any], text: str) -> None:
+    """`<stem>.json` (the result) and `<stem>.md` (`text`, then the notes kept after its marker) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = out / f"{stem}.md"
+    path.write_text(text + kept_notes(path, notes_marker(stem)))
+
+
+def notes_marker(stem: str) -> str:
+    """The line after which a results file's notes (profiles, before/after tables) are kept across runs."""
+    return f"<!-- notes: kept by bench.{stem} -->"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -29,14 +28,13 @@ from typing import Any
 
 import asyncpg
 
-from bench.provenance import kept_notes, run_header
+from bench.provenance import run_header, write_results
 from deploy.local_database import start_database
 from services.feedback.app import MIGRATIONS
 from services.feedback.budget_store import QUERIES
 from shared import db
 
 RESULTS = Path(__file__).parent / "results"
-NOTES_MARKER = "<!-- notes: kept by bench.voter_budget -->"
 MAX_VOTES_PER_HOUR = 60
 VOTES_PER_VOTER = {"one vote per voter": 1, "ten votes per voter": 10}
 
@@ -143,11 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(db.migrate(database.url, MIGRATIONS))
             rows = asyncio.run(measure(database.url, args.sizes, args.rounds))
     result = {"rounds": args.rounds, "rows": rows, "run": run_header("voter_budget")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "voter_budget.json").write_text(json.dumps(result, indent=2) + "\n")
     text = report(result)
-    path = args.out / "voter_budget.md"
-    path.write_text(text + kept_notes(path, NOTES_MARKER))
+    write_results(args.out, "voter_budget", result, text)
     print(text)
     return 0
 

@@ -317,7 +317,7 @@ async def load_group_state(
                     domain=domain,
                     occurred_at=occurred_at,
                 )
-                if body is None:  # sent only when this transaction stored it
+                if body is None:  # the content is sent only for an answer this transaction stored
                     answers_to_read.append((group, len(group.answers), answer))
                 else:
                     ANSWERS.put((event_id, item), answer)
@@ -370,6 +370,8 @@ async def _read_votes(conn: asyncpg.Connection, groups: dict[str, GroupRows], mi
     if not missing:
         return
     rows = await conn.fetch(QUERIES["select_vote_bodies"], [key for key, _ in missing], [slot for _, slot in missing])
+    if len(rows) != len(missing):  # the groups are locked: their votes cannot have gone
+        raise RuntimeError(f"{len(missing) - len(rows)} stored votes of locked groups were not found")
     for r in rows:
         vote = parse_vote(r["body"])
         groups[r["prompt_key"]].votes[r["slot"]] = vote
