@@ -30,7 +30,7 @@ import asyncpg
 
 from bench.aggregator_batches import records_of
 from bench.ingest import process_cpu_s
-from bench.provenance import run_header, write_results
+from bench.provenance import run_header, run_sentence, write_results
 from deploy.init import migrate_all
 from deploy.local_database import start_database
 from services.aggregator.batches import BatchRules, apply_batch
@@ -177,8 +177,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "# One vote on a popular prompt (bench/aggregator_hot_group.py)",
         "",
-        f"Run {header['date']} at commit `{header['git_commit']}`; {header['cpus']} CPUs; load average after "
-        f"{header['load_average_1m_after']}. Medians of {result['rounds']} batches of one new thumb each (decode, "
+        f"{run_sentence(header)} Medians of {result['rounds']} batches of one new thumb each (decode, "
         f"the batch transaction, commit), on a group of that many answers (two stored thumbs each) and, in the same "
         f"run, on a group of {BASELINE_ANSWERS} answers (baseline). Embedded PostgreSQL, fsync off.",
         "",

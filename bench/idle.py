@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load_processes import LOAD_GENERATOR, cpu_seconds, roots
-from bench.provenance import run_header
+from bench.provenance import run_header, run_sentence
 from deploy.stack import Stack
 from shared.settings import PipelineSettings
 
@@ -58,8 +58,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "# An idle stack's CPU (bench/idle.py)",
         "",
-        f"Run {header['date']} at commit {header['git_commit']}; {header['cpus']} CPUs; load average after "
-        f"{header['load_average_1m_after']}. Each part's CPU (cores, user + system of its process tree) over "
+        f"{run_sentence(header)} Each part's CPU (cores, user + system of its process tree) over "
         f"{result['seconds']:.0f} s of a stack receiving nothing, {result['settle']:.0f} s after it started. "
         f"Baseline: every consumer's fetch wait at {result['fetch_wait_ms']} ms; pipeline: consumers off the "
         f"event -> pair path at {result['background_fetch_wait_ms']} ms.",

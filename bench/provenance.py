@@ -56,3 +56,11 @@ def write_results(out: Path, stem: str, result: dict[str, Any], text: str) -> No
 def notes_marker(stem: str) -> str:
     """The line after which a results file's notes (profiles, before/after tables) are kept across runs."""
     return f"<!-- notes: kept by bench.{stem} -->"
+
+
+def run_sentence(header: dict[str, Any]) -> str:
+    """Where and when, for the top of a results file: "Run <date> at commit `<sha>`; 2 CPUs; load average after 0.8."""
+    return (
+        f"Run {header['date']} at commit `{header['git_commit']}`; {header['cpus']} CPUs; load average after "
+        f"{header['load_average_1m_after']}."
+    )

@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.provenance import run_header, write_results
+from bench.provenance import run_header, run_sentence, write_results
 from deploy.local_database import start_database
 from services.feedback.app import MIGRATIONS
 from services.feedback.budget_store import QUERIES
@@ -118,8 +118,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "# The per-voter budget's statement by batch size (bench/voter_budget.py)",
         "",
-        f"Run {header['date']} at commit `{header['git_commit']}`; {header['cpus']} CPUs; load average after "
-        f"{header['load_average_1m_after']}. Median of {result['rounds']} calls each, on an embedded PostgreSQL "
+        f"{run_sentence(header)} Median of {result['rounds']} calls each, on an embedded PostgreSQL "
         "(fsync off) with feedback's tables. Floor: the statement's two writes alone (buckets' counts upserted, "
         "one decision row per vote) in one statement; statement: `decide_budget_votes`. Every vote is fresh.",
         "",
