@@ -331,10 +331,11 @@ def _edit_pairs(group: Group, answer: Answer, edits: list[EditVote], rules: Pair
 
 def _considered(group: Group, rules: PairRules) -> list[Answer]:
     """The answers the pair rules look at: the `max_answers` with the most evidence (bounds the O(n^2) pairs)."""
-    ev = group.evidence
+    tallies = group.evidence.tallies  # read directly: a busy group sorts thousands of answers per batch
 
     def weight(answer: Answer) -> tuple[int, str]:
-        return (-(ev.tally(answer.interaction_id).total), answer.interaction_id)
+        tally = tallies.get(answer.interaction_id)
+        return (-(tally.up + tally.down) if tally is not None else 0, answer.interaction_id)
 
     answers = sorted(group.answers, key=weight)
     return answers[: rules.max_answers]

@@ -114,7 +114,8 @@ def fold_and_test(
     """Fold the new votes in, then test every counted, untested vote whose question is settled without it."""
     state, changed = fold_votes(stored, new)
     tested = {slot for slot, mark in marks.items() if mark.is_tested}
-    evidence = collect_evidence(v for v in state.values() if voter_of(v) not in flagged)
+    counted = (v for v in state.values() if voter_of(v) not in flagged) if flagged else state.values()
+    evidence = collect_evidence(counted)
     group = TestedGroup(state=state, changed=changed, tested=tested, evidence=evidence)
     # The untested votes of unflagged voters, in vote order: picked out before sorting, as a hot group's
     # votes are mostly tested already (sorting all of them every batch grew with the group).
@@ -191,7 +192,7 @@ def count_group(
     now: dict[str, VoteMarks] = {}
     remarked = []
     for slot, vote in tested.state.items():
-        mark = now[slot] = _MARKS[voter_of(vote) not in flagged, slot in tested.tested]
+        mark = now[slot] = _MARKS[not flagged or voter_of(vote) not in flagged, slot in tested.tested]
         if slot not in tested.changed and mark is not (old := marks.get(slot, _UNMARKED)) and mark != old:
             remarked.append(slot)
     written = sorted(tested.changed)
