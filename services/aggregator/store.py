@@ -304,9 +304,10 @@ async def load_group_state(
     for r in rows:
         # Unpacked once, in the statement's column order: a hot group's thousands of rows are read by every
         # batch that touches it, and a look-up by column name per field was most of the reading.
-        kind, prompt_key, item, body, model, model_version, domain, occurred_at = r[:8]
+        (kind, prompt_key, item, body, model, model_version, domain, occurred_at,
+         state_hash, counted, tested, battle, event_id) = r  # fmt: skip
         if kind == "answer":
-            group, event_id = groups[prompt_key], r[12]
+            group = groups[prompt_key]
             answer = ANSWERS.get((event_id, item))
             if answer is None:
                 answer = Answer(
@@ -323,23 +324,23 @@ async def load_group_state(
                     ANSWERS.put((event_id, item), answer)
             group.answers.append(answer)
         elif kind == "vote":
-            group, (counted, tested, event_id) = groups[prompt_key], (r[9], r[10], r[12])
+            group = groups[prompt_key]
             vote = VOTES.get((event_id, item))
             if vote is None:
                 votes_to_read.append((prompt_key, item))
             group.votes[item] = vote  # type: ignore[assignment]  # read below when None
             group.marks[item] = vote_marks(counted, tested)
         elif kind == "pair":
-            group, state_hash, battle = groups[prompt_key], r[8], r[11]
+            group = groups[prompt_key]
             group.emitted_pairs[item] = state_hash
             if battle is not None:
                 app_id, battle_domain, winner_model, winner_version, loser_model, loser_version = battle
                 winner, loser = VersionKey(winner_model, winner_version), VersionKey(loser_model, loser_version)
                 group.battles[item] = BattleKey(app_id, battle_domain, winner, loser)
         elif kind == "request":
-            groups[prompt_key].emitted_tasks[item] = r[8]
+            groups[prompt_key].emitted_tasks[item] = state_hash
         elif kind == "budget":
-            groups[prompt_key].budget[item] = BudgetedTask(domain, r[8])
+            groups[prompt_key].budget[item] = BudgetedTask(domain, state_hash)
         elif kind == "counted":
             groups[prompt_key].counted_domain = domain
         else:  # flagged: no group; the voter's app_id in `body`, its user_ref in `item`
