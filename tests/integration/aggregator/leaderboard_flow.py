@@ -132,16 +132,30 @@ def in_the_past(sim: Simulation, ends_s_ago: float) -> list[SimEvent]:
 BattleCell = tuple[str, str, str, str, str, str]  # app, domain, winner model/version, loser model/version
 
 
-async def battle_recount(board: Board) -> Counter[BattleCell]:
-    """Battles by definition, from the live pairs as stored: two real answers of two different versions."""
-    recount: Counter[BattleCell] = Counter()
-    for r in await board.fetch("SELECT pair FROM agg_pairs WHERE pair IS NOT NULL"):
+async def live_battles(board: Board) -> dict[str, BattleCell]:
+    """pair_id -> the battle it is by definition, for the live pairs as stored that are one: two real answers of
+    two different versions."""
+    battles = {}
+    for r in await board.fetch("SELECT pair_id, pair FROM agg_pairs WHERE pair IS NOT NULL"):
         pair = r["pair"]
         chosen, rejected = pair["chosen"], pair["rejected"]
         winner, loser = (chosen["model"], chosen["model_version"]), (rejected["model"], rejected["model_version"])
         if winner != loser and chosen["model"] not in HUMAN_MODELS and rejected["model"] not in HUMAN_MODELS:
-            recount[(pair["app_id"], pair["domain"], *winner, *loser)] += 1
-    return recount
+            battles[r["pair_id"]] = (pair["app_id"], pair["domain"], *winner, *loser)
+    return battles
+
+
+async def battle_recount(board: Board) -> Counter[BattleCell]:
+    """Battles by definition, counted from the live pairs as stored."""
+    return Counter((await live_battles(board)).values())
+
+
+async def stored_pair_battles(board: Board) -> dict[str, BattleCell]:
+    """pair_id -> the battle the aggregator holds it counts for (agg_pair_battles)."""
+    rows = await board.fetch(
+        "SELECT pair_id, app_id, domain, winner_model, winner_version, loser_model, loser_version FROM agg_pair_battles"
+    )
+    return {r["pair_id"]: tuple(r.values())[1:] for r in rows}
 
 
 async def stored_battles(board: Board) -> Counter[BattleCell]:

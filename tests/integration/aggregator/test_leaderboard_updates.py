@@ -16,11 +16,13 @@ from tests.integration.aggregator.leaderboard_flow import (
     answer,
     approval_recount,
     battle_recount,
+    live_battles,
     running_board,
     settled,
     standings,
     stored_approvals,
     stored_battles,
+    stored_pair_battles,
     thumbs_of,
 )
 from tests.support.isolation import isolated_pipeline
@@ -132,6 +134,8 @@ async def test_a_flip_moves_a_battle_a_retraction_removes_it_and_the_alarm_clear
     await eventually(lambda: settled(board, app), timeout=20)
     assert await stored_battles(board) == await battle_recount(board)
     assert await stored_approvals(board) == await approval_recount(board)
+    # Each pair counts for the battle it is now, and the retracted one for none (it is no live pair).
+    assert await stored_pair_battles(board) == await live_battles(board)
 
 
 async def _gauge_is(board: Board, app: str, value: float) -> bool:
