@@ -7,7 +7,7 @@ each), once per mode, each mode in a fresh interpreter with its own database:
 
 - `startup`: the heap frozen once the modules and the pool are up, as `shared.heap` did before;
 - `survivors`: the same, then `shared.heap.FreezeSurvivors` freezing the survivors of every generation 1
-  and 2 collection (what a served process does now).
+  and 2 collection (what a served process does now; its full scan every 10 minutes falls in no run).
 
 Every collection is timed (`gc.callbacks`): the report gives their count per generation, the longest
 pause (the event loop stalls that long: every batch and request in flight waits), the time paused in
@@ -128,7 +128,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], header: str) -
         f"Settings: `{json.dumps(config)}`. `python -m bench.gc_pauses`: bench.load's workload applied through the "
         "aggregator's batch steps in-process, once per mode, each in a fresh interpreter with its own database. "
         "`startup`: the heap frozen once started (the baseline); `survivors`: `shared.heap.FreezeSurvivors` "
-        "too. Ratios to `startup` in the same run.",
+        "too (its full scan every 10 minutes falls in no run). Ratios to `startup` in the same run.",
         "",
         "| mode | collections gen 0 / 1 / 2 | longest pause ms (×) | longest full collection ms | paused in all ms (×) "
         "| CPU ms/event (×) | frozen objects at the end |",
