@@ -9,7 +9,7 @@ skip.
 
 The aggregator then fills its caches (answers' contents, votes, parsed prompts, state hashes: some
 150,000 tracked objects after 4,000 groups), and its full collections walked all of them again: under
-`bench.load` at 1,000 events/s, 200-500 ms each, every 2-3 s. They found almost nothing to free
+`bench.load` at 1,000 events/s, up to 334 ms each, one every ~2 s. They found almost nothing to free
 (`collected=0` in nearly every one). So the survivors of every generation 1 and 2 collection are frozen
 too: a collection then walks only the objects made since the last one. An object frozen that way
 and later dropped is still freed at once by its reference count; only cycles among frozen objects
